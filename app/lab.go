@@ -1,0 +1,194 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"tcpshake/lab"
+)
+
+func labCommand() *cli.Command {
+	name := &cli.StringFlag{Name: "name", Value: lab.DefaultName, Usage: "lab `NAME`: namespaces NAME-client and NAME-server"}
+	return &cli.Command{
+		Name:  "lab",
+		Usage: "a private two-host lab in network namespaces, with a real server to try everything on",
+		Description: "Client 198.51.100.1 / 2001:db8::1 and server 198.51.100.2 / 2001:db8::2, joined by a veth pair.\n" +
+			"Server ports: 7 echo, 9 hold (stays in CLOSE-WAIT a while after your FIN), 13 half (half-closes first),\n" +
+			"80 http (answers and closes first), 81 closed (RST), 82 dropped (silence),\n" +
+			"83 rejected (ICMP port-unreachable), 84 prohibited (ICMP admin-prohibited).",
+		Subcommands: []*cli.Command{
+			{
+				Name:   "up",
+				Usage:  "create the lab and start its server (idempotent)",
+				Flags:  []cli.Flag{name},
+				Action: func(c *cli.Context) error { return labUp(c.Context, c.App.Writer, c.String("name"), true) },
+			},
+			{
+				Name:  "down",
+				Usage: "remove the lab: server, namespaces, firewall rules",
+				Flags: []cli.Flag{name},
+				Action: func(c *cli.Context) error {
+					if err := lab.New(c.String("name")).Down(); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "lab %s removed\n", c.String("name"))
+					return nil
+				},
+			},
+			{
+				Name:  "status",
+				Usage: "what of the lab exists, and what listens in it",
+				Flags: []cli.Flag{name},
+				Action: func(c *cli.Context) error {
+					st, err := lab.New(c.String("name")).Status()
+					if err != nil {
+						return err
+					}
+					fmt.Fprint(c.App.Writer, st.String())
+					if !st.Ready() {
+						return exitCode(ExitNone)
+					}
+					return nil
+				},
+			},
+			{
+				Name:  "demo",
+				Usage: "bring the lab up, run tcpshake's main jobs in it with explanations, take it down",
+				Flags: []cli.Flag{name, &cli.BoolFlag{Name: "keep", Usage: "leave the lab up afterwards"}},
+				Action: func(c *cli.Context) error {
+					return labDemo(c.Context, c.App.Writer, c.App.ErrWriter, c.String("name"), c.Bool("keep"))
+				},
+			},
+			{
+				Name:   "serve",
+				Usage:  "run the lab server in the foreground (lab up starts it in the background)",
+				Hidden: true,
+				Flags:  []cli.Flag{name},
+				Action: func(c *cli.Context) error {
+					ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, os.Interrupt)
+					defer stop()
+					return lab.New(c.String("name")).Serve(ctx, nil)
+				},
+			},
+		},
+	}
+}
+
+func labUp(ctx context.Context, w io.Writer, name string, tell bool) error {
+	l := lab.New(name)
+	if err := l.Up(ctx); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("lab: find own executable: %w", err)
+	}
+	pid, err := l.StartDaemon([]string{self, "lab", "serve", "--name", name})
+	if err != nil {
+		return err
+	}
+	if !tell {
+		return nil
+	}
+	fmt.Fprintf(w, "lab %s is up (server pid %d)\n", name, pid)
+	fmt.Fprintf(w, "  client %s  %v  %v\n  server %s  %v  %v\n", l.ClientNS, l.ClientV4, l.ClientV6, l.ServerNS, l.ServerV4, l.ServerV6)
+	fmt.Fprintf(w, "  ports: 7 echo, 9 hold, 13 half-close, 80 http, 81 closed, 82 dropped, 83 ICMP port-unreachable, 84 ICMP admin-prohibited\n")
+	fmt.Fprintf(w, "run commands as the client:\n")
+	fmt.Fprintf(w, "  ip netns exec %s tcpshake probe %v -p 80,81,82,83\n", l.ClientNS, l.ServerV4)
+	fmt.Fprintf(w, "watch the server's sockets:\n")
+	fmt.Fprintf(w, "  ip netns exec %s ss -tan\n", l.ServerNS)
+	fmt.Fprintf(w, "remove it: tcpshake lab down")
+	if name != lab.DefaultName {
+		fmt.Fprintf(w, " --name %s", name)
+	}
+	fmt.Fprintln(w)
+	return nil
+}
+
+// demoStep is one command the demo runs as the client, with what it shows.
+type demoStep struct {
+	title string
+	says  string
+	args  []string
+	exit  int // the exit status the step should end with
+}
+
+func demoSteps(l lab.Lab) []demoStep {
+	v4, v6 := l.ServerV4.String(), l.ServerV6.String()
+	return []demoStep{
+		{
+			title: "An open port",
+			says:  "A SYN to the HTTP server: it answers SYN-ACK, its ack = our ISN + 1. tcpshake then resets the half-open connection.",
+			args:  []string{"probe", v4 + ":80"},
+		},
+		{
+			title: "Every kind of port at once",
+			says: "81: nothing listens, the kernel answers RST. 82: a firewall drops the SYN, so silence (one retransmission first).\n" +
+				"83 and 84: the firewall answers with an ICMP error that quotes our SYN, so we know which probe it was for.",
+			args: []string{"probe", v4, "-p", "80,81,82,83,84", "--retries", "0"},
+		},
+		{
+			title: "The same over IPv6",
+			says:  "ICMPv6 destination-unreachable codes map to the same reasons.",
+			args:  []string{"probe", "-6", v6, "-p", "7,81,83,84", "--retries", "0"},
+		},
+		{
+			title: "Round-trip times",
+			says:  "Five SYNs to the echo port; RTTs come from kernel timestamps of the SYN leaving and the SYN-ACK arriving.",
+			args:  []string{"probe", v4 + ":7", "-c", "5", "-i", "100ms", "-q"},
+		},
+		{
+			title: "A closed port only",
+			says:  "No port open, so the exit status is 1 (scripts can test it).",
+			args:  []string{"probe", v4 + ":81", "-q"},
+			exit:  ExitNone,
+		},
+	}
+}
+
+func labDemo(ctx context.Context, w, ew io.Writer, name string, keep bool) (err error) {
+	l := lab.New(name)
+	fmt.Fprintf(w, "== tcpshake lab demo ==\nCreating lab %q: two network namespaces joined by a veth pair, a real server in one of them.\n", name)
+	if err := labUp(ctx, w, name, false); err != nil {
+		return err
+	}
+	if !keep {
+		defer func() {
+			if derr := l.Down(); derr != nil && err == nil {
+				err = derr
+			}
+			fmt.Fprintf(w, "\nLab %s removed. `tcpshake lab up` keeps one running to experiment in.\n", name)
+		}()
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("lab demo: find own executable: %w", err)
+	}
+	for i, st := range demoSteps(l) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "\n-- %d. %s --\n%s\n$ ip netns exec %s tcpshake %s\n", i+1, st.title, st.says, l.ClientNS, strings.Join(st.args, " "))
+		cmd := exec.CommandContext(ctx, self, st.args...)
+		cmd.Stdout, cmd.Stderr = w, ew
+		runErr := lab.Do(l.ClientNS, cmd.Run)
+		code := 0
+		if ee, ok := runErr.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if runErr != nil {
+			return fmt.Errorf("lab demo: %s: %w", st.title, runErr)
+		}
+		if code != st.exit {
+			return fmt.Errorf("lab demo: %s: exit status %d, expected %d", st.title, code, st.exit)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,283 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"tcpshake/capture"
+	"tcpshake/craft"
+	"tcpshake/event"
+	"tcpshake/probe"
+)
+
+func probeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "probe",
+		Usage:     "is a port open, closed or filtered, and why (like hping3 and nmap --reason)",
+		ArgsUsage: "HOST[:PORT]",
+		Description: "Sends crafted segments (a SYN by default) and classifies each port by its answer:\n" +
+			"  open      syn-ack        a listener answered with SYN-ACK (we reset it at once)\n" +
+			"  closed    reset          the kernel answered RST: nothing listens\n" +
+			"  filtered  no-response    nothing came back (after --retries retransmissions)\n" +
+			"  filtered  port-unreach…  an ICMP error quoting our segment (admin-prohibited, host-unreach, …)\n" +
+			"Non-SYN probes follow nmap: FIN/NULL/Xmas silence is open|filtered, an ACK probe's RST is unfiltered.\n" +
+			"Exit status: 0 if any port is open, 1 if none, 2 on usage or runtime errors.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "ports", Aliases: []string{"p"}, Usage: "`PORTS` to probe: 80, 22,80,443 or 1000-1010"},
+			&cli.BoolFlag{Name: "4", Usage: "IPv4 only"},
+			&cli.BoolFlag{Name: "6", Usage: "IPv6 only"},
+			&cli.StringFlag{Name: "interface", Aliases: []string{"I"}, Usage: "send and capture on `IFACE` (default: from the routing table)"},
+			&cli.StringFlag{Name: "source", Aliases: []string{"s"}, Usage: "source `ADDR` (default: the route's preferred source)"},
+			&cli.StringFlag{Name: "sport", Usage: "source `PORT` (default: random per probe)"},
+			&cli.StringFlag{Name: "flags", Value: "S", Usage: "TCP `FLAGS`: words (syn,ack), tcpdump letters (S.) or hping3 letters (SA)"},
+			&cli.StringFlag{Name: "seq", Usage: "sequence `NUMBER` (default: random per probe, from crypto/rand)"},
+			&cli.StringFlag{Name: "ack", Usage: "acknowledgment `NUMBER` (default: 0, random when ACK is set)"},
+			&cli.StringFlag{Name: "window", Value: "64240", Usage: "window `SIZE`"},
+			&cli.StringFlag{Name: "ttl", Value: "64", Usage: "IPv4 TTL or IPv6 hop limit `N` (1-255)"},
+			&cli.StringFlag{Name: "mss", Value: "1460", Usage: "MSS option `BYTES` on SYNs (0: none)"},
+			&cli.StringFlag{Name: "wscale", Usage: "window scale option `SHIFT` on SYNs (0-14)"},
+			&cli.BoolFlag{Name: "sackok", Usage: "SACK-permitted option on SYNs"},
+			&cli.BoolFlag{Name: "timestamp", Usage: "timestamps option on SYNs"},
+			&cli.StringSliceFlag{Name: "option", Usage: "raw option `KIND[:HEX]`, repeatable (e.g. 30:0a0b)"},
+			&cli.StringFlag{Name: "data", Usage: "payload `TEXT` (escapes \\r \\n \\t \\xNN)"},
+			&cli.StringFlag{Name: "count", Aliases: []string{"c"}, Value: "1", Usage: "probes per port `N`"},
+			&cli.StringFlag{Name: "interval", Aliases: []string{"i"}, Value: "1s", Usage: "`DURATION` between rounds of probes (1s, 200ms)"},
+			&cli.StringFlag{Name: "timeout", Usage: "wait `DURATION` for each answer (default: adaptive like nmap: 1s, then SRTT+4·RTTVAR within 100ms-10s)"},
+			&cli.StringFlag{Name: "retries", Value: "1", Usage: "retransmit an unanswered probe `N` times before calling it silent"},
+			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (docs/json.md)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only the port table and the summary"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also show the segments sent, and every explanation"},
+		},
+		Action: runProbe,
+	}
+}
+
+func runProbe(c *cli.Context) error {
+	cfg, iface, err := probeConfig(c)
+	if err != nil {
+		return err
+	}
+	route, err := capture.Lookup(cfg.Addr, iface, cfg.Src)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	cfg.Src, cfg.Iface = route.Src, route.IfName
+	live, err := probe.OpenLive(cfg.Addr, route, iface)
+	if err != nil {
+		return err
+	}
+	defer live.Close()
+	env := live.Env()
+	env.Sink = sink(c)
+	out, err := probe.Run(c.Context, cfg, env)
+	if err != nil {
+		if errors.Is(err, c.Context.Err()) {
+			return fmt.Errorf("interrupted")
+		}
+		return err
+	}
+	if out.Open == 0 {
+		return exitCode(ExitNone)
+	}
+	return nil
+}
+
+// sink picks the renderer the flags ask for.
+func sink(c *cli.Context) event.Sink {
+	if c.Bool("json") {
+		return event.NewJSON(c.App.Writer)
+	}
+	return &event.Text{W: c.App.Writer, Quiet: c.Bool("quiet"), Verbose: c.Bool("verbose")}
+}
+
+func probeConfig(c *cli.Context) (probe.Config, string, error) {
+	var cfg probe.Config
+	if c.NArg() != 1 {
+		return cfg, "", usagef("probe takes one HOST[:PORT] (got %d arguments)", c.NArg())
+	}
+	host, port, err := probe.SplitTarget(c.Args().First())
+	if err != nil {
+		return cfg, "", usageErr{err.Error()}
+	}
+	if c.Bool("4") && c.Bool("6") {
+		return cfg, "", usagef("-4 and -6 exclude each other")
+	}
+	if port != 0 {
+		cfg.Ports = []uint16{port}
+	}
+	if s := c.String("ports"); s != "" {
+		ps, err := craft.ParsePorts(s)
+		if err != nil {
+			return cfg, "", usagef("--ports: %v", err)
+		}
+		cfg.Ports = append(cfg.Ports, ps...)
+	}
+	if len(cfg.Ports) == 0 {
+		return cfg, "", usagef("no port: give HOST:PORT or -p PORTS")
+	}
+	if cfg.Flags, err = craft.ParseFlags(c.String("flags")); err != nil {
+		return cfg, "", usagef("--flags: %v", err)
+	}
+	p := numParser{c: c}
+	cfg.SPort = uint16(p.uint("sport", 1, 65535))
+	if c.IsSet("seq") {
+		s := craft.Seq(p.uint("seq", 0, 1<<32-1))
+		cfg.Seq = &s
+	}
+	if c.IsSet("ack") {
+		a := craft.Seq(p.uint("ack", 0, 1<<32-1))
+		cfg.Ack = &a
+	}
+	cfg.Window = uint16(p.uint("window", 0, 65535))
+	cfg.TTL = uint8(p.uint("ttl", 1, 255))
+	cfg.SYN = craft.SYNOptionSet{
+		MSS: uint16(p.uint("mss", 0, 65535)), WScale: -1,
+		SACKOK: c.Bool("sackok"), Timestamp: c.Bool("timestamp"),
+	}
+	if c.IsSet("wscale") {
+		cfg.SYN.WScale = int(p.uint("wscale", 0, 14))
+	}
+	cfg.Count = int(p.uint("count", 1, 1<<20))
+	cfg.Retries = int(p.uint("retries", 0, 10))
+	cfg.Interval = p.duration("interval")
+	if c.IsSet("timeout") {
+		cfg.Timeout = p.duration("timeout")
+	}
+	if p.err != nil {
+		return cfg, "", p.err
+	}
+	for _, o := range c.StringSlice("option") {
+		opt, err := craft.ParseOption(o)
+		if err != nil {
+			return cfg, "", usagef("--option: %v", err)
+		}
+		cfg.Options = append(cfg.Options, opt)
+	}
+	if c.IsSet("data") {
+		if cfg.Data, err = Unescape(c.String("data")); err != nil {
+			return cfg, "", usagef("--data: %v", err)
+		}
+	}
+	family := 0
+	if c.Bool("4") {
+		family = 4
+	} else if c.Bool("6") {
+		family = 6
+	}
+	if s := c.String("source"); s != "" {
+		a, err := parseAddr(s)
+		if err != nil {
+			return cfg, "", usagef("--source: %v", err)
+		}
+		cfg.Src = a
+		if family == 0 {
+			family = 4
+			if a.Is6() {
+				family = 6
+			}
+		}
+	}
+	cfg.Addr, err = probe.Resolve(c.Context, host, family)
+	if err != nil {
+		return cfg, "", usageErr{err.Error()}
+	}
+	if cfg.Src.IsValid() && cfg.Src.Is4() != cfg.Addr.Is4() {
+		return cfg, "", usagef("--source %v and host %v are of different address families", cfg.Src, cfg.Addr)
+	}
+	cfg.Host = host
+	return cfg, c.String("interface"), nil
+}
+
+// numParser reads numeric flags and keeps the first error.
+type numParser struct {
+	c   *cli.Context
+	err error
+}
+
+func (p *numParser) uint(name string, lo, hi uint64) uint64 {
+	s := p.c.String(name)
+	if s == "" || p.err != nil {
+		return 0
+	}
+	v, err := strconv.ParseUint(s, 0, 64)
+	if err != nil || v < lo || v > hi {
+		p.err = usagef("--%s %s: want a whole number from %d to %d", name, s, lo, hi)
+		return 0
+	}
+	return v
+}
+
+// duration accepts Go durations (1s, 250ms, 1m) or plain seconds (0.5).
+func (p *numParser) duration(name string) time.Duration {
+	s := p.c.String(name)
+	if p.err != nil {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil {
+			p.err = usagef("--%s %s: want a duration like 1s or 200ms", name, s)
+			return 0
+		}
+		d = time.Duration(f * float64(time.Second))
+	}
+	if d <= 0 {
+		p.err = usagef("--%s %s: must be more than zero", name, s)
+		return 0
+	}
+	return d
+}
+
+// Unescape turns \r \n \t \\ \0 and \xNN into bytes.
+func Unescape(s string) ([]byte, error) {
+	var out []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			out = append(out, s[i])
+			continue
+		}
+		i++
+		if i == len(s) {
+			return nil, fmt.Errorf("trailing backslash in %q", s)
+		}
+		switch s[i] {
+		case 'r':
+			out = append(out, '\r')
+		case 'n':
+			out = append(out, '\n')
+		case 't':
+			out = append(out, '\t')
+		case '0':
+			out = append(out, 0)
+		case '\\':
+			out = append(out, '\\')
+		case 'x':
+			if i+3 > len(s) {
+				return nil, fmt.Errorf("short \\x escape in %q", s)
+			}
+			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			if err != nil {
+				return nil, fmt.Errorf("bad \\x escape in %q", s)
+			}
+			out = append(out, byte(v))
+			i += 2
+		default:
+			return nil, fmt.Errorf("unknown escape \\%c in %q", s[i], s)
+		}
+	}
+	return out, nil
+}
+
+func parseAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return a, fmt.Errorf("%q is not an IP address", s)
+	}
+	return a.Unmap(), nil
+}

@@ -1,0 +1,45 @@
+//go:build !linux
+
+package capture
+
+import (
+	"fmt"
+	"net/netip"
+	"runtime"
+)
+
+var errNotLinux = fmt.Errorf("capture: raw packet capture is not implemented on %s", runtime.GOOS)
+
+// PacketSource is only implemented on Linux.
+type PacketSource struct{}
+
+// OpenPacketSource returns an error on this system.
+func OpenPacketSource(ifindex int, peer netip.Addr) (*PacketSource, error) { return nil, errNotLinux }
+
+// Read returns an error on this system.
+func (s *PacketSource) Read(f *Frame) error { return errNotLinux }
+
+// Close does nothing on this system.
+func (s *PacketSource) Close() error { return nil }
+
+// RawSender is only implemented on Linux.
+type RawSender struct{}
+
+// OpenRawSender returns an error on this system.
+func OpenRawSender(v6 bool, iface string) (*RawSender, error) { return nil, errNotLinux }
+
+// Send returns an error on this system.
+func (s *RawSender) Send(pkt []byte, dst netip.Addr) error { return errNotLinux }
+
+// Close does nothing on this system.
+func (s *RawSender) Close() error { return nil }
+
+// Route is how a packet leaves this host.
+type Route struct {
+	Src     netip.Addr
+	IfIndex int
+	IfName  string
+}
+
+// Lookup returns an error on this system.
+func Lookup(dst netip.Addr, iface string, src netip.Addr) (Route, error) { return Route{}, errNotLinux }

@@ -1,0 +1,304 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tcpshake/craft"
+)
+
+// A Reply is a packet matched to a probe or delivered to a stream.
+type Reply struct {
+	// Packet is a deep copy, safe to keep.
+	Packet craft.Packet
+	// Time is the kernel timestamp of the packet.
+	Time time.Time
+	// Outgoing is true for a packet we (or our kernel) sent; only streams see them.
+	Outgoing bool
+	// Sent is the kernel timestamp of the probe this reply answers, when the
+	// probe was seen leaving the interface; zero otherwise.
+	Sent time.Time
+	// Probe is the probe answered; nil for stream packets.
+	Probe *Probe
+}
+
+// A Probe is one segment waiting for its answer. Register it with
+// [Matcher.Expect] before sending it: a fast reply can beat the registration.
+type Probe struct {
+	Sent  craft.Segment
+	key   Key
+	wire  atomic.Int64 // unix nanoseconds when seen leaving, 0 if not yet
+	reply chan<- Reply
+}
+
+// WireSent is when the probe was seen leaving the interface, or zero.
+func (p *Probe) WireSent() time.Time {
+	if ns := p.wire.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// A Stream receives every packet of one conversation, both directions, and
+// ICMP errors that quote it. A session (handshake, shell) runs its own TCP
+// rules on them.
+type Stream struct {
+	key     Key
+	c       chan Reply
+	dropped atomic.Uint64
+}
+
+// C delivers the conversation's packets in the order they crossed the wire.
+func (s *Stream) C() <-chan Reply { return s.c }
+
+// Dropped counts packets lost because the stream's buffer was full.
+func (s *Stream) Dropped() uint64 { return s.dropped.Load() }
+
+// A Matcher reads a [Source], parses every packet once and hands it to the
+// probe or stream it belongs to. Packets nobody asked for are counted by
+// reason in Ignored.
+type Matcher struct {
+	mu      sync.Mutex
+	probes  map[Key]*Probe
+	streams map[Key]*Stream
+	ignored map[string]uint64
+	parser  *craft.Parser
+	pkt     craft.Packet
+}
+
+// NewMatcher returns an empty matcher.
+func NewMatcher() *Matcher {
+	return &Matcher{
+		probes:  map[Key]*Probe{},
+		streams: map[Key]*Stream{},
+		ignored: map[string]uint64{},
+		parser:  craft.NewParser(),
+	}
+}
+
+// Expect registers seg (as it will be sent: Src is ours) and returns its
+// probe. The first acceptable answer is sent on c, which must have room for
+// one reply per probe registered on it: the matcher never blocks.
+func (m *Matcher) Expect(seg craft.Segment, c chan<- Reply) (*Probe, error) {
+	k := Key{Local: seg.Src, Remote: seg.Dst}
+	p := &Probe{Sent: seg, key: k, reply: c}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, busy := m.probes[k]; busy {
+		return nil, fmt.Errorf("capture: a probe from %v to %v is already waiting", k.Local, k.Remote)
+	}
+	m.probes[k] = p
+	return p, nil
+}
+
+// Forget removes a probe (answered or timed out).
+func (m *Matcher) Forget(p *Probe) {
+	m.mu.Lock()
+	if m.probes[p.key] == p {
+		delete(m.probes, p.key)
+	}
+	m.mu.Unlock()
+}
+
+// Stream registers a conversation and returns its stream; buf is the
+// channel's capacity.
+func (m *Matcher) Stream(k Key, buf int) (*Stream, error) {
+	s := &Stream{key: k, c: make(chan Reply, buf)}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, busy := m.streams[k]; busy {
+		return nil, fmt.Errorf("capture: a stream from %v to %v is already open", k.Local, k.Remote)
+	}
+	m.streams[k] = s
+	return s, nil
+}
+
+// CloseStream unregisters s.
+func (m *Matcher) CloseStream(s *Stream) {
+	m.mu.Lock()
+	if m.streams[s.key] == s {
+		delete(m.streams, s.key)
+	}
+	m.mu.Unlock()
+}
+
+// Ignored returns how many packets matched a registered conversation's
+// addresses but were not accepted, by reason (e.g. "bad-ack").
+func (m *Matcher) Ignored() map[string]uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]uint64, len(m.ignored))
+	for k, v := range m.ignored {
+		out[k] = v
+	}
+	return out
+}
+
+// Run reads src until ctx is done or src fails, dispatching every packet.
+// Cancelling ctx closes src, which unblocks the read.
+func (m *Matcher) Run(ctx context.Context, src Source) error {
+	stop := context.AfterFunc(ctx, func() { src.Close() })
+	defer stop()
+	var f Frame
+	for {
+		if err := src.Read(&f); err != nil {
+			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		m.Dispatch(&f)
+	}
+}
+
+// Dispatch parses one frame and delivers it. It is exported for tests and
+// for recorded sources driven by hand.
+func (m *Matcher) Dispatch(f *Frame) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.probes) == 0 && len(m.streams) == 0 {
+		return
+	}
+	if err := m.parser.Parse(f.Data, &m.pkt); err != nil {
+		return
+	}
+	switch m.pkt.Kind {
+	case craft.KindTCP:
+		m.dispatchTCP(f)
+	case craft.KindICMP:
+		m.dispatchICMP(f)
+	}
+}
+
+func (m *Matcher) dispatchTCP(f *Frame) {
+	seg := &m.pkt.Seg
+	fwd := Key{Local: seg.Src, Remote: seg.Dst} // as if we sent it
+	rev := fwd.Reverse()                         // as if the peer sent it
+
+	if f.Outgoing {
+		if s := m.streams[fwd]; s != nil {
+			m.deliver(s, f, true)
+			return
+		}
+		if p := m.probes[fwd]; p != nil && seg.Seq == p.Sent.Seq && seg.Flags == p.Sent.Flags {
+			p.wire.CompareAndSwap(0, f.Time.UnixNano())
+		}
+		// On loopback the peer's own segments show up as outgoing too;
+		// their incoming copy follows and is the one that counts.
+		return
+	}
+	if s := m.streams[rev]; s != nil {
+		m.deliver(s, f, false)
+		return
+	}
+	p := m.probes[rev]
+	if p == nil {
+		return // our own segment looped back, or someone else's
+	}
+	if ok, why := Answers(&p.Sent, seg); !ok {
+		m.ignored[why]++
+		return
+	}
+	delete(m.probes, rev)
+	m.answer(p, Reply{Packet: cloneTCP(&m.pkt), Time: f.Time, Sent: p.WireSent(), Probe: p})
+}
+
+func (m *Matcher) dispatchICMP(f *Frame) {
+	if f.Outgoing {
+		return
+	}
+	q := &m.pkt.ICMP.Quoted
+	k := Key{Local: q.Src, Remote: q.Dst}
+	if s := m.streams[k]; s != nil {
+		m.deliver(s, f, false)
+		return
+	}
+	p := m.probes[k]
+	if p == nil {
+		return
+	}
+	if q.Seq != p.Sent.Seq {
+		m.ignored["icmp-bad-seq"]++
+		return
+	}
+	delete(m.probes, k)
+	c := m.pkt
+	c.ICMP.Quoted = q.Clone()
+	m.answer(p, Reply{Packet: c, Time: f.Time, Sent: p.WireSent(), Probe: p})
+}
+
+func (m *Matcher) answer(p *Probe, r Reply) {
+	select {
+	case p.reply <- r:
+	default:
+		m.ignored["overflow"]++
+	}
+}
+
+func (m *Matcher) deliver(s *Stream, f *Frame, out bool) {
+	c := m.pkt
+	if c.Kind == craft.KindTCP {
+		c = cloneTCP(&m.pkt)
+	} else {
+		c.ICMP.Quoted = c.ICMP.Quoted.Clone()
+	}
+	select {
+	case s.c <- Reply{Packet: c, Time: f.Time, Outgoing: out}:
+	default:
+		s.dropped.Add(1)
+	}
+}
+
+func cloneTCP(p *craft.Packet) craft.Packet {
+	return craft.Packet{Kind: craft.KindTCP, Seg: p.Seg.Clone()}
+}
+
+// Answers reports whether got is an acceptable answer to the probe sent, by
+// the rules a closed or listening RFC 9293 endpoint follows, and if not, why.
+//
+//   - We sent a SYN (we are in SYN-SENT, §3.10.7.3): a SYN-ACK or RST is
+//     acceptable only if its ACK acknowledges our SYN (SND.UNA < SEG.ACK =<
+//     SND.NXT, i.e. ack = ISN+1 for a plain SYN). An RST without ACK is
+//     dropped.
+//   - We sent a segment with ACK but no SYN (§3.10.7.1, CLOSED state): the
+//     reset is <SEQ=SEG.ACK><CTL=RST>.
+//   - We sent a segment without ACK (FIN, NULL, Xmas...): the reset is
+//     <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
+func Answers(sent, got *craft.Segment) (bool, string) {
+	switch {
+	case sent.Flags.Has(craft.SYN) && !sent.Flags.Has(craft.ACK):
+		if !got.Flags.Has(craft.ACK) {
+			if got.Flags.Has(craft.RST) {
+				return false, "rst-without-ack"
+			}
+			return false, "no-ack"
+		}
+		if !sent.Seq.LessThan(got.Ack) || sent.End().LessThan(got.Ack) {
+			return false, "bad-ack"
+		}
+		if got.Flags.Has(craft.RST) || got.Flags.Has(craft.SYN) {
+			return true, ""
+		}
+		return false, "unexpected-flags"
+	case sent.Flags.Has(craft.ACK):
+		if !got.Flags.Has(craft.RST) {
+			return false, "unexpected-flags"
+		}
+		if got.Seq != sent.Ack {
+			return false, "bad-seq"
+		}
+		return true, ""
+	default:
+		if !got.Flags.Has(craft.RST) || !got.Flags.Has(craft.ACK) {
+			return false, "unexpected-flags"
+		}
+		if got.Ack != sent.End() {
+			return false, "bad-ack"
+		}
+		return true, ""
+	}
+}

@@ -1,0 +1,121 @@
+// Package event defines the one stream of events every tcpshake command
+// produces: steps (segments sent or received, with their explanation and the
+// states after them), results, scenario verdicts, connections, warnings and
+// summaries. The text view, the JSON lines and the pcapng comments are three
+// renderings of the same events, so they cannot tell different stories.
+package event
+
+// An Event is one item of the stream. Type is the JSON "type" field.
+type Event interface {
+	EventType() string
+}
+
+// A Sink receives events in order.
+type Sink interface {
+	Emit(Event)
+}
+
+// SinkFunc adapts a function to a Sink.
+type SinkFunc func(Event)
+
+// Emit calls f.
+func (f SinkFunc) Emit(e Event) { f(e) }
+
+// Start opens a probe run: where the probes go and how they leave.
+type Start struct {
+	Command   string   `json:"command"`
+	Host      string   `json:"host"`
+	Addr      string   `json:"addr"`
+	Src       string   `json:"src"`
+	Interface string   `json:"interface"`
+	Ports     []uint16 `json:"ports"`
+	Flags     string   `json:"flags"`
+	Count     int      `json:"count"`
+	HeaderLen int      `json:"header_bytes"`
+	DataLen   int      `json:"data_bytes"`
+}
+
+// EventType implements Event.
+func (Start) EventType() string { return "start" }
+
+// Step is one segment sent or received (or an ICMP error received), with the
+// arithmetic that explains its numbers and the states after it.
+type Step struct {
+	N         int      `json:"n"`
+	TimeMs    float64  `json:"t_ms"`
+	Direction string   `json:"direction"` // "sent" or "received"
+	Src       string   `json:"src"`
+	Dst       string   `json:"dst"`
+	Flags     string   `json:"flags"`      // tcpdump letters, e.g. "S."
+	FlagNames string   `json:"flag_names"` // Wireshark words, e.g. "SYN, ACK"
+	Seq       uint32   `json:"seq"`
+	Ack       uint32   `json:"ack"`
+	RelSeq    uint32   `json:"rel_seq"`
+	RelAck    uint32   `json:"rel_ack"`
+	Len       int      `json:"len"`
+	Window    uint16   `json:"window"`
+	TTL       uint8    `json:"ttl,omitempty"`
+	Options   string   `json:"options,omitempty"`
+	Data      string   `json:"data,omitempty"` // payload, text or hex
+	RTTMs     *float64 `json:"rtt_ms,omitempty"`
+	ICMP      string   `json:"icmp,omitempty"` // nmap-style reason of an ICMP error
+	Retrans   bool     `json:"retransmission,omitempty"`
+	Explain   []string `json:"explain,omitempty"`
+	Local     string   `json:"local_state,omitempty"`
+	Remote    string   `json:"remote_state,omitempty"`
+	Observed  string   `json:"observed_state,omitempty"`
+	Probe     bool     `json:"-"` // a probe's step: the text view shows received ones only
+}
+
+// EventType implements Event.
+func (Step) EventType() string { return "step" }
+
+// Result is the verdict on one port.
+type Result struct {
+	Host     string   `json:"host"`
+	Addr     string   `json:"addr"`
+	Port     uint16   `json:"port"`
+	State    string   `json:"state"`  // open, closed, filtered, unfiltered, open|filtered
+	Reason   string   `json:"reason"` // syn-ack, reset, no-response, port-unreach, ...
+	From     string   `json:"from,omitempty"`
+	RTTMs    *float64 `json:"rtt_ms"`
+	TTL      *uint8   `json:"ttl"`
+	Window   *uint16  `json:"window"`
+	Sent     int      `json:"sent"`
+	Received int      `json:"received"`
+}
+
+// EventType implements Event.
+func (Result) EventType() string { return "result" }
+
+// Summary closes a run with ping-style statistics.
+type Summary struct {
+	Command  string            `json:"command"`
+	Host     string            `json:"host"`
+	Sent     int               `json:"sent"`
+	Received int               `json:"received"`
+	LossPct  float64           `json:"loss_pct"`
+	RTT      *RTTStats         `json:"rtt_ms,omitempty"`
+	Ignored  map[string]uint64 `json:"ignored,omitempty"`
+	Open     int               `json:"open"`
+	Elapsed  float64           `json:"elapsed_ms"`
+}
+
+// EventType implements Event.
+func (Summary) EventType() string { return "summary" }
+
+// RTTStats are min/avg/max/mdev in milliseconds, as ping prints them.
+type RTTStats struct {
+	Min  float64 `json:"min"`
+	Avg  float64 `json:"avg"`
+	Max  float64 `json:"max"`
+	Mdev float64 `json:"mdev"`
+}
+
+// Warning is something the user should know that is not an error.
+type Warning struct {
+	Message string `json:"message"`
+}
+
+// EventType implements Event.
+func (Warning) EventType() string { return "warning" }

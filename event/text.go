@@ -1,0 +1,186 @@
+package event
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Text renders events for people, in the style of hping3 (one line per
+// answer), nmap (a port table with reasons) and ping (the summary).
+type Text struct {
+	W       io.Writer
+	Quiet   bool // results and summary only
+	Verbose bool // also the segments we send, and every explanation
+
+	mu        sync.Mutex
+	explained map[string]bool
+	results   []Result
+}
+
+// Emit implements Sink.
+func (t *Text) Emit(e Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch e := e.(type) {
+	case Start:
+		t.start(e)
+	case Step:
+		t.step(e)
+	case Result:
+		t.results = append(t.results, e)
+	case Summary:
+		t.table()
+		t.summary(e)
+	case Warning:
+		fmt.Fprintf(t.W, "warning: %s\n", e.Message)
+	}
+}
+
+func (t *Text) start(e Start) {
+	if t.Quiet {
+		return
+	}
+	ports := "port"
+	if len(e.Ports) != 1 {
+		ports = "ports"
+	}
+	probes := "probe"
+	if e.Count != 1 {
+		probes = "probes"
+	}
+	fmt.Fprintf(t.W, "PROBE %s (%s) from %s via %s: flags [%s], %d %s, %d %s each, %d header + %d data bytes\n",
+		e.Host, e.Addr, e.Src, e.Interface, e.Flags, len(e.Ports), ports, e.Count, probes, e.HeaderLen, e.DataLen)
+}
+
+func (t *Text) step(e Step) {
+	if t.Quiet || (e.Probe && e.Direction == "sent" && !t.Verbose) {
+		return
+	}
+	var b strings.Builder
+	if e.Direction == "sent" {
+		b.WriteString("  -> ")
+	}
+	if e.ICMP != "" {
+		fmt.Fprintf(&b, "ICMP %s from %s", e.ICMP, e.Src)
+	} else {
+		peer := e.Src
+		if e.Direction == "sent" {
+			peer = e.Dst
+		}
+		fmt.Fprintf(&b, "[%s] %s seq=%d", e.Flags, peer, e.Seq)
+		if strings.Contains(e.Flags, ".") {
+			fmt.Fprintf(&b, " ack=%d", e.Ack)
+		}
+		fmt.Fprintf(&b, " win=%d", e.Window)
+		if e.TTL != 0 && e.Direction == "received" {
+			fmt.Fprintf(&b, " ttl=%d", e.TTL)
+		}
+		fmt.Fprintf(&b, " len=%d", e.Len)
+		if e.Options != "" {
+			fmt.Fprintf(&b, " options %s", e.Options)
+		}
+	}
+	if e.RTTMs != nil {
+		fmt.Fprintf(&b, " rtt=%s", fmtMs(*e.RTTMs))
+	}
+	if e.Retrans {
+		b.WriteString(" (retransmission)")
+	}
+	fmt.Fprintln(t.W, b.String())
+	key := e.Direction + e.Flags + e.ICMP
+	if t.Verbose || !t.explained[key] {
+		if t.explained == nil {
+			t.explained = map[string]bool{}
+		}
+		t.explained[key] = true
+		for _, x := range e.Explain {
+			fmt.Fprintf(t.W, "     %s\n", x)
+		}
+	}
+}
+
+func (t *Text) table() {
+	if len(t.results) == 0 {
+		return
+	}
+	if !t.Quiet {
+		fmt.Fprintln(t.W)
+	}
+	rows := [][]string{{"PORT", "STATE", "REASON", "RTT", "TTL", "WINDOW"}}
+	for _, r := range t.results {
+		reason := r.Reason
+		if r.From != "" && r.From != r.Addr {
+			reason += " from " + r.From
+		}
+		row := []string{fmt.Sprintf("%d/tcp", r.Port), r.State, reason, "-", "-", "-"}
+		if r.RTTMs != nil {
+			row[3] = fmtMs(*r.RTTMs)
+		}
+		if r.TTL != nil {
+			row[4] = fmt.Sprint(*r.TTL)
+		}
+		if r.Window != nil {
+			row[5] = fmt.Sprint(*r.Window)
+		}
+		rows = append(rows, row)
+	}
+	writeTable(t.W, rows)
+	t.results = t.results[:0]
+}
+
+func (t *Text) summary(e Summary) {
+	fmt.Fprintf(t.W, "\n--- %s %s statistics ---\n", e.Host, e.Command)
+	fmt.Fprintf(t.W, "%d probes sent, %d answers received, %.1f%% unanswered, time %s\n",
+		e.Sent, e.Received, e.LossPct, fmtMs(e.Elapsed))
+	if e.RTT != nil {
+		fmt.Fprintf(t.W, "rtt min/avg/max/mdev = %.3f/%.3f/%.3f/%.3f ms\n", e.RTT.Min, e.RTT.Avg, e.RTT.Max, e.RTT.Mdev)
+	}
+	if len(e.Ignored) > 0 {
+		keys := make([]string, 0, len(e.Ignored))
+		for k := range e.Ignored {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%s %d", k, e.Ignored[k])
+		}
+		fmt.Fprintf(t.W, "ignored (not an answer to our probes): %s\n", strings.Join(parts, ", "))
+	}
+}
+
+// fmtMs prints milliseconds with precision that suits their size.
+func fmtMs(v float64) string {
+	switch {
+	case v < 1:
+		return fmt.Sprintf("%.3f ms", v)
+	case v < 100:
+		return fmt.Sprintf("%.2f ms", v)
+	default:
+		return fmt.Sprintf("%.0f ms", v)
+	}
+}
+
+// writeTable left-aligns columns with two spaces between them.
+func writeTable(w io.Writer, rows [][]string) {
+	widths := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], len(c))
+		}
+	}
+	for _, r := range rows {
+		var b strings.Builder
+		for i, c := range r {
+			if i == len(r)-1 {
+				b.WriteString(c)
+				break
+			}
+			fmt.Fprintf(&b, "%-*s  ", widths[i], c)
+		}
+		fmt.Fprintln(w, b.String())
+	}
+}

@@ -1,0 +1,22 @@
+package guard
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Rule is one guarded 4-tuple: TCP segments with RST set from Local to Remote
+// are dropped while the rule exists.
+type Rule struct {
+	// Local is the address and port the kernel's RST comes from.
+	Local netip.AddrPort
+	// Remote is the address and port the kernel's RST is sent to.
+	Remote netip.AddrPort
+	// Handle is the nftables rule handle the kernel assigned.
+	Handle uint64
+}
+
+// String returns the rule in the form "drop RST 127.0.0.1:1 > 127.0.0.1:2 (handle 4)".
+func (r Rule) String() string {
+	return fmt.Sprintf("drop RST %v > %v (handle %d)", r.Local, r.Remote, r.Handle)
+}

@@ -1,0 +1,258 @@
+package guard
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// replyTimeout bounds every wait for the kernel's answer on the netlink
+// socket; nf_tables answers in microseconds, so hitting it means a bug.
+const replyTimeout = 5 * time.Second
+
+// Guard owns one nftables table that drops the local kernel's RSTs for the
+// 4-tuples it is told to block. The table lives as long as the Guard's
+// netlink socket: Close removes it, and so does the kernel when the process
+// exits for any reason. A Guard is safe for concurrent use.
+type Guard struct {
+	table string
+
+	mu   sync.Mutex    // serializes request/reply exchanges on conn
+	conn *netlink.Conn // nil once closed
+	seq  uint32        // last netlink sequence number used
+}
+
+// Open creates the owner-flagged table "tcpshake_<pid>" and its chain in the
+// calling thread's network namespace. It needs CAP_NET_ADMIN; without it the
+// error satisfies errors.Is(err, os.ErrPermission).
+func Open() (*Guard, error) {
+	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		return nil, fmt.Errorf("guard: open netlink socket: %w", err)
+	}
+	// Extended acks add the kernel's reason to errors; older kernels lack it,
+	// which only makes messages shorter.
+	_ = conn.SetOption(netlink.ExtendedAcknowledge, true)
+
+	g := &Guard{table: fmt.Sprintf("tcpshake_%d", os.Getpid()), conn: conn}
+	table, err := newTableMessage(g.table)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("guard: create table %s: %w", g.table, err)
+	}
+	chain, err := newChainMessage(g.table)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("guard: create table %s: %w", g.table, err)
+	}
+	if _, err := g.exchange([]netlink.Message{table, chain}, true); err != nil {
+		if errors.Is(err, os.ErrPermission) && g.tableExists() {
+			// The kernel answers EPERM, not EEXIST, when the table exists
+			// but belongs to another socket; say so rather than blaming
+			// missing privileges.
+			err = fmt.Errorf("owned by another netlink socket (another Guard of this process?): %w", unix.EEXIST)
+		}
+		conn.Close()
+		return nil, fmt.Errorf("guard: create table %s: %w", g.table, err)
+	}
+	return g, nil
+}
+
+// tableExists reports whether the kernel lists g's table. Without
+// CAP_NET_ADMIN the query fails too, and it reports false.
+func (g *Guard) tableExists() bool {
+	m, err := getTableMessage(g.table)
+	if err != nil {
+		return false
+	}
+	replies, err := g.exchange([]netlink.Message{m}, false)
+	return err == nil && len(replies) > 0
+}
+
+// Table returns the name of the guard's nftables table (family inet),
+// "tcpshake_<pid>".
+func (g *Guard) Table() string { return g.table }
+
+// Block drops TCP segments with RST set from local to remote: the exact
+// 4-tuple, IPv4 or IPv6 (IPv4-mapped addresses count as IPv4). It returns the
+// rule with the handle the kernel assigned, for Unblock and Dropped.
+func (g *Guard) Block(local, remote netip.AddrPort) (Rule, error) {
+	m, err := newRuleMessage(g.table, local, remote)
+	if err != nil {
+		return Rule{}, fmt.Errorf("guard: block %v > %v: %w", local, remote, err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conn == nil {
+		return Rule{}, fmt.Errorf("guard: block %v > %v: %w", local, remote, net.ErrClosed)
+	}
+	replies, err := g.exchange([]netlink.Message{m}, true)
+	if err != nil {
+		return Rule{}, fmt.Errorf("guard: block %v > %v: %w", local, remote, err)
+	}
+	for _, reply := range replies {
+		handle, _, _, err := parseRule(reply)
+		if err == nil && handle != 0 {
+			return Rule{Local: local, Remote: remote, Handle: handle}, nil
+		}
+	}
+	return Rule{}, fmt.Errorf("guard: block %v > %v: kernel did not echo the new rule's handle", local, remote)
+}
+
+// Unblock deletes the rule, so the kernel's RSTs for its 4-tuple flow again.
+func (g *Guard) Unblock(r Rule) error {
+	m, err := ruleSelector(unix.NFT_MSG_DELRULE, g.table, r.Handle)
+	if err != nil {
+		return fmt.Errorf("guard: unblock %v: %w", r, err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conn == nil {
+		return fmt.Errorf("guard: unblock %v: %w", r, net.ErrClosed)
+	}
+	if _, err := g.exchange([]netlink.Message{m}, true); err != nil {
+		return fmt.Errorf("guard: unblock %v: %w", r, err)
+	}
+	return nil
+}
+
+// Dropped reports how many local RSTs the rule has dropped so far, from the
+// rule's counter, read over the owning socket. A deleted rule gives an error
+// that satisfies errors.Is(err, unix.ENOENT).
+func (g *Guard) Dropped(r Rule) (packets uint64, err error) {
+	m, err := ruleSelector(unix.NFT_MSG_GETRULE, g.table, r.Handle)
+	if err != nil {
+		return 0, fmt.Errorf("guard: read counter of %v: %w", r, err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conn == nil {
+		return 0, fmt.Errorf("guard: read counter of %v: %w", r, net.ErrClosed)
+	}
+	replies, err := g.exchange([]netlink.Message{m}, false)
+	if err != nil {
+		return 0, fmt.Errorf("guard: read counter of %v: %w", r, err)
+	}
+	for _, reply := range replies {
+		handle, c, ok, err := parseRule(reply)
+		if err != nil {
+			return 0, fmt.Errorf("guard: read counter of %v: %w", r, err)
+		}
+		if handle == r.Handle && ok {
+			return c.Packets, nil
+		}
+	}
+	return 0, fmt.Errorf("guard: read counter of %v: kernel returned no counter for the rule", r)
+}
+
+// Close deletes the table and closes the netlink socket. It is idempotent and
+// safe on a nil Guard. If deleting fails, closing the socket still removes
+// the table, and the error is reported.
+func (g *Guard) Close() error {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conn == nil {
+		return nil
+	}
+	var errs []error
+	m, err := delTableMessage(g.table)
+	if err == nil {
+		_, err = g.exchange([]netlink.Message{m}, true)
+	}
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		errs = append(errs, fmt.Errorf("guard: delete table %s: %w", g.table, err))
+	}
+	if err := g.conn.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("guard: close netlink socket: %w", err))
+	}
+	g.conn = nil
+	return errors.Join(errs...)
+}
+
+// exchange sends msgs, wrapped in an nf_tables batch when batch is set
+// (changes must be; GET requests must not be), and waits until the kernel has
+// acknowledged every one of them. It returns the kernel's other replies (echoes,
+// GET answers) to these messages and the first error the kernel reported.
+// The caller holds g.mu, or owns g exclusively as in Open.
+//
+// Every message asks for an acknowledgement, so nfnetlink answers each with
+// exactly one NLMSG_ERROR (errno 0 on success), in order, after any echo.
+// Errors that concern the whole batch (EPERM without CAP_NET_ADMIN, ENOMEM)
+// come as one NLMSG_ERROR for the batch-begin message instead. Sequence
+// numbers tie answers to requests, so stale answers left by an interrupted
+// exchange are skipped.
+func (g *Guard) exchange(msgs []netlink.Message, batch bool) ([]netlink.Message, error) {
+	out := make([]netlink.Message, 0, len(msgs)+2)
+	if batch {
+		out = append(out, batchMessage(unix.NFNL_MSG_BATCH_BEGIN))
+	}
+	for _, m := range msgs {
+		m.Header.Flags |= netlink.Request | netlink.Acknowledge
+		out = append(out, m)
+	}
+	if batch {
+		out = append(out, batchMessage(unix.NFNL_MSG_BATCH_END))
+	}
+	ours := make(map[uint32]bool, len(out))
+	pending := make(map[uint32]bool, len(msgs))
+	for i := range out {
+		g.seq++
+		if g.seq == 0 {
+			g.seq++
+		}
+		out[i].Header.Sequence = g.seq
+		ours[g.seq] = true
+		if out[i].Header.Flags&netlink.Acknowledge != 0 {
+			pending[g.seq] = true
+		}
+	}
+
+	if err := g.conn.SetReadDeadline(time.Now().Add(replyTimeout)); err != nil {
+		return nil, err
+	}
+	if _, err := g.conn.SendMessages(out); err != nil {
+		return nil, err
+	}
+	var replies []netlink.Message
+	var firstErr error
+	for len(pending) > 0 {
+		got, err := g.conn.Receive()
+		if err != nil {
+			var oe *netlink.OpError
+			if !errors.As(err, &oe) || oe.Sequence == 0 {
+				return nil, err // socket error or timeout
+			}
+			switch {
+			case pending[oe.Sequence]:
+				delete(pending, oe.Sequence)
+				if firstErr == nil {
+					firstErr = err
+				}
+			case ours[oe.Sequence]:
+				return nil, err // the kernel rejected the whole batch
+			}
+			continue
+		}
+		for _, m := range got {
+			if !ours[m.Header.Sequence] {
+				continue
+			}
+			if m.Header.Type == netlink.Error {
+				delete(pending, m.Header.Sequence)
+				continue
+			}
+			replies = append(replies, m)
+		}
+	}
+	return replies, firstErr
+}

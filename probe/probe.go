@@ -1,0 +1,469 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"tcpshake/capture"
+	"tcpshake/craft"
+	"tcpshake/event"
+)
+
+// Config is what to send in a probe run. The CLI fills it from flags.
+type Config struct {
+	Host  string     // as the user wrote it, for display
+	Addr  netip.Addr // the resolved peer
+	Ports []uint16
+	Src   netip.Addr // our address (from the route, or -s)
+	Iface string     // the interface the probes leave by, for display
+
+	SPort   uint16 // 0: a random source port per probe
+	Flags   craft.Flags
+	Seq     *craft.Seq // nil: a random ISN per probe
+	Ack     *craft.Seq // nil: 0, or random when ACK is set
+	Window  uint16
+	TTL     uint8
+	SYN     craft.SYNOptionSet
+	Options []craft.Option // raw options appended after the SYN options
+	Data    []byte
+
+	Count    int           // probes per port
+	Interval time.Duration // between rounds of probes
+	Timeout  time.Duration // 0: adaptive (see InitialTimeout)
+	Retries  int           // retransmissions of a probe that got no answer
+}
+
+// Env is what a run needs from the outside world.
+type Env struct {
+	Sender  capture.Sender
+	Matcher *capture.Matcher
+	Sink    event.Sink
+	Now     func() time.Time
+	Rand    func() uint32 // ISNs, source ports, IP IDs
+}
+
+// Outcome is what a probe run found.
+type Outcome struct {
+	Results []event.Result
+	Open    int
+}
+
+// port is one port's evidence across its probes.
+type port struct {
+	num      uint16
+	sent     int
+	received int
+	best     int // rank of the best evidence so far
+	result   event.Result
+}
+
+// flight is one probe in the air.
+type flight struct {
+	port    *port
+	probe   *capture.Probe
+	pkt     []byte
+	sentAt  time.Time // when we last handed it to the kernel
+	retrans int
+}
+
+// Run probes every port Count times and reports steps, results and a summary.
+func Run(ctx context.Context, cfg Config, env Env) (Outcome, error) {
+	start := env.Now()
+	ports := make([]*port, len(cfg.Ports))
+	for i, p := range cfg.Ports {
+		ports[i] = &port{num: p}
+	}
+	r := &runner{cfg: cfg, env: env, start: start}
+	r.emitStart()
+	for round := 0; round < cfg.Count; round++ {
+		if round > 0 && cfg.Interval > 0 {
+			next := start.Add(time.Duration(round) * cfg.Interval)
+			if err := sleepUntil(ctx, env.Now, next); err != nil {
+				return r.finish(ports), err
+			}
+		}
+		if err := r.round(ctx, ports); err != nil {
+			return r.finish(ports), err
+		}
+	}
+	return r.finish(ports), nil
+}
+
+type runner struct {
+	cfg   Config
+	env   Env
+	start time.Time
+	est   rttEstimator
+	stats rttStats
+	sent  int
+	recv  int
+	steps int
+}
+
+func (r *runner) emitStart() {
+	probe := r.segment(0, 0)
+	b, _ := probe.Marshal()
+	r.env.Sink.Emit(event.Start{
+		Command: "probe", Host: r.cfg.Host, Addr: r.cfg.Addr.String(), Src: r.cfg.Src.String(),
+		Interface: r.cfg.Iface, Ports: r.cfg.Ports, Flags: r.cfg.Flags.String(), Count: r.cfg.Count,
+		HeaderLen: len(b) - len(r.cfg.Data), DataLen: len(r.cfg.Data),
+	})
+}
+
+// segment builds the probe for dport from sport with sequence number isn.
+func (r *runner) segment(sport uint16, isn uint32) craft.Segment {
+	c := r.cfg
+	seg := craft.Segment{
+		Src:     netip.AddrPortFrom(c.Src, sport),
+		Dst:     netip.AddrPortFrom(c.Addr, 0),
+		Seq:     craft.Seq(isn),
+		Flags:   c.Flags,
+		Window:  c.Window,
+		TTL:     c.TTL,
+		ID:      uint16(r.env.Rand()),
+		Payload: c.Data,
+	}
+	if c.Seq != nil {
+		seg.Seq = *c.Seq
+	}
+	switch {
+	case c.Ack != nil:
+		seg.Ack = *c.Ack
+	case c.Flags.Has(craft.ACK):
+		seg.Ack = craft.Seq(r.env.Rand())
+	}
+	if c.Flags.Has(craft.SYN) {
+		seg.Options = craft.SYNOptions(c.SYN)
+	}
+	seg.Options = append(seg.Options, c.Options...)
+	return seg
+}
+
+func (r *runner) sport() uint16 {
+	if r.cfg.SPort != 0 {
+		return r.cfg.SPort
+	}
+	return uint16(32768 + r.env.Rand()%(61000-32768))
+}
+
+// round sends one probe to every port and waits for the answers.
+func (r *runner) round(ctx context.Context, ports []*port) error {
+	replies := make(chan capture.Reply, len(ports))
+	inflight := make(map[*capture.Probe]*flight, len(ports))
+	defer func() {
+		for p := range inflight {
+			r.env.Matcher.Forget(p)
+		}
+	}()
+	for _, pt := range ports {
+		seg := r.segment(r.sport(), r.env.Rand())
+		seg.Dst = netip.AddrPortFrom(r.cfg.Addr, pt.num)
+		pkt, err := seg.Marshal()
+		if err != nil {
+			return fmt.Errorf("probe: build segment: %w", err)
+		}
+		p, err := r.env.Matcher.Expect(seg, replies)
+		if err != nil {
+			return err
+		}
+		f := &flight{port: pt, probe: p, pkt: pkt}
+		inflight[p] = f
+		if err := r.send(f, false); err != nil {
+			return err
+		}
+	}
+	waitStart := r.env.Now()
+	tries := 0
+	for len(inflight) > 0 {
+		timeout := r.cfg.Timeout
+		if timeout == 0 {
+			timeout = r.est.timeout()
+		}
+		wait := waitStart.Add(timeout).Sub(r.env.Now())
+		timer := time.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case rep := <-replies:
+			timer.Stop()
+			f := inflight[rep.Probe]
+			if f == nil {
+				continue
+			}
+			delete(inflight, rep.Probe)
+			if err := r.answered(f, rep); err != nil {
+				return err
+			}
+		case <-timer.C:
+			if tries < r.cfg.Retries {
+				tries++
+				for _, f := range inflight {
+					if err := r.send(f, true); err != nil {
+						return err
+					}
+				}
+				waitStart = r.env.Now()
+				continue
+			}
+			for p, f := range inflight {
+				r.env.Matcher.Forget(p)
+				delete(inflight, p)
+				r.evidence(f.port, rankNone, r.noAnswer(f.port))
+			}
+		}
+	}
+	return nil
+}
+
+func (r *runner) send(f *flight, retrans bool) error {
+	f.sentAt = r.env.Now()
+	if err := r.env.Sender.Send(f.pkt, r.cfg.Addr); err != nil {
+		return err
+	}
+	if retrans {
+		f.retrans++
+	}
+	f.port.sent++
+	r.sent++
+	st := r.step("sent", &f.probe.Sent, f.sentAt)
+	st.Retrans = retrans
+	st.Probe = true
+	if retrans {
+		st.Explain = []string{fmt.Sprintf("no answer within the timeout: the same segment again (retransmission %d of %d)", f.retrans, r.cfg.Retries)}
+	}
+	r.env.Sink.Emit(st)
+	return nil
+}
+
+// rtt is the round trip of an answer: from the kernel timestamps of the
+// probe leaving and the answer arriving when both are known (the wire time
+// tcpdump would show), else from our own clock at send time. After a
+// retransmission the answer may belong to either copy (Karn), so it is timed
+// from the last one and not used to adapt the timeout.
+func (r *runner) rtt(f *flight, rep capture.Reply) (time.Duration, bool) {
+	if f.retrans == 0 && !rep.Sent.IsZero() && !rep.Time.IsZero() {
+		return rep.Time.Sub(rep.Sent), true
+	}
+	at := rep.Time
+	if at.IsZero() {
+		at = r.env.Now()
+	}
+	return at.Sub(f.sentAt), f.retrans == 0
+}
+
+func (r *runner) answered(f *flight, rep capture.Reply) error {
+	d, fresh := r.rtt(f, rep)
+	if fresh {
+		r.est.sample(d)
+	}
+	r.stats.add(ms(d))
+	f.port.received++
+	r.recv++
+	rtt := ms(d)
+	sent := &f.probe.Sent
+	pt := f.port
+
+	if rep.Packet.Kind == craft.KindICMP {
+		ic := &rep.Packet.ICMP
+		st := event.Step{
+			N: r.nextStep(), TimeMs: ms(rep.Time.Sub(r.start)), Direction: "received",
+			Src: ic.From.String(), Dst: r.cfg.Src.String(), ICMP: ic.Reason(), RTTMs: &rtt, Probe: true,
+			Explain: []string{fmt.Sprintf("ICMP %s from %v quoting our segment to port %d (seq %d): something on the way rejected it, so the port is filtered", ic.Reason(), ic.From, pt.num, uint32(sent.Seq))},
+		}
+		r.env.Sink.Emit(st)
+		res := r.baseResult(pt)
+		res.State, res.Reason, res.RTTMs = "filtered", ic.Reason(), &rtt
+		res.From = ic.From.String()
+		r.evidence(pt, rankICMP, res)
+		return nil
+	}
+
+	got := &rep.Packet.Seg
+	state, reason, why := classify(sent, got)
+	st := r.step("received", got, rep.Time)
+	st.RTTMs = &rtt
+	st.Probe = true
+	st.Explain = why
+	st.RelSeq, st.RelAck = 0, uint32(got.Ack-sent.Seq)
+	r.env.Sink.Emit(st)
+
+	res := r.baseResult(pt)
+	res.State, res.Reason, res.RTTMs = state, reason, &rtt
+	ttl, win := got.TTL, got.Window
+	res.TTL, res.Window = &ttl, &win
+	rank := rankRST
+	if got.Flags.Has(craft.SYN) {
+		rank = rankSYNACK
+		if err := r.reset(got); err != nil {
+			return err
+		}
+	}
+	r.evidence(pt, rank, res)
+	return nil
+}
+
+// reset tears down the half-open connection a SYN-ACK created, so the peer
+// leaves SYN-RECEIVED at once instead of retransmitting its SYN-ACK: the
+// reset for a segment with ACK set is <SEQ=SEG.ACK><CTL=RST> (RFC 9293
+// §3.10.7.1).
+func (r *runner) reset(synack *craft.Segment) error {
+	rst := craft.Segment{
+		Src: synack.Dst, Dst: synack.Src, Seq: synack.Ack, Flags: craft.RST,
+		TTL: r.cfg.TTL, ID: uint16(r.env.Rand()),
+	}
+	pkt, err := rst.Marshal()
+	if err != nil {
+		return fmt.Errorf("probe: build reset: %w", err)
+	}
+	now := r.env.Now()
+	if err := r.env.Sender.Send(pkt, r.cfg.Addr); err != nil {
+		return err
+	}
+	st := r.step("sent", &rst, now)
+	st.Probe = true
+	st.Explain = []string{fmt.Sprintf("RST seq %d = the SYN-ACK's ack: we never meant to connect, so the peer drops its half-open connection (leaves SYN-RECEIVED)", uint32(rst.Seq))}
+	r.env.Sink.Emit(st)
+	return nil
+}
+
+// Evidence ranks: a port's state is decided by its strongest answer.
+const (
+	rankUnset = iota
+	rankNone
+	rankICMP
+	rankRST
+	rankSYNACK
+)
+
+func (r *runner) evidence(pt *port, rank int, res event.Result) {
+	if rank > pt.best {
+		pt.best, pt.result = rank, res
+	}
+}
+
+func (r *runner) baseResult(pt *port) event.Result {
+	return event.Result{Host: r.cfg.Host, Addr: r.cfg.Addr.String(), Port: pt.num}
+}
+
+// noAnswer is the verdict for silence, which depends on what was sent, as in
+// nmap: a SYN that gets nothing back was filtered; a FIN, NULL or Xmas probe
+// that gets nothing may have reached an open port (RFC 9293 drops them
+// there) or been filtered; an ACK probe that gets nothing was filtered.
+func (r *runner) noAnswer(pt *port) event.Result {
+	res := r.baseResult(pt)
+	res.Reason = "no-response"
+	switch f := r.cfg.Flags; {
+	case f.Has(craft.SYN), f.Has(craft.ACK):
+		res.State = "filtered"
+	default:
+		res.State = "open|filtered"
+	}
+	return res
+}
+
+// classify turns an accepted TCP answer into a port state, nmap's reason
+// word and the explanation in words.
+func classify(sent, got *craft.Segment) (state, reason string, why []string) {
+	isn := uint32(sent.Seq)
+	switch {
+	case got.Flags.Has(craft.SYN):
+		return "open", "syn-ack", []string{
+			fmt.Sprintf("SYN-ACK: ack %d = our seq %d + 1 (a SYN takes one sequence number); the peer's ISN is %d", uint32(got.Ack), isn, uint32(got.Seq)),
+			"a listening socket answered: the port is open, and the peer is now in SYN-RECEIVED",
+		}
+	case sent.Flags.Has(craft.SYN) && !sent.Flags.Has(craft.ACK):
+		return "closed", "reset", []string{
+			fmt.Sprintf("RST,ACK: ack %d = our seq %d + 1, seq %d: the reset names our SYN (RFC 9293 §3.10.7.1)", uint32(got.Ack), isn, uint32(got.Seq)),
+			"nothing listens on the port: the peer's kernel refused the connection (closed)",
+		}
+	case sent.Flags.Has(craft.ACK):
+		return "unfiltered", "reset", []string{
+			fmt.Sprintf("RST seq %d = our ack: an unexpected ACK is answered with <SEQ=SEG.ACK><CTL=RST> (RFC 9293 §3.10.7.1)", uint32(got.Seq)),
+			"the probe reached the host (unfiltered); an ACK probe cannot tell open from closed",
+		}
+	default:
+		return "closed", "reset", []string{
+			fmt.Sprintf("RST,ACK: ack %d = our seq %d + %d: a segment without ACK is answered with <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK> (RFC 9293 §3.10.7.1)", uint32(got.Ack), isn, sent.Len()),
+			"only a port with no listener answers this probe: closed",
+		}
+	}
+}
+
+func (r *runner) nextStep() int {
+	r.steps++
+	return r.steps
+}
+
+// step describes seg as an event; relative numbers are left for the caller.
+func (r *runner) step(dir string, seg *craft.Segment, at time.Time) event.Step {
+	if at.IsZero() {
+		at = r.env.Now()
+	}
+	return StepOf(r.nextStep(), at.Sub(r.start), dir, seg)
+}
+
+// StepOf describes one segment as a step event (absolute numbers; relative
+// numbers, states and explanations are the caller's to add).
+func StepOf(n int, since time.Duration, dir string, seg *craft.Segment) event.Step {
+	return event.Step{
+		N: n, TimeMs: ms(since), Direction: dir,
+		Src: seg.Src.String(), Dst: seg.Dst.String(),
+		Flags: seg.Flags.String(), FlagNames: trimBrackets(seg.Flags.Wireshark()),
+		Seq: uint32(seg.Seq), Ack: uint32(seg.Ack), Len: len(seg.Payload), Window: seg.Window,
+		TTL: seg.TTL, Options: seg.Options.String(),
+	}
+}
+
+func trimBrackets(s string) string {
+	if len(s) >= 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}
+
+func (r *runner) finish(ports []*port) Outcome {
+	var out Outcome
+	for _, pt := range ports {
+		res := pt.result
+		if pt.best == rankUnset {
+			res = r.noAnswer(pt)
+		}
+		res.Sent, res.Received = pt.sent, pt.received
+		if res.State == "open" {
+			out.Open++
+		}
+		out.Results = append(out.Results, res)
+		r.env.Sink.Emit(res)
+	}
+	sum := event.Summary{
+		Command: "probe", Host: r.cfg.Host, Sent: r.sent, Received: r.recv,
+		RTT: r.stats.result(), Open: out.Open, Elapsed: ms(r.env.Now().Sub(r.start)),
+	}
+	if r.sent > 0 {
+		sum.LossPct = 100 * float64(r.sent-r.recv) / float64(r.sent)
+	}
+	if ig := r.env.Matcher.Ignored(); len(ig) > 0 {
+		sum.Ignored = ig
+	}
+	r.env.Sink.Emit(sum)
+	return out
+}
+
+// sleepUntil waits until t on now's clock or until ctx is done.
+func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) error {
+	d := t.Sub(now())
+	if d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
