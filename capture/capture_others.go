@@ -26,7 +26,7 @@ func (s *PacketSource) Close() error { return nil }
 type RawSender struct{}
 
 // OpenRawSender returns an error on this system.
-func OpenRawSender(v6 bool, iface string) (*RawSender, error) { return nil, errNotLinux }
+func OpenRawSender(v6 bool, iface string, mark uint32) (*RawSender, error) { return nil, errNotLinux }
 
 // Send returns an error on this system.
 func (s *RawSender) Send(pkt []byte, dst netip.Addr) error { return errNotLinux }

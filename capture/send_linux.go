@@ -16,8 +16,10 @@ type RawSender struct {
 }
 
 // OpenRawSender opens a raw socket for one address family. A non-empty iface
-// binds it to that interface (SO_BINDTODEVICE).
-func OpenRawSender(v6 bool, iface string) (*RawSender, error) {
+// binds it to that interface (SO_BINDTODEVICE). A non-zero mark is set as
+// the socket mark (SO_MARK) when the process may (CAP_NET_ADMIN), so that
+// firewall rules can tell our segments from the kernel's.
+func OpenRawSender(v6 bool, iface string, mark uint32) (*RawSender, error) {
 	family := unix.AF_INET
 	if v6 {
 		family = unix.AF_INET6
@@ -30,6 +32,12 @@ func OpenRawSender(v6 bool, iface string) (*RawSender, error) {
 		if err := unix.BindToDevice(fd, iface); err != nil {
 			unix.Close(fd)
 			return nil, fmt.Errorf("capture: bind raw socket to %s: %w", iface, err)
+		}
+	}
+	if mark != 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil && err != unix.EPERM {
+			unix.Close(fd)
+			return nil, fmt.Errorf("capture: mark raw socket: %w", err)
 		}
 	}
 	return &RawSender{fd: fd, v6: v6}, nil

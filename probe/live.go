@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"tcpshake/capture"
+	"tcpshake/probe/guard"
 )
 
 // ErrNeedRaw is wrapped by OpenLive when the process may not open raw or
@@ -35,7 +36,7 @@ func OpenLive(peer netip.Addr, route capture.Route, bindIface string) (*Live, er
 	if err != nil {
 		return nil, liveErr(err)
 	}
-	snd, err := capture.OpenRawSender(peer.Is6(), bindIface)
+	snd, err := capture.OpenRawSender(peer.Is6(), bindIface, guard.Mark)
 	if err != nil {
 		src.Close()
 		return nil, liveErr(err)

@@ -5,6 +5,11 @@ import (
 	"net/netip"
 )
 
+// Mark is the socket mark (SO_MARK) of tcpshake's own raw socket. The guard's
+// rules let marked segments pass, so a reset tcpshake sends on purpose is not
+// taken for one of the kernel's.
+const Mark uint32 = 0x74637368 // "tcsh"
+
 // Rule is one guarded 4-tuple: TCP segments with RST set from Local to Remote
 // are dropped while the rule exists.
 type Rule struct {

@@ -204,7 +204,7 @@ func normalize(what string, ap netip.AddrPort) (netip.AddrPort, error) {
 
 // ruleExprs returns the expressions of the rule "meta nfproto F meta l4proto
 // tcp ip[6] saddr L ip[6] daddr R tcp sport LP tcp dport RP tcp flags & rst !=
-// 0 counter drop". The nfproto match must come first: in an inet table the
+// 0 meta mark != Mark counter drop". The nfproto match must come first: in an inet table the
 // network header may be either family, and reading IPv4 offsets from an IPv6
 // header would match the wrong bytes.
 func ruleExprs(local, remote netip.AddrPort) ([]expr.Any, error) {
@@ -250,6 +250,9 @@ func ruleExprs(local, remote netip.AddrPort) ([]expr.Any, error) {
 		&expr.Bitwise{SourceRegister: unix.NFT_REG_1, DestRegister: unix.NFT_REG_1, Len: 1,
 			Mask: []byte{tcpFlagRST}, Xor: []byte{0}},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: unix.NFT_REG_1, Data: []byte{0}},
+		// Segments tcpshake sends itself carry Mark and pass: its own RSTs are deliberate.
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: unix.NFT_REG_1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: unix.NFT_REG_1, Data: binary.NativeEndian.AppendUint32(nil, Mark)},
 		&expr.Counter{},
 		&expr.Verdict{Kind: expr.VerdictDrop},
 	}, nil

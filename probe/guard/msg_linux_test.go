@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -24,7 +25,7 @@ func describe(t *testing.T, exprs []expr.Any) []string {
 	for _, e := range exprs {
 		switch e := e.(type) {
 		case *expr.Meta:
-			names := map[expr.MetaKey]string{expr.MetaKeyNFPROTO: "nfproto", expr.MetaKeyL4PROTO: "l4proto"}
+			names := map[expr.MetaKey]string{expr.MetaKeyNFPROTO: "nfproto", expr.MetaKeyL4PROTO: "l4proto", expr.MetaKeyMARK: "mark"}
 			out = append(out, fmt.Sprintf("meta load %s => reg %d", names[e.Key], e.Register))
 		case *expr.Cmp:
 			op := map[expr.CmpOp]string{expr.CmpOpEq: "eq", expr.CmpOpNeq: "neq"}[e.Op]
@@ -54,6 +55,8 @@ func TestRuleExprs(t *testing.T) {
 		"payload load 1b @ transport header + 13 => reg 1",
 		"bitwise reg 1 = ( reg 1 & 0x04 ) ^ 0x00",
 		"cmp neq reg 1 0x00",
+		"meta load mark => reg 1",
+		fmt.Sprintf("cmp neq reg 1 0x%x", binary.NativeEndian.AppendUint32(nil, Mark)),
 		"counter",
 		"immediate reg 0 drop",
 	}
