@@ -43,7 +43,7 @@ func (Start) EventType() string { return "start" }
 type Step struct {
 	N         int      `json:"n"`
 	TimeMs    float64  `json:"t_ms"`
-	Direction string   `json:"direction"` // "sent" or "received"
+	Direction string   `json:"direction"` // "sent", "received", or "note" (a timer or decision, no segment)
 	Src       string   `json:"src"`
 	Dst       string   `json:"dst"`
 	Flags     string   `json:"flags"`      // tcpdump letters, e.g. "S."
@@ -99,6 +99,16 @@ type Summary struct {
 	Ignored  map[string]uint64 `json:"ignored,omitempty"`
 	Open     int               `json:"open"`
 	Elapsed  float64           `json:"elapsed_ms"`
+
+	// Sessions (handshake, shell) report how the connection ended.
+	Local           string  `json:"local_state,omitempty"`
+	Remote          string  `json:"remote_state,omitempty"`
+	Observed        string  `json:"observed_state,omitempty"`
+	BytesSent       int     `json:"bytes_sent,omitempty"`
+	BytesReceived   int     `json:"bytes_received,omitempty"`
+	Retransmissions int     `json:"retransmissions,omitempty"`
+	SRTTMs          float64 `json:"srtt_ms,omitempty"`
+	Outcome         string  `json:"outcome,omitempty"`
 }
 
 // EventType implements Event.

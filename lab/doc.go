@@ -1,0 +1,30 @@
+// Package lab builds a two-host TCP lab out of Linux network namespaces and runs a small set of TCP services in it.
+//
+// A lab called NAME is a client namespace NAME-client and a server namespace NAME-server joined by a veth pair.
+// The client has 198.51.100.1/24 and 2001:db8::1/64, the server 198.51.100.2/24 and 2001:db8::2/64. The veth pair
+// is created directly inside the namespaces, so nothing appears in the root namespace and labs with different names
+// never collide.
+//
+// # Services
+//
+// [Lab.Serve] opens IPv4 and IPv6 listeners inside the server namespace, one per service, each chosen to show a
+// different part of the TCP life cycle:
+//
+//   - port 7 (echo) echoes everything and closes after the peer's FIN;
+//   - port 9 (hold) discards, and after the peer's FIN keeps its socket in CLOSE-WAIT for [Lab.HoldAfterEOF];
+//   - port 13 (half) sends one line and half-closes first, then reads until the peer's FIN;
+//   - port 80 (http) answers one HTTP/1.0 request and closes first;
+//   - port 81 (closed) has no listener, so the kernel answers a SYN with RST;
+//   - port 82 (dropped) silently drops SYNs in nftables;
+//   - port 83 (rejected) answers with ICMP port unreachable from nftables;
+//   - port 84 (prohibited) answers with ICMP administratively prohibited from nftables.
+//
+// All firewall rules live in the inet table "tcpshake_lab" of the server namespace; [Lab.SetLoss] adds random
+// loss of incoming TCP segments there.
+//
+// # Privileges
+//
+// Everything except [New] and [Status.String] needs CAP_NET_ADMIN (and CAP_SYS_ADMIN for the namespace bind
+// mounts under /run/netns); in practice, run as root. The package works on Linux only; on other systems the
+// methods return an error.
+package lab

@@ -1,0 +1,85 @@
+package labtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"tcpshake/lab"
+)
+
+// skipReason says why lab tests cannot run without privileges.
+const skipReason = "lab tests need root (CAP_NET_ADMIN, CAP_NET_RAW) to create network namespaces"
+
+// readyTimeout bounds the wait for the in-process server's listeners.
+const readyTimeout = 5 * time.Second
+
+// RequireRoot skips t when the process is not root on Linux, or fails it when the environment variable CI is
+// "true", where a skipped privileged test would hide a broken setup.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	reason := ""
+	switch {
+	case runtime.GOOS != "linux":
+		reason = skipReason + " on Linux"
+	case os.Geteuid() != 0:
+		reason = skipReason
+	}
+	if reason == "" {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal(reason)
+	}
+	t.Skip(reason)
+}
+
+// Name returns a fresh lab name: "t" and 8 random hex digits, so parallel tests and packages never collide.
+func Name(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatalf("labtest: random name: %v", err)
+	}
+	return "t" + hex.EncodeToString(b)
+}
+
+// New creates a uniquely named lab, brings it up, serves it from a goroutine of the test process and waits until
+// every listener is open. t.Cleanup stops the server and tears the lab down, also when the test fails.
+func New(t testing.TB) lab.Lab {
+	t.Helper()
+	RequireRoot(t)
+	l := lab.New(Name(t))
+	t.Cleanup(func() {
+		if err := l.Down(); err != nil {
+			t.Errorf("labtest: %v", err)
+		}
+	})
+	if err := l.Up(t.Context()); err != nil {
+		t.Fatalf("labtest: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- l.Serve(ctx, func() { close(ready) }) }()
+	// Registered after Down, so it runs before it: the server's sockets must be closed before the namespaces go.
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("labtest: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		done <- nil // reported here; the cleanup only has to wait
+		t.Fatalf("labtest: %v", err)
+	case <-time.After(readyTimeout):
+		t.Fatalf("labtest: server of lab %s not ready after %v", l.Name, readyTimeout)
+	}
+	return l
+}
