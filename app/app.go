@@ -32,7 +32,9 @@ func New(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand: true,
 		Commands: []*cli.Command{
 			probeCommand(),
+			handshakeCommand(),
 			labCommand(),
+			analyzeCommand(),
 		},
 		// Errors are printed once, by Main, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -181,7 +182,8 @@ func labDemo(ctx context.Context, w, ew io.Writer, name string, keep bool) (err 
 		cmd.Stdout, cmd.Stderr = w, ew
 		runErr := lab.Do(l.ClientNS, cmd.Run)
 		code := 0
-		if ee, ok := runErr.(*exec.ExitError); ok {
+		var ee *exec.ExitError
+		if errors.As(runErr, &ee) {
 			code = ee.ExitCode()
 		} else if runErr != nil {
 			return fmt.Errorf("lab demo: %s: %w", st.title, runErr)

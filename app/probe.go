@@ -27,12 +27,8 @@ func probeCommand() *cli.Command {
 			"  filtered  port-unreach…  an ICMP error quoting our segment (admin-prohibited, host-unreach, …)\n" +
 			"Non-SYN probes follow nmap: FIN/NULL/Xmas silence is open|filtered, an ACK probe's RST is unfiltered.\n" +
 			"Exit status: 0 if any port is open, 1 if none, 2 on usage or runtime errors.",
-		Flags: []cli.Flag{
+		Flags: append(targetFlags(),
 			&cli.StringFlag{Name: "ports", Aliases: []string{"p"}, Usage: "`PORTS` to probe: 80, 22,80,443 or 1000-1010"},
-			&cli.BoolFlag{Name: "4", Usage: "IPv4 only"},
-			&cli.BoolFlag{Name: "6", Usage: "IPv6 only"},
-			&cli.StringFlag{Name: "interface", Aliases: []string{"I"}, Usage: "send and capture on `IFACE` (default: from the routing table)"},
-			&cli.StringFlag{Name: "source", Aliases: []string{"s"}, Usage: "source `ADDR` (default: the route's preferred source)"},
 			&cli.StringFlag{Name: "sport", Usage: "source `PORT` (default: random per probe)"},
 			&cli.StringFlag{Name: "flags", Value: "S", Usage: "TCP `FLAGS`: words (syn,ack), tcpdump letters (S.) or hping3 letters (SA)"},
 			&cli.StringFlag{Name: "seq", Usage: "sequence `NUMBER` (default: random per probe, from crypto/rand)"},
@@ -52,7 +48,7 @@ func probeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (docs/json.md)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only the port table and the summary"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also show the segments sent, and every explanation"},
-		},
+		),
 		Action: runProbe,
 	}
 }
@@ -95,31 +91,88 @@ func sink(c *cli.Context) event.Sink {
 	return &event.Text{W: c.App.Writer, Quiet: c.Bool("quiet"), Verbose: c.Bool("verbose")}
 }
 
-func probeConfig(c *cli.Context) (probe.Config, string, error) {
-	var cfg probe.Config
+// target is where a command goes and how it leaves this host.
+type target struct {
+	host  string
+	addr  netip.Addr
+	ports []uint16
+	src   netip.Addr // -s, or invalid
+	iface string     // -I, or ""
+}
+
+// targetFlags are the flags every command that talks to a peer shares.
+func targetFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "4", Usage: "IPv4 only"},
+		&cli.BoolFlag{Name: "6", Usage: "IPv6 only"},
+		&cli.StringFlag{Name: "interface", Aliases: []string{"I"}, Usage: "send and capture on `IFACE` (default: from the routing table)"},
+		&cli.StringFlag{Name: "source", Aliases: []string{"s"}, Usage: "source `ADDR` (default: the route's preferred source)"},
+	}
+}
+
+// parseTarget reads HOST[:PORT], -p, -4/-6 and -s, and resolves the host.
+func parseTarget(c *cli.Context, cmd string) (target, error) {
+	var tg target
 	if c.NArg() != 1 {
-		return cfg, "", usagef("probe takes one HOST[:PORT] (got %d arguments)", c.NArg())
+		return tg, usagef("%s takes one HOST[:PORT] (got %d arguments)", cmd, c.NArg())
 	}
 	host, port, err := probe.SplitTarget(c.Args().First())
 	if err != nil {
-		return cfg, "", usageErr{err.Error()}
+		return tg, usageErr{err.Error()}
 	}
 	if c.Bool("4") && c.Bool("6") {
-		return cfg, "", usagef("-4 and -6 exclude each other")
+		return tg, usagef("-4 and -6 exclude each other")
 	}
 	if port != 0 {
-		cfg.Ports = []uint16{port}
+		tg.ports = []uint16{port}
 	}
-	if s := c.String("ports"); s != "" {
-		ps, err := craft.ParsePorts(s)
+	if c.IsSet("ports") {
+		ps, err := craft.ParsePorts(c.String("ports"))
 		if err != nil {
-			return cfg, "", usagef("--ports: %v", err)
+			return tg, usagef("--ports: %v", err)
 		}
-		cfg.Ports = append(cfg.Ports, ps...)
+		tg.ports = append(tg.ports, ps...)
 	}
-	if len(cfg.Ports) == 0 {
-		return cfg, "", usagef("no port: give HOST:PORT or -p PORTS")
+	if len(tg.ports) == 0 {
+		return tg, usagef("no port: give HOST:PORT or -p PORT")
 	}
+	family := 0
+	if c.Bool("4") {
+		family = 4
+	} else if c.Bool("6") {
+		family = 6
+	}
+	if s := c.String("source"); s != "" {
+		a, err := parseAddr(s)
+		if err != nil {
+			return tg, usagef("--source: %v", err)
+		}
+		tg.src = a
+		if family == 0 {
+			family = 4
+			if a.Is6() {
+				family = 6
+			}
+		}
+	}
+	tg.addr, err = probe.Resolve(c.Context, host, family)
+	if err != nil {
+		return tg, usageErr{err.Error()}
+	}
+	if tg.src.IsValid() && tg.src.Is4() != tg.addr.Is4() {
+		return tg, usagef("--source %v and host %v are of different address families", tg.src, tg.addr)
+	}
+	tg.host, tg.iface = host, c.String("interface")
+	return tg, nil
+}
+
+func probeConfig(c *cli.Context) (probe.Config, string, error) {
+	var cfg probe.Config
+	tg, err := parseTarget(c, "probe")
+	if err != nil {
+		return cfg, "", err
+	}
+	cfg.Host, cfg.Addr, cfg.Ports, cfg.Src = tg.host, tg.addr, tg.ports, tg.src
 	if cfg.Flags, err = craft.ParseFlags(c.String("flags")); err != nil {
 		return cfg, "", usagef("--flags: %v", err)
 	}
@@ -135,13 +188,7 @@ func probeConfig(c *cli.Context) (probe.Config, string, error) {
 	}
 	cfg.Window = uint16(p.uint("window", 0, 65535))
 	cfg.TTL = uint8(p.uint("ttl", 1, 255))
-	cfg.SYN = craft.SYNOptionSet{
-		MSS: uint16(p.uint("mss", 0, 65535)), WScale: -1,
-		SACKOK: c.Bool("sackok"), Timestamp: c.Bool("timestamp"),
-	}
-	if c.IsSet("wscale") {
-		cfg.SYN.WScale = int(p.uint("wscale", 0, 14))
-	}
+	cfg.SYN = synOptions(c, &p)
 	cfg.Count = int(p.uint("count", 1, 1<<20))
 	cfg.Retries = int(p.uint("retries", 0, 10))
 	cfg.Interval = p.duration("interval")
@@ -163,34 +210,19 @@ func probeConfig(c *cli.Context) (probe.Config, string, error) {
 			return cfg, "", usagef("--data: %v", err)
 		}
 	}
-	family := 0
-	if c.Bool("4") {
-		family = 4
-	} else if c.Bool("6") {
-		family = 6
+	return cfg, tg.iface, nil
+}
+
+// synOptions reads --mss, --wscale, --sackok and --timestamp.
+func synOptions(c *cli.Context, p *numParser) craft.SYNOptionSet {
+	o := craft.SYNOptionSet{
+		MSS: uint16(p.uint("mss", 0, 65535)), WScale: -1,
+		SACKOK: c.Bool("sackok"), Timestamp: c.Bool("timestamp"),
 	}
-	if s := c.String("source"); s != "" {
-		a, err := parseAddr(s)
-		if err != nil {
-			return cfg, "", usagef("--source: %v", err)
-		}
-		cfg.Src = a
-		if family == 0 {
-			family = 4
-			if a.Is6() {
-				family = 6
-			}
-		}
+	if c.IsSet("wscale") {
+		o.WScale = int(p.uint("wscale", 0, 14))
 	}
-	cfg.Addr, err = probe.Resolve(c.Context, host, family)
-	if err != nil {
-		return cfg, "", usageErr{err.Error()}
-	}
-	if cfg.Src.IsValid() && cfg.Src.Is4() != cfg.Addr.Is4() {
-		return cfg, "", usagef("--source %v and host %v are of different address families", cfg.Src, cfg.Addr)
-	}
-	cfg.Host = host
-	return cfg, c.String("interface"), nil
+	return o
 }
 
 // numParser reads numeric flags and keeps the first error.

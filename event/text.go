@@ -12,12 +12,17 @@ import (
 // answer), nmap (a port table with reasons) and ping (the summary).
 type Text struct {
 	W       io.Writer
-	Quiet   bool // results and summary only
-	Verbose bool // also the segments we send, and every explanation
+	Quiet   bool   // results and summary only
+	Verbose bool   // also the segments we send, and every explanation
+	View    string // sessions: ViewLadder or ViewList (default)
+	Color   bool   // ANSI colours (terminals only, never with NO_COLOR)
 
 	mu        sync.Mutex
 	explained map[string]bool
 	results   []Result
+	session   bool
+	peerName  string
+	usName    string
 }
 
 // Emit implements Sink.
@@ -26,12 +31,25 @@ func (t *Text) Emit(e Event) {
 	defer t.mu.Unlock()
 	switch e := e.(type) {
 	case Start:
+		if e.Command != "probe" {
+			t.session = true
+			t.sessionStart(e)
+			return
+		}
 		t.start(e)
 	case Step:
+		if !e.Probe {
+			t.sessionStep(e)
+			return
+		}
 		t.step(e)
 	case Result:
 		t.results = append(t.results, e)
 	case Summary:
+		if t.session || e.Command != "probe" {
+			t.sessionSummary(e)
+			return
+		}
 		t.table()
 		t.summary(e)
 	case Warning:
@@ -133,8 +151,8 @@ func (t *Text) table() {
 
 func (t *Text) summary(e Summary) {
 	fmt.Fprintf(t.W, "\n--- %s %s statistics ---\n", e.Host, e.Command)
-	fmt.Fprintf(t.W, "%d probes sent, %d answers received, %.1f%% unanswered, time %s\n",
-		e.Sent, e.Received, e.LossPct, fmtMs(e.Elapsed))
+	fmt.Fprintf(t.W, "%s sent, %s received, %.1f%% unanswered, time %s\n",
+		plural(e.Sent, "probe"), plural(e.Received, "answer"), e.LossPct, fmtMs(e.Elapsed))
 	if e.RTT != nil {
 		fmt.Fprintf(t.W, "rtt min/avg/max/mdev = %.3f/%.3f/%.3f/%.3f ms\n", e.RTT.Min, e.RTT.Avg, e.RTT.Max, e.RTT.Mdev)
 	}
@@ -150,6 +168,13 @@ func (t *Text) summary(e Summary) {
 		}
 		fmt.Fprintf(t.W, "ignored (not an answer to our probes): %s\n", strings.Join(parts, ", "))
 	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 // fmtMs prints milliseconds with precision that suits their size.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -107,7 +106,8 @@ func ParseCloseMode(s string) (CloseMode, error) {
 // inflight is a segment that occupies sequence space and waits for its ACK.
 type inflight struct {
 	seg     craft.Segment
-	sentAt  time.Time
+	sentAt  time.Time // our clock when handed to the kernel
+	wire    time.Time // kernel timestamp of its first copy on the wire
 	retrans int
 }
 
@@ -147,6 +147,8 @@ type Session struct {
 	steps          int
 	lastObserved   string
 	stream         *capture.Stream
+	rstSent        int // RSTs we sent
+	rstSeen        int // RSTs seen leaving this host
 	release        func() error
 	err            error
 	bytesAnnounced int
@@ -245,6 +247,13 @@ func (s *Session) tsVal() uint32 { return uint32(s.env.Now().Sub(s.start)/time.M
 // transmit sends a segment that occupies sequence space (SYN, data, FIN) and
 // queues it for retransmission until acknowledged.
 func (s *Session) transmit(ctx context.Context, seg craft.Segment, why []string) error {
+	if err := s.drain(ctx); err != nil {
+		return err
+	}
+	seg.Seq = s.sndNxt
+	if seg.Flags.Has(craft.ACK) {
+		seg.Ack = s.rcvNxt
+	}
 	if err := s.send(ctx, seg, why, false); err != nil {
 		return err
 	}
@@ -254,6 +263,24 @@ func (s *Session) transmit(ctx context.Context, seg craft.Segment, why []string)
 		s.rtoDeadline = s.env.Now().Add(s.rto)
 	}
 	return nil
+}
+
+// drain handles what has already arrived, so that what we send next is
+// told in the order things happened on the wire.
+func (s *Session) drain(ctx context.Context) error {
+	if s.stream == nil {
+		return nil
+	}
+	for {
+		select {
+		case rep := <-s.stream.C():
+			if err := s.handle(ctx, rep); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
 }
 
 // send puts one segment on the wire and reports it as a step.
@@ -271,10 +298,13 @@ func (s *Session) send(ctx context.Context, seg craft.Segment, why []string, ret
 	if err != nil {
 		return fmt.Errorf("session: build segment: %w", err)
 	}
+	st.TimeMs = ms(s.env.Now().Sub(s.start))
 	if err := s.env.Sender.Send(pkt, s.cfg.Remote.Addr()); err != nil {
 		return err
 	}
-	st.TimeMs = ms(s.env.Now().Sub(s.start))
+	if seg.Flags.Has(craft.RST) {
+		s.rstSent++
+	}
 	if !retrans {
 		chg := s.me.Send(&seg)
 		pchg := s.peer.Receive(&seg)
@@ -329,7 +359,11 @@ func (s *Session) stepOf(dir string, seg *craft.Segment) event.Step {
 func (s *Session) finishStep(st *event.Step) {
 	st.Local, st.Remote = s.me.State.String(), s.peer.State.String()
 	st.Observed = s.observe()
-	if st.Observed != "" && st.Observed != st.Remote {
+	switch {
+	case st.Observed == "" || st.Observed == st.Remote:
+	case ahead(st.Remote, st.Observed):
+		st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel is already in %s: it acted on its own (its application closed or it aborted) and the segment that tells us is on its way", st.Observed))
+	default:
 		st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel says %s, not %s as inferred", st.Observed, st.Remote))
 	}
 	s.env.Sink.Emit(*st)
@@ -337,9 +371,8 @@ func (s *Session) finishStep(st *event.Step) {
 
 // note reports a change without a segment (a timer, the guard, the end).
 func (s *Session) note(text, local string, observed string) {
-	s.steps++
 	st := event.Step{
-		N: s.steps, TimeMs: ms(s.env.Now().Sub(s.start)), Direction: "note",
+		TimeMs: ms(s.env.Now().Sub(s.start)), Direction: "note",
 		Explain: []string{text}, Local: s.me.State.String(), Remote: s.peer.State.String(), Observed: observed,
 	}
 	if local != "" {
@@ -361,7 +394,7 @@ func (s *Session) observe() string {
 		if err != nil {
 			return "unknown (" + err.Error() + ")"
 		}
-		if got == want || (want == tcpstate.Listen.String() && got == "CLOSED") || time.Now().After(deadline) {
+		if got == want || ahead(want, got) || (want == tcpstate.Listen.String() && got == "CLOSED") || time.Now().After(deadline) {
 			if want == tcpstate.Listen.String() && got == "CLOSED" {
 				got = "LISTEN"
 			}
@@ -370,6 +403,22 @@ func (s *Session) observe() string {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// ahead reports whether the peer can have moved from inferred to observed
+// on its own, without a segment from us: its application closed (FIN-WAIT-1,
+// LAST-ACK), it aborted (CLOSED), or its TIME-WAIT ended. Then the kernel is
+// simply ahead of what its segments have told us so far.
+func ahead(inferred, observed string) bool {
+	switch observed {
+	case "CLOSED":
+		return true
+	case "FIN-WAIT-1":
+		return inferred == "ESTABLISHED" || inferred == "SYN-RECEIVED"
+	case "LAST-ACK":
+		return inferred == "CLOSE-WAIT"
+	}
+	return false
 }
 
 // pump processes the peer's segments and our retransmission timer until done
@@ -458,6 +507,9 @@ func (s *Session) ack(ctx context.Context, why []string) error {
 // handle processes one packet from the stream.
 func (s *Session) handle(ctx context.Context, rep capture.Reply) error {
 	if rep.Outgoing {
+		if rep.Packet.Kind == craft.KindTCP {
+			s.sawOutgoing(&rep.Packet.Seg, rep.Time)
+		}
 		if s.env.Record != nil {
 			s.env.Record(rep, nil)
 		}
@@ -484,6 +536,25 @@ func (s *Session) handle(ctx context.Context, rep capture.Reply) error {
 		return s.handleRST(rep, seg)
 	default:
 		return s.handleSynced(ctx, rep, seg)
+	}
+}
+
+// sawOutgoing notes the wire time of our own segments, for RTT samples, and
+// notices RSTs that our kernel sent despite the guard.
+func (s *Session) sawOutgoing(seg *craft.Segment, at time.Time) {
+	if seg.Flags.Has(craft.RST) {
+		s.rstSeen++
+		if s.rstSeen > s.rstSent {
+			s.env.Sink.Emit(event.Warning{Message: fmt.Sprintf("our kernel sent its own RST (seq %d) to the peer: the guard did not hold it back (is --no-guard set, or does another firewall rule accept it first?); the peer will abort the connection", uint32(seg.Seq))})
+			s.rstSent = s.rstSeen
+		}
+		return
+	}
+	for _, f := range s.queue {
+		if f.wire.IsZero() && f.seg.Seq == seg.Seq && f.seg.Flags == seg.Flags && len(f.seg.Payload) == len(seg.Payload) {
+			f.wire = at
+			return
+		}
 	}
 }
 
@@ -528,7 +599,7 @@ func (s *Session) handleSynSent(ctx context.Context, rep capture.Reply, seg *cra
 	why := []string{fmt.Sprintf("SYN-ACK: the peer's ISN is %d (relative 0); ack %d = our seq %d + 1: a SYN takes one sequence number", uint32(seg.Seq), uint32(seg.Ack), uint32(s.iss))}
 	why = append(why, s.negotiate(seg)...)
 	if ackOK {
-		s.acked(seg.Ack)
+		s.acked(seg.Ack, rep.Time)
 	}
 	s.received(rep, seg, why)
 	if !ackOK {
@@ -587,7 +658,7 @@ func (s *Session) negotiate(seg *craft.Segment) []string {
 
 // acked advances SND.UNA and drops acknowledged segments from the
 // retransmission queue, sampling the RTT from segments sent once (Karn).
-func (s *Session) acked(ack craft.Seq) {
+func (s *Session) acked(ack craft.Seq, at time.Time) {
 	if !s.sndUna.LessThan(ack) || s.sndNxt.LessThan(ack) {
 		return
 	}
@@ -596,7 +667,11 @@ func (s *Session) acked(ack craft.Seq) {
 	for len(s.queue) > 0 && s.queue[0].seg.End().LessThanEq(ack) {
 		f := s.queue[0]
 		if f.retrans == 0 {
-			s.est.sample(now.Sub(f.sentAt))
+			if !f.wire.IsZero() && !at.IsZero() {
+				s.est.sample(at.Sub(f.wire))
+			} else {
+				s.est.sample(now.Sub(f.sentAt))
+			}
 			s.rto = min(max(s.est.srtt+max(4*s.est.rttvar, time.Millisecond), minRTO), maxRTO)
 		}
 		s.queue = s.queue[1:]
@@ -639,7 +714,7 @@ func (s *Session) handleSynced(ctx context.Context, rep capture.Reply, seg *craf
 		switch {
 		case s.sndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(s.sndNxt):
 			why = append(why, s.explainAck(seg.Ack))
-			s.acked(seg.Ack)
+			s.acked(seg.Ack, rep.Time)
 		case s.sndNxt.LessThan(seg.Ack):
 			why = append(why, fmt.Sprintf("ack %d acknowledges data we never sent (SND.NXT %d): RFC 9293 §3.10.7.4 says send an ACK and drop it", uint32(seg.Ack), uint32(s.sndNxt)))
 			s.received(rep, seg, why)
@@ -913,7 +988,7 @@ func showData(b []byte) string {
 			}
 		}
 		if printable {
-			return strings.NewReplacer("\r", `\r`, "\n", `\n`, "\t", `\t`).Replace(string(b))
+			return string(b)
 		}
 	}
 	return fmt.Sprintf("hex:%x", b)

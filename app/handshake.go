@@ -1,0 +1,357 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"tcpshake/capture"
+	"tcpshake/craft"
+	"tcpshake/event"
+	"tcpshake/probe"
+	"tcpshake/probe/guard"
+	"tcpshake/probe/observe"
+)
+
+// sessionFlags are shared by handshake and shell.
+func sessionFlags() []cli.Flag {
+	return append(targetFlags(),
+		&cli.StringFlag{Name: "ports", Aliases: []string{"p"}, Usage: "the peer's `PORT` (or HOST:PORT)"},
+		&cli.StringFlag{Name: "sport", Usage: "our source `PORT` (default: a free random one, reserved while we run)"},
+		&cli.StringFlag{Name: "isn", Usage: "our initial sequence `NUMBER` (default: random from crypto/rand)"},
+		&cli.StringFlag{Name: "window", Value: "64240", Usage: "our receive window `SIZE`"},
+		&cli.StringFlag{Name: "ttl", Value: "64", Usage: "IPv4 TTL or IPv6 hop limit `N`"},
+		&cli.StringFlag{Name: "mss", Value: "1460", Usage: "MSS option `BYTES` in our SYN (0: none)"},
+		&cli.StringFlag{Name: "wscale", Usage: "window scale option `SHIFT` in our SYN (0-14)"},
+		&cli.BoolFlag{Name: "sackok", Usage: "SACK-permitted option in our SYN"},
+		&cli.BoolFlag{Name: "timestamp", Usage: "timestamps option in our SYN (then on every segment)"},
+		&cli.StringFlag{Name: "rto", Value: "1s", Usage: "initial retransmission timeout `DURATION` (RFC 6298; doubles on each retry)"},
+		&cli.StringFlag{Name: "retries", Value: "6", Usage: "retransmissions of one segment `N` before giving up"},
+		&cli.StringFlag{Name: "time-wait", Value: "2s", Usage: "how long TIME-WAIT lasts here, `DURATION` (RFC 9293: 2·MSL = 4 min)"},
+		&cli.StringFlag{Name: "timeout", Value: "10s", Usage: "how long to wait for the peer's data or FIN, `DURATION`"},
+		&cli.StringFlag{Name: "observe-netns", Usage: "read the peer's real socket state in network namespace `NAME` (automatic for local peers)"},
+		&cli.BoolFlag{Name: "no-guard", Usage: "do not hold back our kernel's RSTs (to see why the guard exists)"},
+		&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (docs/json.md)"},
+		&cli.StringFlag{Name: "view", Usage: "`ladder` (default on a terminal) or list"},
+	)
+}
+
+func handshakeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "handshake",
+		Usage:     "perform a TCP connection by hand: 3-way handshake, data, 4-way close, each step explained",
+		ArgsUsage: "HOST:PORT",
+		Description: "tcpshake plays the client from raw sockets: it sends the SYN, acknowledges the SYN-ACK, sends data,\n" +
+			"acknowledges the peer's data and closes, retransmitting what is not acknowledged (RFC 6298).\n" +
+			"Each step shows seq/ack (absolute and relative), the arithmetic in words, our state, the peer's state\n" +
+			"inferred from RFC 9293, and the peer's real state from its kernel when visible (sock_diag).\n" +
+			"While it runs, an nftables table owned by the process holds back our own kernel's RSTs for this\n" +
+			"connection only; it vanishes when tcpshake exits, however it exits.\n" +
+			"Exit status: 0 when the connection ran as asked, 1 when refused, filtered, reset or unfinished, 2 on errors.",
+		Flags: append(sessionFlags(),
+			&cli.StringFlag{Name: "send", Usage: "send `TEXT` after the handshake (escapes \\r \\n \\t \\xNN)"},
+			&cli.StringFlag{Name: "send-file", Usage: "send the contents of `FILE` after the handshake"},
+			&cli.StringFlag{Name: "close", Value: "fin", Usage: "how to end: fin (active close), wait (passive: the peer closes first), half (FIN, keep receiving), rst, none"},
+			&cli.StringFlag{Name: "hold", Usage: "stay established for `DURATION` before closing, acknowledging what arrives"},
+			&cli.BoolFlag{Name: "step", Usage: "before each segment we send, show it and wait for Enter"},
+		),
+		Action: runHandshake,
+	}
+}
+
+// conn is a session with everything it holds open.
+type conn struct {
+	sess    *probe.Session
+	live    *probe.Live
+	closers []func() error
+}
+
+func (c *conn) close() error {
+	var errs []error
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		errs = append(errs, c.closers[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// openConn resolves the target, opens the sockets, reserves our port,
+// installs the guard and the observer, and prepares a session.
+func openConn(c *cli.Context, cmd string, sink event.Sink, pause func(context.Context, event.Step) error) (*conn, error) {
+	tg, err := parseTarget(c, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if len(tg.ports) != 1 {
+		return nil, usagef("%s talks to one port (got %d)", cmd, len(tg.ports))
+	}
+	p := numParser{c: c}
+	cfg := probe.SessionConfig{
+		Host:     tg.host,
+		Window:   uint16(p.uint("window", 0, 65535)),
+		TTL:      uint8(p.uint("ttl", 1, 255)),
+		SYN:      synOptions(c, &p),
+		RTO:      p.duration("rto"),
+		Retries:  int(p.uint("retries", 1, 30)),
+		TimeWait: p.duration("time-wait"),
+		Timeout:  p.duration("timeout"),
+	}
+	if c.IsSet("isn") {
+		isn := craft.Seq(p.uint("isn", 0, 1<<32-1))
+		cfg.ISN = &isn
+	}
+	sport := uint16(p.uint("sport", 1, 65535))
+	if p.err != nil {
+		return nil, p.err
+	}
+	route, err := capture.Lookup(tg.addr, tg.iface, tg.src)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	cn := &conn{}
+	fail := func(err error) (*conn, error) {
+		cn.close()
+		return nil, err
+	}
+	port, release, err := reservePort(route.Src, sport)
+	if err != nil {
+		return nil, err
+	}
+	cn.closers = append(cn.closers, release)
+	cfg.Local = netip.AddrPortFrom(route.Src, port)
+	cfg.Remote = netip.AddrPortFrom(tg.addr, tg.ports[0])
+
+	live, err := probe.OpenLive(tg.addr, route, tg.iface)
+	if err != nil {
+		return fail(err)
+	}
+	cn.live = live
+	cn.closers = append(cn.closers, live.Close)
+	env := probe.SessionEnv{Env: live.Env(), Pause: pause}
+	env.Sink = sink
+	if !c.Bool("no-guard") {
+		g, err := guard.Open()
+		if err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				return fail(fmt.Errorf("the kernel-RST guard needs CAP_NET_ADMIN: %w", err))
+			}
+			return fail(err)
+		}
+		cn.closers = append(cn.closers, g.Close)
+		env.Guard = nftGuard{g}
+	}
+	if ns := c.String("observe-netns"); ns != "" || isLocalPeer(tg.addr) {
+		d, err := observe.Open(ns)
+		if err != nil {
+			return fail(usagef("--observe-netns: %v", err))
+		}
+		cn.closers = append(cn.closers, d.Close)
+		env.Observer = d
+	}
+	cn.sess = probe.NewSession(cfg, env)
+	return cn, nil
+}
+
+// nftGuard adapts the nftables guard to the session's Guard.
+type nftGuard struct{ g *guard.Guard }
+
+func (n nftGuard) Block(local, remote netip.AddrPort) (func() error, error) {
+	r, err := n.g.Block(local, remote)
+	if err != nil {
+		return nil, err
+	}
+	return func() error { return n.g.Unblock(r) }, nil
+}
+
+// isLocalPeer: the peer's sockets live in our own network namespace.
+func isLocalPeer(a netip.Addr) bool {
+	if a.IsLoopback() {
+		return true
+	}
+	r, err := capture.Lookup(a, "", netip.Addr{})
+	return err == nil && r.IfName == "lo"
+}
+
+// reservePort binds (without listening) a TCP socket to our address and
+// port, so that our kernel hands the port to no other connection while
+// tcpshake owns it. Port 0 picks a free one.
+func reservePort(src netip.Addr, port uint16) (uint16, func() error, error) {
+	family := unix.AF_INET
+	if src.Is6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, nil, fmt.Errorf("reserve port: %w", err)
+	}
+	var sa unix.Sockaddr = &unix.SockaddrInet4{Addr: src.As4(), Port: int(port)}
+	if src.Is6() {
+		sa = &unix.SockaddrInet6{Addr: src.As16(), Port: int(port)}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return 0, nil, fmt.Errorf("source port %d on %v: %w", port, src, err)
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		return 0, nil, fmt.Errorf("reserve port: %w", err)
+	}
+	switch a := got.(type) {
+	case *unix.SockaddrInet4:
+		port = uint16(a.Port)
+	case *unix.SockaddrInet6:
+		port = uint16(a.Port)
+	}
+	return port, func() error { return unix.Close(fd) }, nil
+}
+
+// sessionSink picks the renderer for a session.
+func sessionSink(c *cli.Context) (event.Sink, error) {
+	if c.Bool("json") {
+		return event.NewJSON(c.App.Writer), nil
+	}
+	tty := isTerminal(c.App.Writer)
+	view := event.ViewList
+	if tty {
+		view = event.ViewLadder
+	}
+	switch v := c.String("view"); v {
+	case "":
+	case event.ViewLadder, event.ViewList:
+		view = v
+	default:
+		return nil, usagef("--view %s: want ladder or list", v)
+	}
+	_, noColor := os.LookupEnv("NO_COLOR")
+	return &event.Text{W: c.App.Writer, View: view, Color: tty && !noColor}, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func runHandshake(c *cli.Context) error {
+	mode, err := probe.ParseCloseMode(c.String("close"))
+	if err != nil {
+		return usageErr{err.Error()}
+	}
+	var data []byte
+	if c.IsSet("send") {
+		if data, err = Unescape(c.String("send")); err != nil {
+			return usagef("--send: %v", err)
+		}
+	}
+	if f := c.String("send-file"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return usagef("--send-file: %v", err)
+		}
+		data = append(data, b...)
+	}
+	var hold time.Duration
+	if c.IsSet("hold") {
+		p := numParser{c: c}
+		if hold = p.duration("hold"); p.err != nil {
+			return p.err
+		}
+	}
+	sink, err := sessionSink(c)
+	if err != nil {
+		return err
+	}
+	var pause func(context.Context, event.Step) error
+	if c.Bool("step") {
+		pause = stepper(c.App.ErrWriter, os.Stdin)
+	}
+	cn, err := openConn(c, "handshake", sink, pause)
+	if err != nil {
+		return err
+	}
+	defer cn.close()
+	s := cn.sess
+	ctx := c.Context
+	err = func() error {
+		if err := s.Open(ctx); err != nil {
+			return err
+		}
+		if len(data) > 0 {
+			if err := s.Send(ctx, data); err != nil {
+				return err
+			}
+		}
+		if hold > 0 {
+			if err := s.Hold(ctx, hold); err != nil {
+				return err
+			}
+		}
+		return s.Close(ctx, mode)
+	}()
+	if err != nil {
+		s.Abort()
+	}
+	sum := s.Summary()
+	sum.Outcome = outcome(err)
+	sink.Emit(sum)
+	return sessionExit(err)
+}
+
+func outcome(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, context.Canceled):
+		return "interrupted (the peer was reset so nothing stays half-open)"
+	default:
+		return err.Error()
+	}
+}
+
+// sessionExit maps how a session ended to the exit status.
+func sessionExit(err error) error {
+	var unreach *probe.UnreachableError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, probe.ErrRefused), errors.Is(err, probe.ErrNoAnswer), errors.Is(err, probe.ErrReset),
+		errors.Is(err, probe.ErrPeerStays), errors.As(err, &unreach):
+		return exitCode(ExitNone)
+	case errors.Is(err, context.Canceled):
+		return exitCode(ExitFailure)
+	}
+	return err
+}
+
+// stepper shows the next segment and waits for Enter on in.
+func stepper(w io.Writer, in io.Reader) func(context.Context, event.Step) error {
+	r := bufio.NewReader(in)
+	return func(ctx context.Context, next event.Step) error {
+		fmt.Fprintf(w, "next: %s [%s] seq %d ack %d len %d — press Enter to send (Ctrl-C to stop) ", next.Direction, next.Flags, next.Seq, next.Ack, next.Len)
+		done := make(chan error, 1)
+		go func() {
+			_, err := r.ReadString('\n')
+			done <- err
+		}()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-done:
+			if err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			return nil
+		}
+	}
+}

@@ -1,0 +1,229 @@
+package event
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Session views: how the steps of a connection are drawn.
+const (
+	ViewLadder = "ladder" // the teaching texts' figure: our column, the peer's column, an arrow per segment
+	ViewList   = "list"   // one line per step
+)
+
+// ANSI colours, used only when Text.Color is set.
+const (
+	cReset  = "\x1b[0m"
+	cSent   = "\x1b[32m"
+	cRecv   = "\x1b[36m"
+	cRST    = "\x1b[31m"
+	cNote   = "\x1b[33m"
+	cDim    = "\x1b[2m"
+	cAlert  = "\x1b[1;31m"
+	arrowW  = 52
+	stateW  = 13
+	indentW = 3 + 1 + 11 + 2 + stateW + 2
+)
+
+func (t *Text) paint(code, s string) string {
+	if !t.Color || s == "" {
+		return s
+	}
+	return code + s + cReset
+}
+
+// sessionStart prints the header of a handshake, shell or rst session.
+func (t *Text) sessionStart(e Start) {
+	peer := fmt.Sprintf("%s:%d", e.Addr, first(e.Ports))
+	if strings.Contains(e.Addr, ":") {
+		peer = fmt.Sprintf("[%s]:%d", e.Addr, first(e.Ports))
+	}
+	fmt.Fprintf(t.W, "%s %s (%s) from %s\n", strings.ToUpper(e.Command), e.Host, peer, e.Src)
+	t.peerName = peer
+	t.usName = e.Src
+	if t.View == ViewLadder {
+		left := "us " + e.Src
+		right := "peer " + peer
+		pad := indentW + arrowW + 2 + stateW - len(right) - 15
+		fmt.Fprintf(t.W, "\n%-3s %11s  %-*s%s\n", "#", "t", max(pad, len(left)+1), left, right)
+	}
+}
+
+func first(p []uint16) uint16 {
+	if len(p) == 0 {
+		return 0
+	}
+	return p[0]
+}
+
+// sessionStep draws one step of a session.
+func (t *Text) sessionStep(e Step) {
+	if t.View == ViewList {
+		t.listStep(e)
+		return
+	}
+	t.ladderStep(e)
+}
+
+// label is a segment's flags and numbers, absolute with relative beside.
+func label(e Step) string {
+	if e.ICMP != "" {
+		return "ICMP " + e.ICMP + " from " + e.Src
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "[%s] seq %d (rel %d)", e.Flags, e.Seq, e.RelSeq)
+	if strings.Contains(e.Flags, ".") {
+		fmt.Fprintf(&b, " ack %d (rel %d)", e.Ack, e.RelAck)
+	}
+	if e.Len > 0 {
+		fmt.Fprintf(&b, " len %d", e.Len)
+	}
+	fmt.Fprintf(&b, " win %d", e.Window)
+	if e.Options != "" {
+		fmt.Fprintf(&b, " %s", e.Options)
+	}
+	return b.String()
+}
+
+func (t *Text) colourOf(e Step) string {
+	switch {
+	case strings.Contains(e.Flags, "R") || e.ICMP != "":
+		return cRST
+	case e.Direction == "sent":
+		return cSent
+	case e.Direction == "received":
+		return cRecv
+	}
+	return cNote
+}
+
+func (t *Text) observed(e Step) string {
+	switch {
+	case e.Observed == "":
+		return ""
+	case e.Observed == e.Remote:
+		return t.paint(cDim, "kernel: "+e.Observed)
+	case aheadOf(e.Remote, e.Observed):
+		return t.paint(cDim, "kernel: "+e.Observed+" (ahead)")
+	default:
+		return t.paint(cAlert, "kernel: "+e.Observed+" ≠ inferred")
+	}
+}
+
+func (t *Text) ladderStep(e Step) {
+	time := fmt.Sprintf("%.3f ms", e.TimeMs)
+	col := t.colourOf(e)
+	switch e.Direction {
+	case "note":
+		fmt.Fprintf(t.W, "%-3s %11s  %-*s  %s  %-*s %s\n", "", time, stateW, e.Local,
+			t.paint(col, strings.Repeat("┄", arrowW)), stateW, e.Remote, t.observed(e))
+		t.explain(e.Explain, "")
+		return
+	}
+	lbl := label(e)
+	if e.Retrans {
+		lbl += " (retransmission)"
+	}
+	var arrow, line1 string
+	if e.Direction == "sent" {
+		line1 = lbl
+		arrow = strings.Repeat("─", arrowW-1) + "▶"
+	} else {
+		line1 = fmt.Sprintf("%*s", arrowW, lbl)
+		arrow = "◀" + strings.Repeat("─", arrowW-1)
+	}
+	fmt.Fprintf(t.W, "%-3d %11s  %-*s  %s\n", e.N, time, stateW, "", t.paint(col, line1))
+	fmt.Fprintf(t.W, "%-3s %11s  %-*s  %s  %-*s %s\n", "", "", stateW, e.Local, t.paint(col, arrow),
+		stateW, e.Remote, t.observed(e))
+	t.explain(e.Explain, e.Data)
+}
+
+// aheadOf mirrors the session's rule: states a peer reaches on its own.
+func aheadOf(inferred, observed string) bool {
+	switch observed {
+	case "CLOSED":
+		return true
+	case "FIN-WAIT-1":
+		return inferred == "ESTABLISHED" || inferred == "SYN-RECEIVED"
+	case "LAST-ACK":
+		return inferred == "CLOSE-WAIT"
+	}
+	return false
+}
+
+func (t *Text) explain(lines []string, data string) {
+	pad := strings.Repeat(" ", indentW)
+	for _, x := range lines {
+		fmt.Fprintf(t.W, "%s%s\n", pad, x)
+	}
+	if data != "" {
+		fmt.Fprintf(t.W, "%sdata: %q\n", pad, data)
+	}
+}
+
+func (t *Text) listStep(e Step) {
+	if e.Direction == "note" {
+		fmt.Fprintf(t.W, "%-3s %11s  note      %s   us %s · peer %s%s\n", "", fmt.Sprintf("%.3f ms", e.TimeMs),
+			t.paint(cNote, firstLine(e.Explain)), e.Local, e.Remote, paren(t.observed(e)))
+		t.listExplain(e.Explain[min(1, len(e.Explain)):], "")
+		return
+	}
+	dir := e.Direction
+	if e.Retrans {
+		dir = "resent"
+	}
+	fmt.Fprintf(t.W, "%-3d %11s  %-8s  %s   us %s · peer %s%s\n", e.N, fmt.Sprintf("%.3f ms", e.TimeMs), dir,
+		t.paint(t.colourOf(e), label(e)), e.Local, e.Remote, paren(t.observed(e)))
+	t.listExplain(e.Explain, e.Data)
+}
+
+func (t *Text) listExplain(lines []string, data string) {
+	for _, x := range lines {
+		fmt.Fprintf(t.W, "      %s\n", x)
+	}
+	if data != "" {
+		fmt.Fprintf(t.W, "      data: %q\n", data)
+	}
+}
+
+func paren(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (" + s + ")"
+}
+
+func firstLine(x []string) string {
+	if len(x) == 0 {
+		return ""
+	}
+	return x[0]
+}
+
+func center(s string, w int) string {
+	n := utf8.RuneCountInString(s)
+	if n >= w {
+		return s
+	}
+	l := (w - n) / 2
+	return strings.Repeat(" ", l) + s + strings.Repeat(" ", w-n-l)
+}
+
+// sessionSummary closes a session.
+func (t *Text) sessionSummary(e Summary) {
+	fmt.Fprintf(t.W, "\n--- %s %s ---\n", t.peerName, e.Command)
+	obs := ""
+	if e.Observed != "" {
+		obs = " (kernel: " + e.Observed + ")"
+	}
+	fmt.Fprintf(t.W, "end: us %s · peer %s%s\n", e.Local, e.Remote, obs)
+	fmt.Fprintf(t.W, "%d bytes sent, %d bytes received, %d retransmissions", e.BytesSent, e.BytesReceived, e.Retransmissions)
+	if e.SRTTMs > 0 {
+		fmt.Fprintf(t.W, ", srtt %s", fmtMs(e.SRTTMs))
+	}
+	fmt.Fprintf(t.W, ", time %s\n", fmtMs(e.Elapsed))
+	if e.Outcome != "" {
+		fmt.Fprintf(t.W, "outcome: %s\n", e.Outcome)
+	}
+}
