@@ -21,7 +21,7 @@ const (
 
 // New returns the application writing to stdout and stderr.
 func New(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	a := &cli.App{
 		Name:  "tcpshake",
 		Usage: "craft TCP segments, watch a real peer answer, and learn the connection life cycle",
 		Description: "tcpshake sends hand-made TCP segments from raw sockets and explains every answer:\n" +
@@ -33,12 +33,27 @@ func New(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			probeCommand(),
 			handshakeCommand(),
+			shellCommand(),
 			labCommand(),
 			analyzeCommand(),
 		},
 		// Errors are printed once, by Main, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   usageError,
+	}
+	oneLineUsage(a.Commands)
+	return a
+}
+
+// oneLineUsage makes every command report flag errors as a usage error, one
+// line printed by Main, instead of urfave/cli's "Incorrect Usage" and the
+// whole help page.
+func oneLineUsage(cmds []*cli.Command) {
+	for _, c := range cmds {
+		if c.OnUsageError == nil {
+			c.OnUsageError = usageError
+		}
+		oneLineUsage(c.Subcommands)
 	}
 }
 
@@ -75,7 +90,7 @@ func Main(app *cli.App, run func([]string) error, args []string) int {
 // Friendly turns errors the user can fix into advice.
 func Friendly(err error) string {
 	if errors.Is(err, os.ErrPermission) {
-		return fmt.Sprintf("%v\n  run as root, or grant the capabilities once: sudo setcap cap_net_raw,cap_net_admin+ep $(command -v tcpshake)", err)
+		return fmt.Sprintf("%v; run as root, or grant the capabilities once: sudo setcap cap_net_raw,cap_net_admin+ep $(command -v tcpshake)", err)
 	}
 	return err.Error()
 }

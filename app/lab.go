@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -57,6 +58,23 @@ func labCommand() *cli.Command {
 					if !st.Ready() {
 						return exitCode(ExitNone)
 					}
+					return nil
+				},
+			},
+			{
+				Name:      "loss",
+				Usage:     "make the server drop PERCENT of the TCP segments it receives, at random (0 turns it off)",
+				ArgsUsage: "PERCENT",
+				Flags:     []cli.Flag{name},
+				Action: func(c *cli.Context) error {
+					p, err := strconv.Atoi(c.Args().First())
+					if c.NArg() != 1 || err != nil || p < 0 || p > 100 {
+						return usagef("lab loss takes one PERCENT from 0 to 100")
+					}
+					if err := lab.New(c.String("name")).SetLoss(p); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "the server in lab %s now drops %d%% of incoming TCP segments\n", c.String("name"), p)
 					return nil
 				},
 			},

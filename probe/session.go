@@ -49,6 +49,7 @@ type Guard interface {
 // socket named from the peer's side (its local end first).
 type Observer interface {
 	State(local, remote netip.AddrPort) (string, error)
+	Listening(local netip.AddrPort) (bool, error)
 }
 
 // SessionEnv is what a session needs from the outside world.
@@ -147,6 +148,11 @@ type Session struct {
 	steps          int
 	lastObserved   string
 	stream         *capture.Stream
+	manualAck      bool
+	sndMax         craft.Seq // the highest sequence number we ever sent (crafted segments included)
+	sndMaxSet      bool
+	peerAck        craft.Seq // the highest ack the peer sent: its RCV.NXT
+	command        string
 	rstSent        int // RSTs we sent
 	rstSeen        int // RSTs seen leaving this host
 	release        func() error
@@ -180,13 +186,31 @@ func (s *Session) State() tcpstate.State { return s.me.State }
 // PeerState is the peer's state as inferred from the segments.
 func (s *Session) PeerState() tcpstate.State { return s.peer.State }
 
+// SndNxt is the next sequence number we send.
+func (s *Session) SndNxt() craft.Seq { return s.sndNxt }
+
+// RcvNxt is the next sequence number we expect from the peer.
+func (s *Session) RcvNxt() craft.Seq { return s.rcvNxt }
+
 // Received is the data the peer sent, in order.
 func (s *Session) Received() []byte { return s.got }
 
 // Open installs the guard, sends the SYN and completes the three-way
 // handshake, retransmitting the SYN until it is answered.
 func (s *Session) Open(ctx context.Context) error {
-	s.start = s.env.Now()
+	if err := s.Begin("handshake"); err != nil {
+		return err
+	}
+	if err := s.SYN(ctx); err != nil {
+		return err
+	}
+	return s.pump(ctx, func() bool { return s.me.State != tcpstate.SynSent }, time.Time{})
+}
+
+// Begin prepares the conversation without sending anything: it registers
+// the stream, installs the guard and reports where the peer starts.
+func (s *Session) Begin(command string) error {
+	s.start, s.command = s.env.Now(), command
 	st, err := s.env.Matcher.Stream(s.key, 1024)
 	if err != nil {
 		return err
@@ -200,27 +224,220 @@ func (s *Session) Open(ctx context.Context) error {
 		s.release = rel
 	}
 	s.env.Sink.Emit(event.Start{
-		Command: "handshake", Host: s.cfg.Host, Addr: s.cfg.Remote.Addr().String(), Src: s.cfg.Local.String(),
+		Command: command, Host: s.cfg.Host, Addr: s.cfg.Remote.Addr().String(), Src: s.cfg.Local.String(),
 		Ports: []uint16{s.cfg.Remote.Port()}, Flags: "S", Count: 1,
 	})
-	s.note("the peer listens (inferred); our kernel's RSTs for this connection are held back by the guard",
-		"", s.observe())
-
+	s.note(s.initialPeer(), "", "")
 	isn := craft.Seq(s.env.Rand())
 	if s.cfg.ISN != nil {
 		isn = *s.cfg.ISN
 	}
 	s.iss, s.sndUna, s.sndNxt = isn, isn, isn
+	return nil
+}
+
+// SYN sends our SYN (the first step of the handshake) without waiting.
+func (s *Session) SYN(ctx context.Context) error {
+	if s.me.State != tcpstate.Closed || s.synced {
+		return fmt.Errorf("a SYN opens a connection: we are in %s", s.me.State)
+	}
+	s.sndNxt = s.iss
 	syn := s.segment(craft.SYN, nil)
 	syn.Options = craft.SYNOptions(s.cfg.SYN)
-	why := []string{fmt.Sprintf("SYN: we open the connection with ISN %d (relative 0); a SYN takes one sequence number, so our next seq is %d", uint32(isn), uint32(isn)+1)}
+	why := []string{fmt.Sprintf("SYN: we open the connection with ISN %d (relative 0); a SYN takes one sequence number, so our next seq is %d", uint32(s.iss), uint32(s.iss)+1)}
 	if s.cfg.SYN.MSS != 0 {
 		why = append(why, fmt.Sprintf("we offer MSS %d: the most data we accept in one segment", s.cfg.SYN.MSS))
 	}
-	if err := s.transmit(ctx, syn, why); err != nil {
-		return err
+	return s.transmit(ctx, syn, why)
+}
+
+// ACK sends a bare ACK of everything received (the handshake's third step,
+// when the ACK is given by hand).
+func (s *Session) ACK(ctx context.Context) error {
+	if !s.synced {
+		return fmt.Errorf("nothing to acknowledge yet: we are in %s", s.me.State)
 	}
-	return s.pump(ctx, func() bool { return s.me.State != tcpstate.SynSent }, time.Time{})
+	if s.me.State == tcpstate.SynSent {
+		return fmt.Errorf("the SYN-ACK has not arrived yet")
+	}
+	why := []string{fmt.Sprintf("ACK: ack %d = RCV.NXT, the next byte we expect; seq %d = SND.NXT", uint32(s.rcvNxt), uint32(s.sndNxt))}
+	if s.me.State == tcpstate.Established && s.peer.State == tcpstate.SynReceived {
+		why = []string{
+			fmt.Sprintf("ACK: ack %d = peer seq %d + 1 (its SYN takes one sequence number); seq %d = our ISN + 1", uint32(s.rcvNxt), uint32(s.irs), uint32(s.sndNxt)),
+			"the three-way handshake is complete",
+		}
+	}
+	return s.ack(ctx, why)
+}
+
+// Write sends data in MSS-sized segments without waiting for the ACK.
+func (s *Session) Write(ctx context.Context, data []byte) error {
+	if !s.canSend() {
+		return fmt.Errorf("cannot send data in %s", s.me.State)
+	}
+	mss := int(max(s.mss, 1))
+	for off := 0; off < len(data); off += mss {
+		chunk := data[off:min(off+mss, len(data))]
+		seg := s.segment(craft.PSH|craft.ACK, chunk)
+		why := []string{fmt.Sprintf("%d bytes at seq %d (relative %d); the next byte we send will be %d = %d + %d", len(chunk), uint32(s.sndNxt), uint32(s.sndNxt-s.iss), uint32(s.sndNxt)+uint32(len(chunk)), uint32(s.sndNxt), len(chunk))}
+		if err := s.transmit(ctx, seg, why); err != nil {
+			return err
+		}
+		s.sentBytes += len(chunk)
+	}
+	return nil
+}
+
+// FIN sends our FIN without waiting.
+func (s *Session) FIN(ctx context.Context) error {
+	switch s.me.State {
+	case tcpstate.Established, tcpstate.CloseWait, tcpstate.SynReceived:
+	default:
+		return fmt.Errorf("cannot send a FIN in %s", s.me.State)
+	}
+	why := "FIN: we have nothing more to send"
+	if s.me.State == tcpstate.CloseWait {
+		why = "FIN after the peer's FIN: the passive side's close"
+	}
+	return s.sendFIN(ctx, why)
+}
+
+// RST aborts the connection with a reset.
+func (s *Session) RST(ctx context.Context) error {
+	rst := s.resetSegment()
+	s.queue = nil
+	return s.send(ctx, rst, []string{fmt.Sprintf("RST with seq %d = our SND.NXT: the peer accepts it and aborts; nothing waits in TIME-WAIT", uint32(rst.Seq))}, false)
+}
+
+// resetSegment is the RST the peer will accept: seq = its RCV.NXT, which is
+// our SND.NXT unless it acknowledged more (crafted data) (RFC 5961 §3.2:
+// only an exact RST aborts).
+func (s *Session) resetSegment() craft.Segment {
+	rst := s.segment(craft.RST|craft.ACK, nil)
+	if s.sndNxt.LessThan(s.peerAck) && s.peerAck.LessThanEq(s.sndMax) {
+		rst.Seq = s.peerAck
+	}
+	return rst
+}
+
+// Crafted is a segment given field by field (the shell's `segment`
+// command); nil fields take what the connection expects.
+type Crafted struct {
+	Flags  craft.Flags
+	Seq    *craft.Seq
+	Ack    *craft.Seq
+	Window *uint16
+	Data   []byte
+}
+
+// Craft sends a hand-made segment once, as is. A segment that starts at
+// SND.NXT and occupies sequence space is then treated as ours to deliver
+// (queued for retransmission); anything else is sent once, and the
+// explanation says how it differs from what the peer expects.
+func (s *Session) Craft(ctx context.Context, c Crafted) error {
+	seg := s.segment(c.Flags, c.Data)
+	if c.Seq != nil {
+		seg.Seq = *c.Seq
+	}
+	if c.Ack != nil {
+		seg.Ack = *c.Ack
+	}
+	if c.Window != nil {
+		seg.Window = *c.Window
+	}
+	var why []string
+	switch d := int32(seg.Seq - s.sndNxt); {
+	case d > 0:
+		why = append(why, fmt.Sprintf("crafted: seq %d is %d beyond SND.NXT %d, out of order for the peer", uint32(seg.Seq), d, uint32(s.sndNxt)))
+	case d < 0:
+		why = append(why, fmt.Sprintf("crafted: seq %d is %d before SND.NXT %d, old data for the peer", uint32(seg.Seq), -d, uint32(s.sndNxt)))
+	}
+	if seg.Flags.Has(craft.ACK) && seg.Ack != s.rcvNxt {
+		why = append(why, fmt.Sprintf("crafted: ack %d differs from RCV.NXT %d", uint32(seg.Ack), uint32(s.rcvNxt)))
+	}
+	if seg.Seq == s.sndNxt && seg.Len() > 0 && !seg.Flags.Has(craft.RST) {
+		s.sentBytes += len(seg.Payload)
+		return s.transmit(ctx, seg, append(why, fmt.Sprintf("crafted: %d of sequence space from SND.NXT", seg.Len())))
+	}
+	if len(why) == 0 {
+		why = []string{"crafted segment"}
+	}
+	s.sentBytes += len(seg.Payload)
+	return s.send(ctx, seg, why, false)
+}
+
+// Numbers reports the TCB's sequence variables, for the shell's `state`.
+func (s *Session) Numbers() string {
+	obs := ""
+	if s.env.Observer != nil {
+		obs = ", kernel says " + s.observe()
+	}
+	return fmt.Sprintf("us %s, peer %s (inferred%s)\nISS %d  SND.UNA %d (rel %d)  SND.NXT %d (rel %d)\nIRS %d  RCV.NXT %d (rel %d)  unacknowledged segments %d",
+		s.me.State, s.peer.State, obs, uint32(s.iss), uint32(s.sndUna), uint32(s.sndUna-s.iss), uint32(s.sndNxt), uint32(s.sndNxt-s.iss),
+		uint32(s.irs), uint32(s.rcvNxt), uint32(s.rcvNxt-s.irs), len(s.queue))
+}
+
+// Interact runs the connection while commands arrive on lines: the peer's
+// segments are handled (and shown) as they come, retransmissions happen on
+// time, and each line is passed to exec. It returns when lines is closed,
+// exec says stop, or the session fails.
+func (s *Session) Interact(ctx context.Context, lines <-chan string, exec func(line string) (stop bool)) error {
+	for {
+		if s.err != nil {
+			return s.err
+		}
+		var timer <-chan time.Time
+		if len(s.queue) > 0 {
+			t := time.NewTimer(max(s.rtoDeadline.Sub(s.env.Now()), 0))
+			timer = t.C
+			defer t.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case line, ok := <-lines:
+			if !ok || exec(line) {
+				return nil
+			}
+		case rep := <-s.stream.C():
+			if err := s.handle(ctx, rep); err != nil && !errors.Is(err, ErrRefused) && !errors.Is(err, ErrReset) {
+				return err
+			}
+		case <-timer:
+			if err := s.retransmit(ctx); err != nil {
+				if errors.Is(err, ErrNoAnswer) {
+					s.env.Sink.Emit(event.Warning{Message: err.Error()})
+					s.queue = nil
+					continue
+				}
+				return err
+			}
+		}
+	}
+}
+
+// ManualACK makes the handshake's third step wait for ACK (the shell).
+func (s *Session) ManualACK() { s.manualAck = true }
+
+// initialPeer decides where the peer's model starts: LISTEN is assumed,
+// unless its kernel can be asked and has no listener on the port (CLOSED).
+func (s *Session) initialPeer() string {
+	guard := "our kernel's RSTs for this connection are held back by the guard"
+	if s.env.Guard == nil {
+		guard = "no guard: our kernel will answer the peer with RST (it knows no such connection)"
+	}
+	if s.env.Observer == nil {
+		return "we assume the peer listens on the port; " + guard
+	}
+	ok, err := s.env.Observer.Listening(s.cfg.Remote)
+	switch {
+	case err != nil:
+		return "the peer's kernel could not be asked (" + err.Error() + "); we assume it listens; " + guard
+	case ok:
+		return "the peer's kernel has a socket in LISTEN on the port; " + guard
+	}
+	s.peer = tcpstate.NewActive()
+	return "the peer's kernel has no socket listening on the port (CLOSED): expect a reset; " + guard
 }
 
 // segment builds a segment from our current numbers.
@@ -304,6 +521,8 @@ func (s *Session) send(ctx context.Context, seg craft.Segment, why []string, ret
 	}
 	if seg.Flags.Has(craft.RST) {
 		s.rstSent++
+	} else if end := seg.End(); s.sndMax.LessThan(end) || !s.sndMaxSet {
+		s.sndMax, s.sndMaxSet = end, true
 	}
 	if !retrans {
 		chg := s.me.Send(&seg)
@@ -394,10 +613,7 @@ func (s *Session) observe() string {
 		if err != nil {
 			return "unknown (" + err.Error() + ")"
 		}
-		if got == want || ahead(want, got) || (want == tcpstate.Listen.String() && got == "CLOSED") || time.Now().After(deadline) {
-			if want == tcpstate.Listen.String() && got == "CLOSED" {
-				got = "LISTEN"
-			}
+		if got == want || ahead(want, got) || time.Now().After(deadline) {
 			s.lastObserved = got
 			return got
 		}
@@ -469,7 +685,7 @@ func (s *Session) retransmit(ctx context.Context) error {
 	f := s.queue[0]
 	if f.retrans >= s.cfg.Retries {
 		if f.seg.Flags.Has(craft.SYN) {
-			return ErrNoAnswer
+			return fmt.Errorf("%w: %d SYNs unanswered over %v: filtered, or the host is down", ErrNoAnswer, f.retrans+1, s.env.Now().Sub(s.start).Round(time.Millisecond))
 		}
 		return fmt.Errorf("%w: %s not acknowledged after %d retransmissions", ErrNoAnswer, describe(&f.seg), f.retrans)
 	}
@@ -606,6 +822,10 @@ func (s *Session) handleSynSent(ctx context.Context, rep capture.Reply, seg *cra
 		// Simultaneous open (RFC 9293 §3.5, Figure 7): answer with SYN-ACK.
 		return s.send(ctx, s.synAck(), []string{"simultaneous open: both ends sent SYN; we answer with SYN-ACK"}, false)
 	}
+	if s.manualAck {
+		s.note("your turn: `ack` completes the handshake (the peer waits in SYN-RECEIVED and will repeat its SYN-ACK)", "", "")
+		return nil
+	}
 	return s.ack(ctx, []string{
 		fmt.Sprintf("ACK: ack %d = peer seq %d + 1 (its SYN takes one sequence number); seq %d = our ISN + 1", uint32(s.rcvNxt), uint32(s.irs), uint32(s.sndNxt)),
 		"the three-way handshake is complete",
@@ -711,9 +931,16 @@ func (s *Session) handleSynced(ctx context.Context, rep capture.Reply, seg *craf
 	var why []string
 	n := uint32(len(seg.Payload))
 	if f.Has(craft.ACK) {
+		if s.peerAck.LessThan(seg.Ack) {
+			s.peerAck = seg.Ack
+		}
 		switch {
 		case s.sndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(s.sndNxt):
 			why = append(why, s.explainAck(seg.Ack))
+			s.acked(seg.Ack, rep.Time)
+		case s.sndNxt.LessThan(seg.Ack) && seg.Ack.LessThanEq(s.sndMax):
+			why = append(why, fmt.Sprintf("ack %d covers bytes of a crafted segment we sent beyond SND.NXT %d: the peer reassembled them, so they count as sent", uint32(seg.Ack), uint32(s.sndNxt)))
+			s.sndNxt = seg.Ack
 			s.acked(seg.Ack, rep.Time)
 		case s.sndNxt.LessThan(seg.Ack):
 			why = append(why, fmt.Sprintf("ack %d acknowledges data we never sent (SND.NXT %d): RFC 9293 §3.10.7.4 says send an ACK and drop it", uint32(seg.Ack), uint32(s.sndNxt)))
@@ -815,18 +1042,8 @@ func (s *Session) explainOurAck(seg *craft.Segment, n uint32) []string {
 // the peer has acknowledged all of it, acknowledging what the peer sends
 // meanwhile.
 func (s *Session) Send(ctx context.Context, data []byte) error {
-	if !s.canSend() {
-		return fmt.Errorf("cannot send in %s", s.me.State)
-	}
-	mss := int(max(s.mss, 1))
-	for off := 0; off < len(data); off += mss {
-		chunk := data[off:min(off+mss, len(data))]
-		seg := s.segment(craft.PSH|craft.ACK, chunk)
-		why := []string{fmt.Sprintf("%d bytes at seq %d (relative %d); the next byte we send will be %d = %d + %d", len(chunk), uint32(seg.Seq), uint32(seg.Seq-s.iss), uint32(seg.Seq)+uint32(len(chunk)), uint32(seg.Seq), len(chunk))}
-		if err := s.transmit(ctx, seg, why); err != nil {
-			return err
-		}
-		s.sentBytes += len(chunk)
+	if err := s.Write(ctx, data); err != nil {
+		return err
 	}
 	target := s.sndNxt
 	return s.pump(ctx, func() bool { return target.LessThanEq(s.sndUna) }, time.Time{})
@@ -850,8 +1067,7 @@ func (s *Session) Close(ctx context.Context, mode CloseMode) error {
 	defer s.done()
 	switch mode {
 	case CloseRST:
-		rst := s.segment(craft.RST|craft.ACK, nil)
-		return s.send(ctx, rst, []string{fmt.Sprintf("RST with seq %d = our SND.NXT: the peer accepts it and aborts; nothing waits in TIME-WAIT", uint32(rst.Seq))}, false)
+		return s.RST(ctx)
 	case CloseNone:
 		s.releaseGuard()
 		s.note("we leave the connection ESTABLISHED and remove the guard: the peer keeps a connection nobody owns here; "+
@@ -901,7 +1117,7 @@ func (s *Session) waitPeerFIN(ctx context.Context, why string) error {
 	err := s.pump(ctx, func() bool { return s.me.FinRcvd }, s.env.Now().Add(s.cfg.Timeout))
 	if errors.Is(err, errDeadline) {
 		s.note(fmt.Sprintf("the peer did not close within %v (its application keeps the connection open); we reset it so nothing stays half-open", s.cfg.Timeout), "", s.observe())
-		rst := s.segment(craft.RST|craft.ACK, nil)
+		rst := s.resetSegment()
 		if err := s.send(ctx, rst, []string{"RST: abort instead of waiting forever"}, false); err != nil {
 			return err
 		}
@@ -918,7 +1134,7 @@ func (s *Session) finish(ctx context.Context) error {
 	err := s.pump(ctx, closed, s.env.Now().Add(s.cfg.Timeout))
 	if errors.Is(err, errDeadline) {
 		s.note(fmt.Sprintf("the peer did not finish closing within %v; we reset it so nothing stays half-open", s.cfg.Timeout), "", s.observe())
-		rst := s.segment(craft.RST|craft.ACK, nil)
+		rst := s.resetSegment()
 		if err := s.send(ctx, rst, []string{"RST: abort instead of waiting forever"}, false); err != nil {
 			return err
 		}
@@ -956,7 +1172,7 @@ func (s *Session) releaseGuard() {
 // peer, reset it, so nothing stays half-open; then remove the guard.
 func (s *Session) Abort() {
 	if s.stream != nil && s.synced && s.me.State != tcpstate.Closed && s.me.State != tcpstate.TimeWait {
-		rst := s.segment(craft.RST|craft.ACK, nil)
+		rst := s.resetSegment()
 		if pkt, err := rst.Marshal(); err == nil {
 			s.env.Sender.Send(pkt, s.cfg.Remote.Addr())
 		}
@@ -967,7 +1183,7 @@ func (s *Session) Abort() {
 // Summary reports the session's end.
 func (s *Session) Summary() event.Summary {
 	sum := event.Summary{
-		Command: "handshake", Host: s.cfg.Host, Elapsed: ms(s.env.Now().Sub(s.start)),
+		Command: s.command, Host: s.cfg.Host, Elapsed: ms(s.env.Now().Sub(s.start)),
 		Local: s.me.State.String(), Remote: s.peer.State.String(), Observed: s.lastObserved,
 		BytesSent: s.sentBytes, BytesReceived: len(s.got), Retransmissions: s.retransmits,
 	}

@@ -63,6 +63,25 @@ func (d *Diag) State(local, remote netip.AddrPort) (string, error) {
 	return None, nil
 }
 
+// Listening reports whether a socket listens on local's port (on local's
+// address or on the wildcard address).
+func (d *Diag) Listening(local netip.AddrPort) (bool, error) {
+	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		socks, err := d.h.SocketDiagTCP(fam)
+		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return false, fmt.Errorf("observe: sock_diag dump: %w", err)
+		}
+		for _, s := range socks {
+			l, _ := netip.AddrFromSlice(s.ID.Source)
+			l = l.Unmap()
+			if s.State == 10 && s.ID.SourcePort == local.Port() && (l.IsUnspecified() || l == local.Addr().Unmap()) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
 // Close releases the netlink socket.
 func (d *Diag) Close() error {
 	d.h.Close()

@@ -21,5 +21,10 @@ func (d *Diag) State(local, remote netip.AddrPort) (string, error) {
 	return "", fmt.Errorf("observe: sock_diag is not implemented on %s", runtime.GOOS)
 }
 
+// Listening returns an error on this system.
+func (d *Diag) Listening(local netip.AddrPort) (bool, error) {
+	return false, fmt.Errorf("observe: sock_diag is not implemented on %s", runtime.GOOS)
+}
+
 // Close does nothing on this system.
 func (d *Diag) Close() error { return nil }

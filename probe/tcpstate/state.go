@@ -62,6 +62,14 @@ type Endpoint struct {
 	FinRcvd bool
 	// Passive: this end was listening (an RST in SYN-RECEIVED returns it to LISTEN).
 	Passive bool
+	// held are out-of-order segments kept until the gap before them is
+	// filled, as a receiver reassembles them: start → end (and FIN).
+	held map[craft.Seq]heldSeg
+}
+
+type heldSeg struct {
+	end craft.Seq
+	fin bool
 }
 
 // NewActive is an endpoint about to open a connection (CLOSED).
@@ -221,23 +229,46 @@ func (e *Endpoint) Receive(seg *craft.Segment) Change {
 			return e.move(Closed, "received the ACK of our FIN: connection closed")
 		}
 	}
-	// Text and FIN processing: only in-order data advances RCV.NXT.
-	if seg.Seq == e.RcvNxt {
-		e.RcvNxt = e.RcvNxt.Add(uint32(len(seg.Payload)))
-		if f.Has(craft.FIN) && !e.FinRcvd {
-			e.FinRcvd = true
-			e.RcvNxt = e.RcvNxt.Add(1)
-			from := c.From
-			switch e.State {
-			case SynReceived, Established:
-				c = e.move(CloseWait, "received FIN: the peer has finished sending")
-			case FinWait1:
-				c = e.move(Closing, "received FIN before the ACK of ours: simultaneous close")
-			case FinWait2:
-				c = e.move(TimeWait, "received FIN: wait 2·MSL before closing")
-			}
-			c.From = from
+	// Text and FIN processing: in-order data advances RCV.NXT, out-of-order
+	// data is held until the gap before it is filled.
+	end := seg.Seq.Add(uint32(len(seg.Payload)))
+	fin := f.Has(craft.FIN)
+	switch {
+	case e.RcvNxt.LessThan(seg.Seq):
+		if e.held == nil {
+			e.held = map[craft.Seq]heldSeg{}
 		}
+		e.held[seg.Seq] = heldSeg{end: end, fin: fin}
+		return c
+	case e.RcvNxt.LessThan(end):
+		e.RcvNxt = end
+	case !(fin && end == e.RcvNxt):
+		return c // old data, nothing new
+	}
+	for {
+		h, ok := e.held[e.RcvNxt]
+		if !ok {
+			break
+		}
+		delete(e.held, e.RcvNxt)
+		if e.RcvNxt.LessThan(h.end) {
+			e.RcvNxt = h.end
+		}
+		fin = fin || h.fin
+	}
+	if fin && !e.FinRcvd {
+		e.FinRcvd = true
+		e.RcvNxt = e.RcvNxt.Add(1)
+		from := c.From
+		switch e.State {
+		case SynReceived, Established:
+			c = e.move(CloseWait, "received FIN: the peer has finished sending")
+		case FinWait1:
+			c = e.move(Closing, "received FIN before the ACK of ours: simultaneous close")
+		case FinWait2:
+			c = e.move(TimeWait, "received FIN: wait 2·MSL before closing")
+		}
+		c.From = from
 	}
 	return c
 }

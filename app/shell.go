@@ -1,0 +1,251 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"tcpshake/craft"
+	"tcpshake/probe"
+)
+
+func shellCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "shell",
+		Usage:     "drive a TCP connection by hand, one command per segment",
+		ArgsUsage: "HOST:PORT",
+		Description: "Commands (also read from a pipe or file, one per line; # starts a comment):\n" + shellHelp +
+			"\nThe peer's segments are shown as they arrive; its data and FIN are acknowledged for you.\n" +
+			"At the end of input the connection is closed as --close says.",
+		Flags: append(sessionFlags(),
+			&cli.StringFlag{Name: "close", Value: "fin", Usage: "how to end at quit or end of input: fin, rst, none"},
+		),
+		Action: runShell,
+	}
+}
+
+const shellHelp = `  syn                 send our SYN (the handshake's first step)
+  ack                 acknowledge what arrived (the handshake's third step)
+  send TEXT           send data (escapes \r \n \t \xNN)
+  fin                 send our FIN
+  rst                 abort with RST
+  segment FLAGS [seq=N|+N|-N] [ack=N] [win=N] [data=TEXT]
+                      any crafted segment; seq=+N is N past SND.NXT; unset fields are what the peer expects
+  wait [DURATION]     let time pass (default 1s), showing what arrives
+  state               our state, the peer's (inferred and observed), and the sequence variables
+  help                this list
+  quit                close (as --close says) and leave
+`
+
+func runShell(c *cli.Context) error {
+	mode, err := probe.ParseCloseMode(c.String("close"))
+	if err != nil || mode == probe.CloseWait || mode == probe.CloseHalf {
+		return usagef("--close %s: want fin, rst or none", c.String("close"))
+	}
+	sink, err := sessionSink(c)
+	if err != nil {
+		return err
+	}
+	cn, err := openConn(c, "shell", sink, nil)
+	if err != nil {
+		return err
+	}
+	defer cn.close()
+	s := cn.sess
+	s.ManualACK()
+	if err := s.Begin("shell"); err != nil {
+		return err
+	}
+	w := c.App.Writer
+	interactive := isTerminal(os.Stdin) && isTerminal(c.App.Writer)
+	lines := readLines(c.Context, os.Stdin, w, interactive)
+	ctx := c.Context
+	sh := &shell{s: s, w: w, ctx: ctx}
+	err = s.Interact(ctx, lines, sh.exec)
+	if err == nil {
+		err = sh.finish(mode)
+	}
+	if err != nil {
+		s.Abort()
+	}
+	sum := s.Summary()
+	sum.Outcome = outcome(err)
+	sink.Emit(sum)
+	return sessionExit(err)
+}
+
+// readLines feeds input lines to the session loop; on a terminal it prompts.
+func readLines(ctx context.Context, in io.Reader, w io.Writer, prompt bool) <-chan string {
+	out := make(chan string)
+	go func() {
+		defer close(out)
+		sc := bufio.NewScanner(in)
+		for {
+			if prompt {
+				fmt.Fprint(w, "tcpshake> ")
+			}
+			if !sc.Scan() {
+				return
+			}
+			select {
+			case out <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+type shell struct {
+	s   *probe.Session
+	w   io.Writer
+	ctx context.Context
+}
+
+// exec runs one command line; it reports true to stop.
+func (sh *shell) exec(line string) bool {
+	if i := strings.IndexByte(line, '#'); i >= 0 {
+		line = line[:i]
+	}
+	fields := strings.Fields(line)
+	if len(fields) == 0 {
+		return false
+	}
+	cmd, rest := fields[0], strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), fields[0]))
+	var err error
+	switch cmd {
+	case "syn":
+		err = sh.s.SYN(sh.ctx)
+	case "ack":
+		err = sh.s.ACK(sh.ctx)
+	case "send":
+		var data []byte
+		if data, err = Unescape(rest); err == nil {
+			if len(data) == 0 {
+				err = fmt.Errorf("send what? e.g. send hello\\n")
+			} else {
+				err = sh.s.Write(sh.ctx, data)
+			}
+		}
+	case "fin":
+		err = sh.s.FIN(sh.ctx)
+	case "rst":
+		err = sh.s.RST(sh.ctx)
+	case "segment":
+		var c probe.Crafted
+		if c, err = sh.parseSegment(fields[1:], rest); err == nil {
+			err = sh.s.Craft(sh.ctx, c)
+		}
+	case "wait":
+		d := time.Second
+		if len(fields) > 1 {
+			d, err = time.ParseDuration(fields[1])
+			if err != nil || d <= 0 || d > time.Hour {
+				err = fmt.Errorf("wait %s: want a duration like 500ms or 2s (at most 1h)", fields[1])
+				break
+			}
+		}
+		err = sh.s.Hold(sh.ctx, d)
+	case "state":
+		fmt.Fprintln(sh.w, sh.s.Numbers())
+	case "help", "?":
+		fmt.Fprint(sh.w, shellHelp)
+	case "quit", "exit":
+		return true
+	default:
+		fmt.Fprintf(sh.w, "unknown command %q: try help\n", cmd)
+		return false
+	}
+	if err != nil {
+		fmt.Fprintf(sh.w, "%s: %v\n", cmd, err)
+	}
+	return false
+}
+
+// parseSegment reads `segment FLAGS [seq=N|+N|-N] [ack=N] [win=N] [data=TEXT]`;
+// data= takes the rest of the line.
+func (sh *shell) parseSegment(args []string, rest string) (probe.Crafted, error) {
+	var c probe.Crafted
+	if len(args) == 0 {
+		return c, fmt.Errorf("segment needs flags, e.g. segment PA seq=+10 data=hi")
+	}
+	f, err := craft.ParseFlags(args[0])
+	if err != nil {
+		return c, err
+	}
+	c.Flags = f
+	if i := strings.Index(rest, "data="); i >= 0 {
+		if c.Data, err = Unescape(rest[i+len("data="):]); err != nil {
+			return c, err
+		}
+	}
+	for _, a := range args[1:] {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			return c, fmt.Errorf("%q: want key=value", a)
+		}
+		switch k {
+		case "data":
+			return c, nil
+		case "seq":
+			n, rel, err := number(v)
+			if err != nil {
+				return c, fmt.Errorf("seq=%s: %v", v, err)
+			}
+			q := craft.Seq(uint32(n))
+			if rel {
+				q = sh.s.SndNxt().Add(uint32(n))
+			}
+			c.Seq = &q
+		case "ack":
+			n, rel, err := number(v)
+			if err != nil {
+				return c, fmt.Errorf("ack=%s: %v", v, err)
+			}
+			q := craft.Seq(uint32(n))
+			if rel {
+				q = sh.s.RcvNxt().Add(uint32(n))
+			}
+			c.Ack = &q
+		case "win":
+			n, err := strconv.ParseUint(v, 10, 16)
+			if err != nil {
+				return c, fmt.Errorf("win=%s: want 0-65535", v)
+			}
+			w := uint16(n)
+			c.Window = &w
+		default:
+			return c, fmt.Errorf("unknown field %q (seq, ack, win, data)", k)
+		}
+	}
+	return c, nil
+}
+
+// number reads N (absolute) or +N/-N (relative).
+func number(v string) (int64, bool, error) {
+	rel := strings.HasPrefix(v, "+") || strings.HasPrefix(v, "-")
+	n, err := strconv.ParseInt(v, 0, 64)
+	if err != nil || (!rel && (n < 0 || n > 1<<32-1)) {
+		return 0, false, fmt.Errorf("want a number, or +N/-N relative to what the peer expects")
+	}
+	return n, rel, nil
+}
+
+// finish ends the connection at quit or end of input.
+func (sh *shell) finish(mode probe.CloseMode) error {
+	switch sh.s.State().String() {
+	case "CLOSED":
+		return nil
+	case "SYN-SENT":
+		return sh.s.RST(sh.ctx)
+	}
+	return sh.s.Close(sh.ctx, mode)
+}
