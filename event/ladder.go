@@ -143,7 +143,7 @@ func (t *Text) ladderStep(e Step) {
 func aheadOf(inferred, observed string) bool {
 	switch observed {
 	case "CLOSED":
-		return true
+		return inferred != "SYN-RECEIVED" && inferred != "LISTEN"
 	case "FIN-WAIT-1":
 		return inferred == "ESTABLISHED" || inferred == "SYN-RECEIVED"
 	case "LAST-ACK":

@@ -583,7 +583,7 @@ func (s *Session) finishStep(st *event.Step) {
 	case ahead(st.Remote, st.Observed):
 		st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel is already in %s: it acted on its own (its application closed or it aborted) and the segment that tells us is on its way", st.Observed))
 	default:
-		st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel says %s, not %s as inferred", st.Observed, st.Remote))
+		st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel says %s, not %s as inferred: a segment was lost or is still on its way", st.Observed, st.Remote))
 	}
 	s.env.Sink.Emit(*st)
 }
@@ -628,7 +628,7 @@ func (s *Session) observe() string {
 func ahead(inferred, observed string) bool {
 	switch observed {
 	case "CLOSED":
-		return true
+		return inferred != "SYN-RECEIVED" && inferred != "LISTEN"
 	case "FIN-WAIT-1":
 		return inferred == "ESTABLISHED" || inferred == "SYN-RECEIVED"
 	case "LAST-ACK":
