@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"tcpshake/capture"
 	"tcpshake/craft"
@@ -179,40 +178,6 @@ func isLocalPeer(a netip.Addr) bool {
 	return err == nil && r.IfName == "lo"
 }
 
-// reservePort binds (without listening) a TCP socket to our address and
-// port, so that our kernel hands the port to no other connection while
-// tcpshake owns it. Port 0 picks a free one.
-func reservePort(src netip.Addr, port uint16) (uint16, func() error, error) {
-	family := unix.AF_INET
-	if src.Is6() {
-		family = unix.AF_INET6
-	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, nil, fmt.Errorf("reserve port: %w", err)
-	}
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Addr: src.As4(), Port: int(port)}
-	if src.Is6() {
-		sa = &unix.SockaddrInet6{Addr: src.As16(), Port: int(port)}
-	}
-	if err := unix.Bind(fd, sa); err != nil {
-		unix.Close(fd)
-		return 0, nil, fmt.Errorf("source port %d on %v: %w", port, src, err)
-	}
-	got, err := unix.Getsockname(fd)
-	if err != nil {
-		unix.Close(fd)
-		return 0, nil, fmt.Errorf("reserve port: %w", err)
-	}
-	switch a := got.(type) {
-	case *unix.SockaddrInet4:
-		port = uint16(a.Port)
-	case *unix.SockaddrInet6:
-		port = uint16(a.Port)
-	}
-	return port, func() error { return unix.Close(fd) }, nil
-}
-
 // sessionSink picks the renderer for a session.
 func sessionSink(c *cli.Context) (event.Sink, error) {
 	if c.Bool("json") {
@@ -232,15 +197,6 @@ func sessionSink(c *cli.Context) (event.Sink, error) {
 	}
 	_, noColor := os.LookupEnv("NO_COLOR")
 	return &event.Text{W: c.App.Writer, View: view, Color: tty && !noColor}, nil
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 func runHandshake(c *cli.Context) error {

@@ -157,6 +157,9 @@ func parseTarget(c *cli.Context, cmd string) (target, error) {
 	}
 	tg.addr, err = probe.Resolve(c.Context, host, family)
 	if err != nil {
+		if tg.src.IsValid() && !c.Bool("4") && !c.Bool("6") {
+			return tg, usagef("--source %v and host %s are of different address families", tg.src, host)
+		}
 		return tg, usageErr{err.Error()}
 	}
 	if tg.src.IsValid() && tg.src.Is4() != tg.addr.Is4() {

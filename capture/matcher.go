@@ -177,7 +177,7 @@ func (m *Matcher) Dispatch(f *Frame) {
 func (m *Matcher) dispatchTCP(f *Frame) {
 	seg := &m.pkt.Seg
 	fwd := Key{Local: seg.Src, Remote: seg.Dst} // as if we sent it
-	rev := fwd.Reverse()                         // as if the peer sent it
+	rev := fwd.Reverse()                        // as if the peer sent it
 
 	if f.Outgoing {
 		if s := m.streams[fwd]; s != nil {
