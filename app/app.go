@@ -34,6 +34,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 			probeCommand(),
 			handshakeCommand(),
 			shellCommand(),
+			rstCommand(),
 			labCommand(),
 			analyzeCommand(),
 		},

@@ -66,24 +66,19 @@ func handshakeCommand() *cli.Command {
 	}
 }
 
-// conn is a session with everything it holds open.
-type conn struct {
-	sess    *probe.Session
-	live    *probe.Live
+// world is what the sessions of one command share: the target, the raw
+// sockets and capture, the kernel-RST guard and the observer.
+type world struct {
+	cfg     probe.SessionConfig // the per-session fields are filled by conn
+	target  target
+	sport   uint16
+	env     probe.SessionEnv
 	closers []func() error
 }
 
-func (c *conn) close() error {
-	var errs []error
-	for i := len(c.closers) - 1; i >= 0; i-- {
-		errs = append(errs, c.closers[i]())
-	}
-	return errors.Join(errs...)
-}
-
-// openConn resolves the target, opens the sockets, reserves our port,
-// installs the guard and the observer, and prepares a session.
-func openConn(c *cli.Context, cmd string, sink event.Sink, pause func(context.Context, event.Step) error) (*conn, error) {
+// openWorld resolves the target, opens the sockets, the guard and the
+// observer.
+func openWorld(c *cli.Context, cmd string, sink event.Sink, pause func(context.Context, event.Step) error) (*world, error) {
 	tg, err := parseTarget(c, cmd)
 	if err != nil {
 		return nil, err
@@ -106,7 +101,7 @@ func openConn(c *cli.Context, cmd string, sink event.Sink, pause func(context.Co
 		isn := craft.Seq(p.uint("isn", 0, 1<<32-1))
 		cfg.ISN = &isn
 	}
-	sport := uint16(p.uint("sport", 1, 65535))
+	w := &world{target: tg, sport: uint16(p.uint("sport", 1, 65535))}
 	if p.err != nil {
 		return nil, p.err
 	}
@@ -114,27 +109,20 @@ func openConn(c *cli.Context, cmd string, sink event.Sink, pause func(context.Co
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
-	cn := &conn{}
-	fail := func(err error) (*conn, error) {
-		cn.close()
-		return nil, err
-	}
-	port, release, err := reservePort(route.Src, sport)
-	if err != nil {
-		return nil, err
-	}
-	cn.closers = append(cn.closers, release)
-	cfg.Local = netip.AddrPortFrom(route.Src, port)
+	cfg.Local = netip.AddrPortFrom(route.Src, 0)
 	cfg.Remote = netip.AddrPortFrom(tg.addr, tg.ports[0])
-
+	w.cfg = cfg
+	fail := func(err error) (*world, error) {
+		w.close()
+		return nil, err
+	}
 	live, err := probe.OpenLive(tg.addr, route, tg.iface)
 	if err != nil {
 		return fail(err)
 	}
-	cn.live = live
-	cn.closers = append(cn.closers, live.Close)
-	env := probe.SessionEnv{Env: live.Env(), Pause: pause}
-	env.Sink = sink
+	w.closers = append(w.closers, live.Close)
+	w.env = probe.SessionEnv{Env: live.Env(), Pause: pause}
+	w.env.Sink = sink
 	if !c.Bool("no-guard") {
 		g, err := guard.Open()
 		if err != nil {
@@ -143,19 +131,42 @@ func openConn(c *cli.Context, cmd string, sink event.Sink, pause func(context.Co
 			}
 			return fail(err)
 		}
-		cn.closers = append(cn.closers, g.Close)
-		env.Guard = nftGuard{g}
+		w.closers = append(w.closers, g.Close)
+		w.env.Guard = nftGuard{g}
 	}
 	if ns := c.String("observe-netns"); ns != "" || isLocalPeer(tg.addr) {
 		d, err := observe.Open(ns)
 		if err != nil {
 			return fail(usagef("--observe-netns: %v", err))
 		}
-		cn.closers = append(cn.closers, d.Close)
-		env.Observer = d
+		w.closers = append(w.closers, d.Close)
+		w.env.Observer = d
 	}
-	cn.sess = probe.NewSession(cfg, env)
-	return cn, nil
+	return w, nil
+}
+
+func (w *world) close() error {
+	var errs []error
+	for i := len(w.closers) - 1; i >= 0; i-- {
+		errs = append(errs, w.closers[i]())
+	}
+	w.closers = nil
+	return errors.Join(errs...)
+}
+
+// conn reserves a source port and prepares a session to port (0: the
+// target's port). release frees the port.
+func (w *world) conn(port uint16) (s *probe.Session, release func() error, err error) {
+	cfg := w.cfg
+	lport, release, err := reservePort(cfg.Local.Addr(), w.sport)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Local = netip.AddrPortFrom(cfg.Local.Addr(), lport)
+	if port != 0 {
+		cfg.Remote = netip.AddrPortFrom(cfg.Remote.Addr(), port)
+	}
+	return probe.NewSession(cfg, w.env), release, nil
 }
 
 // nftGuard adapts the nftables guard to the session's Guard.
@@ -232,12 +243,16 @@ func runHandshake(c *cli.Context) error {
 	if c.Bool("step") {
 		pause = stepper(c.App.ErrWriter, os.Stdin)
 	}
-	cn, err := openConn(c, "handshake", sink, pause)
+	w, err := openWorld(c, "handshake", sink, pause)
 	if err != nil {
 		return err
 	}
-	defer cn.close()
-	s := cn.sess
+	defer w.close()
+	s, release, err := w.conn(0)
+	if err != nil {
+		return err
+	}
+	defer release()
 	ctx := c.Context
 	err = func() error {
 		if err := s.Open(ctx); err != nil {

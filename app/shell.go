@@ -36,6 +36,10 @@ const shellHelp = `  syn                 send our SYN (the handshake's first ste
   send TEXT           send data (escapes \r \n \t \xNN)
   fin                 send our FIN
   rst                 abort with RST
+  rst exact|in-window|out-of-window
+                      an RFC 5961 test RST, with the RFC's verdict (see tcpshake rst)
+  scenario NAME       run an in-connection scenario of tcpshake rst here: exact-rst, in-window-rst,
+                      out-of-window-rst, syn-in-established, data-after-reset, ack-of-unsent-data, challenge-ack-burst
   segment FLAGS [seq=N|+N|-N] [ack=N] [win=N] [data=TEXT]
                       any crafted segment; seq=+N is N past SND.NXT; unset fields are what the peer expects
   wait [DURATION]     let time pass (default 1s), showing what arrives
@@ -53,12 +57,16 @@ func runShell(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cn, err := openConn(c, "shell", sink, nil)
+	wd, err := openWorld(c, "shell", sink, nil)
 	if err != nil {
 		return err
 	}
-	defer cn.close()
-	s := cn.sess
+	defer wd.close()
+	s, release, err := wd.conn(0)
+	if err != nil {
+		return err
+	}
+	defer release()
 	s.ManualACK()
 	if err := s.Begin("shell"); err != nil {
 		return err
@@ -138,7 +146,17 @@ func (sh *shell) exec(line string) bool {
 	case "fin":
 		err = sh.s.FIN(sh.ctx)
 	case "rst":
+		if len(fields) > 1 {
+			_, err = probe.RunInConnection(sh.ctx, strings.TrimSuffix(fields[1], "-rst")+"-rst", sh.s, 0)
+			break
+		}
 		err = sh.s.RST(sh.ctx)
+	case "scenario":
+		if len(fields) != 2 {
+			err = fmt.Errorf("scenario NAME: one of %s", strings.Join(probe.InConnection(), ", "))
+			break
+		}
+		_, err = probe.RunInConnection(sh.ctx, fields[1], sh.s, 0)
 	case "segment":
 		var c probe.Crafted
 		if c, err = sh.parseSegment(fields[1:], rest); err == nil {

@@ -109,6 +109,9 @@ type Summary struct {
 	Retransmissions int     `json:"retransmissions,omitempty"`
 	SRTTMs          float64 `json:"srtt_ms,omitempty"`
 	Outcome         string  `json:"outcome,omitempty"`
+
+	// rst: every scenario's verdict, for the final table.
+	Scenarios []Scenario `json:"scenarios,omitempty"`
 }
 
 // EventType implements Event.
@@ -129,3 +132,24 @@ type Warning struct {
 
 // EventType implements Event.
 func (Warning) EventType() string { return "warning" }
+
+// Scenario is the verdict of one RST-behaviour scenario (tcpshake rst).
+type Scenario struct {
+	Name     string `json:"name"`
+	Title    string `json:"title"`
+	RFC      string `json:"rfc"`      // the rule's source, e.g. "RFC 5961 §3.2"
+	Sent     string `json:"sent"`     // what we sent, with the numbers chosen and why
+	Expected string `json:"expected"` // what the RFC says should happen
+	Observed string `json:"observed"` // what came back, and the state after
+	Verdict  string `json:"verdict"`  // conforms, deviates or inconclusive
+	Why      string `json:"why,omitempty"`
+	// The peer's state before and after: inferred from segments, and from
+	// its kernel when visible.
+	RemoteBefore   string `json:"remote_before,omitempty"`
+	RemoteAfter    string `json:"remote_after,omitempty"`
+	ObservedBefore string `json:"observed_before,omitempty"`
+	ObservedAfter  string `json:"observed_after,omitempty"`
+}
+
+// EventType implements Event.
+func (Scenario) EventType() string { return "scenario" }

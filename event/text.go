@@ -46,12 +46,18 @@ func (t *Text) Emit(e Event) {
 	case Result:
 		t.results = append(t.results, e)
 	case Summary:
+		if e.Command == "rst" {
+			t.scenarioTable(e)
+			return
+		}
 		if t.session || e.Command != "probe" {
 			t.sessionSummary(e)
 			return
 		}
 		t.table()
 		t.summary(e)
+	case Scenario:
+		t.scenario(e)
 	case Warning:
 		fmt.Fprintf(t.W, "warning: %s\n", e.Message)
 	}
@@ -208,4 +214,58 @@ func writeTable(w io.Writer, rows [][]string) {
 		}
 		fmt.Fprintln(w, b.String())
 	}
+}
+
+// scenario prints one RST scenario's verdict under its steps.
+func (t *Text) scenario(e Scenario) {
+	code := cSent
+	switch e.Verdict {
+	case "deviates":
+		code = cAlert
+	case "inconclusive":
+		code = cNote
+	}
+	fmt.Fprintf(t.W, "\n== %s: %s ==\n", e.Name, e.Title)
+	fmt.Fprintf(t.W, "  sent:      %s\n", e.Sent)
+	fmt.Fprintf(t.W, "  expected:  %s (%s)\n", e.Expected, e.RFC)
+	fmt.Fprintf(t.W, "  observed:  %s\n", e.Observed)
+	if e.RemoteBefore != "" || e.ObservedBefore != "" {
+		fmt.Fprintf(t.W, "  peer:      %s → %s inferred", orDash(e.RemoteBefore), orDash(e.RemoteAfter))
+		if e.ObservedBefore != "" || e.ObservedAfter != "" {
+			fmt.Fprintf(t.W, "; %s → %s in its kernel", orDash(e.ObservedBefore), orDash(e.ObservedAfter))
+		}
+		fmt.Fprintln(t.W)
+	}
+	fmt.Fprintf(t.W, "  verdict:   %s — %s\n\n", t.paint(code, e.Verdict), e.Why)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// scenarioTable is the final table of `tcpshake rst`.
+func (t *Text) scenarioTable(e Summary) {
+	rows := [][]string{{"SCENARIO", "EXPECTED", "OBSERVED", "VERDICT"}}
+	for _, s := range e.Scenarios {
+		rows = append(rows, []string{s.Name, short(s.Expected, 44), short(s.Observed, 44), s.Verdict})
+	}
+	fmt.Fprintln(t.W)
+	writeTable(t.W, rows)
+	fmt.Fprintf(t.W, "\n%s, time %s\n", e.Outcome, fmtMs(e.Elapsed))
+}
+
+// short cuts s to n runes at a word boundary.
+func short(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	cut := string(r[:n-1])
+	if i := strings.LastIndexByte(cut, ' '); i > n/2 {
+		cut = cut[:i]
+	}
+	return cut + "…"
 }

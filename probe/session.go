@@ -149,6 +149,8 @@ type Session struct {
 	lastObserved   string
 	stream         *capture.Stream
 	manualAck      bool
+	collecting     bool
+	collected      []craft.Segment
 	sndMax         craft.Seq // the highest sequence number we ever sent (crafted segments included)
 	sndMaxSet      bool
 	peerAck        craft.Seq // the highest ack the peer sent: its RCV.NXT
@@ -355,7 +357,7 @@ func (s *Session) Craft(ctx context.Context, c Crafted) error {
 	if seg.Flags.Has(craft.ACK) && seg.Ack != s.rcvNxt {
 		why = append(why, fmt.Sprintf("crafted: ack %d differs from RCV.NXT %d", uint32(seg.Ack), uint32(s.rcvNxt)))
 	}
-	if seg.Seq == s.sndNxt && seg.Len() > 0 && !seg.Flags.Has(craft.RST) {
+	if seg.Seq == s.sndNxt && seg.Len() > 0 && !seg.Flags.Has(craft.RST) && !seg.Flags.Has(craft.SYN) {
 		s.sentBytes += len(seg.Payload)
 		return s.transmit(ctx, seg, append(why, fmt.Sprintf("crafted: %d of sequence space from SND.NXT", seg.Len())))
 	}
@@ -363,7 +365,8 @@ func (s *Session) Craft(ctx context.Context, c Crafted) error {
 		why = []string{"crafted segment"}
 	}
 	s.sentBytes += len(seg.Payload)
-	return s.send(ctx, seg, why, false)
+	exactRST := seg.Flags.Has(craft.RST) && (seg.Seq == s.sndNxt || seg.Seq == s.peerAck)
+	return s.sendAs(ctx, seg, why, false, exactRST)
 }
 
 // Numbers reports the TCB's sequence variables, for the shell's `state`.
@@ -415,6 +418,30 @@ func (s *Session) Interact(ctx context.Context, lines <-chan string, exec func(l
 		}
 	}
 }
+
+// Collect handles what arrives during d, or until enough segments arrived
+// (0: wait the whole time), and returns the peer's TCP segments. A reset or
+// refusal from the peer is something to collect, not an error here.
+func (s *Session) Collect(ctx context.Context, d time.Duration, enough int) ([]craft.Segment, error) {
+	s.collected, s.collecting = nil, true
+	defer func() { s.collecting = false }()
+	err := s.pump(ctx, func() bool { return enough > 0 && len(s.collected) >= enough }, s.env.Now().Add(d))
+	s.err = nil
+	if errors.Is(err, errDeadline) || errors.Is(err, ErrReset) || errors.Is(err, ErrRefused) {
+		err = nil
+	}
+	return s.collected, err
+}
+
+// Observed asks the peer's kernel for its socket's state now ("" without an
+// observer).
+func (s *Session) Observed() string { return s.observe() }
+
+// Observing reports whether the peer's real state can be read.
+func (s *Session) Observing() bool { return s.env.Observer != nil }
+
+// ISS is our initial sequence number.
+func (s *Session) ISS() craft.Seq { return s.iss }
 
 // ManualACK makes the handshake's third step wait for ACK (the shell).
 func (s *Session) ManualACK() { s.manualAck = true }
@@ -502,6 +529,13 @@ func (s *Session) drain(ctx context.Context) error {
 
 // send puts one segment on the wire and reports it as a step.
 func (s *Session) send(ctx context.Context, seg craft.Segment, why []string, retrans bool) error {
+	return s.sendAs(ctx, seg, why, retrans, true)
+}
+
+// sendAs is send; self says whether the segment is ours in earnest, so that
+// our own state follows it (a crafted RST or SYN sent to test the peer is
+// not our connection ending or restarting).
+func (s *Session) sendAs(ctx context.Context, seg craft.Segment, why []string, retrans, self bool) error {
 	st := s.stepOf("sent", &seg)
 	st.Explain, st.Retrans = why, retrans
 	if s.env.Pause != nil && !retrans {
@@ -525,7 +559,10 @@ func (s *Session) send(ctx context.Context, seg craft.Segment, why []string, ret
 		s.sndMax, s.sndMaxSet = end, true
 	}
 	if !retrans {
-		chg := s.me.Send(&seg)
+		var chg tcpstate.Change
+		if self {
+			chg = s.me.Send(&seg)
+		}
 		pchg := s.peer.Receive(&seg)
 		st.Explain = append(st.Explain, changes(chg, pchg)...)
 	} else {
@@ -745,6 +782,9 @@ func (s *Session) handle(ctx context.Context, rep capture.Reply) error {
 		return nil
 	}
 	seg := &rep.Packet.Seg
+	if s.collecting {
+		s.collected = append(s.collected, seg.Clone())
+	}
 	switch {
 	case s.me.State == tcpstate.SynSent:
 		return s.handleSynSent(ctx, rep, seg)
