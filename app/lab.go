@@ -150,7 +150,7 @@ func demoSteps(l lab.Lab) []demoStep {
 		},
 		{
 			title: "Every kind of port at once",
-			says: "81: nothing listens, the kernel answers RST. 82: a firewall drops the SYN, so silence (one retransmission first).\n" +
+			says: "81: nothing listens, the kernel answers RST. 82: a firewall drops the SYN silently (--retries 0: no second try).\n" +
 				"83 and 84: the firewall answers with an ICMP error that quotes our SYN, so we know which probe it was for.",
 			args: []string{"probe", v4, "-p", "80,81,82,83,84", "--retries", "0"},
 		},
@@ -169,6 +169,25 @@ func demoSteps(l lab.Lab) []demoStep {
 			says:  "No port open, so the exit status is 1 (scripts can test it).",
 			args:  []string{"probe", v4 + ":81", "-q"},
 			exit:  ExitNone,
+		},
+		{
+			title: "A whole connection by hand",
+			says: "tcpshake plays the client: SYN, SYN-ACK, ACK, six bytes to the echo server, its echo, then the\n" +
+				"4-way close and TIME-WAIT. --isn 100 gives the teaching texts' numbers; the peer's state is read from\n" +
+				"its kernel (--observe-netns) and compared with the one inferred from the segments.",
+			args: []string{"handshake", v4 + ":7", "--isn", "100", "--send", `hello\n`, "--time-wait", "1s",
+				"--observe-netns", l.ServerNS, "--view", "ladder"},
+		},
+		{
+			title: "Passive close",
+			says:  "The HTTP server answers and closes first: it goes FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT; we go CLOSE-WAIT, LAST-ACK.",
+			args: []string{"handshake", v4 + ":80", "--send", `GET / HTTP/1.0\r\n\r\n`, "--close", "wait",
+				"--observe-netns", l.ServerNS, "--view", "list"},
+		},
+		{
+			title: "Resets against RFC 9293 and RFC 5961",
+			says:  "Each scenario on a fresh connection: what was sent, what came back, what the RFCs say, a verdict.",
+			args:  []string{"rst", v4 + ":9", "--closed-port", "81", "--observe-netns", l.ServerNS, "--view", "list"},
 		},
 	}
 }
@@ -195,7 +214,7 @@ func labDemo(ctx context.Context, w, ew io.Writer, name string, keep bool) (err 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "\n-- %d. %s --\n%s\n$ ip netns exec %s tcpshake %s\n", i+1, st.title, st.says, l.ClientNS, strings.Join(st.args, " "))
+		fmt.Fprintf(w, "\n-- %d. %s --\n%s\n$ ip netns exec %s tcpshake %s\n", i+1, st.title, st.says, l.ClientNS, shellJoin(st.args))
 		cmd := exec.CommandContext(ctx, self, st.args...)
 		cmd.Stdout, cmd.Stderr = w, ew
 		runErr := lab.Do(l.ClientNS, cmd.Run)
@@ -211,4 +230,17 @@ func labDemo(ctx context.Context, w, ew io.Writer, name string, keep bool) (err 
 		}
 	}
 	return nil
+}
+
+// shellJoin quotes args so the printed command can be pasted into a shell.
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:,/=") == "" {
+			out[i] = a
+			continue
+		}
+		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(out, " ")
 }
