@@ -40,7 +40,37 @@ func sessionFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "no-guard", Usage: "do not hold back our kernel's RSTs (to see why the guard exists)"},
 		&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (docs/json.md)"},
 		&cli.StringFlag{Name: "view", Usage: "`ladder` (default on a terminal) or list"},
+		writeFlag(),
 	)
+}
+
+// writeFlag is -w, shared by every command that talks to a peer.
+func writeFlag() cli.Flag {
+	return &cli.StringFlag{Name: "write", Aliases: []string{"w"}, Usage: "also write what crossed the wire to pcapng `FILE`, each packet with its step as a comment"}
+}
+
+// record sets up -w: every frame of the run is kept with the steps that
+// explain it; the returned finish writes the file (call it before the
+// capture closes).
+func record(c *cli.Context, m *capture.Matcher, sink event.Sink, ifname string) (event.Sink, func() error) {
+	path := c.String("write")
+	if path == "" {
+		return sink, func() error { return nil }
+	}
+	rec := &probe.Recorder{Next: sink}
+	m.SetTap(rec.Tap)
+	return rec, func() error {
+		rec.Settle(20 * time.Millisecond)
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("-w: %w", err)
+		}
+		if err := rec.WriteTo(f, ifname); err != nil {
+			f.Close()
+			return fmt.Errorf("-w %s: %w", path, err)
+		}
+		return f.Close()
+	}
 }
 
 func handshakeCommand() *cli.Command {
@@ -122,7 +152,8 @@ func openWorld(c *cli.Context, cmd string, sink event.Sink, pause func(context.C
 	}
 	w.closers = append(w.closers, live.Close)
 	w.env = probe.SessionEnv{Env: live.Env(), Pause: pause}
-	w.env.Sink = sink
+	var finish func() error
+	w.env.Sink, finish = record(c, live.Matcher, sink, route.IfName)
 	if !c.Bool("no-guard") {
 		g, err := guard.Open()
 		if err != nil {
@@ -142,6 +173,7 @@ func openWorld(c *cli.Context, cmd string, sink event.Sink, pause func(context.C
 		w.closers = append(w.closers, d.Close)
 		w.env.Observer = d
 	}
+	w.closers = append(w.closers, finish)
 	return w, nil
 }
 

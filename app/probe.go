@@ -48,6 +48,7 @@ func probeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (docs/json.md)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only the port table and the summary"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also show the segments sent, and every explanation"},
+			writeFlag(),
 		),
 		Action: runProbe,
 	}
@@ -69,8 +70,12 @@ func runProbe(c *cli.Context) error {
 	}
 	defer live.Close()
 	env := live.Env()
-	env.Sink = sink(c)
+	var finish func() error
+	env.Sink, finish = record(c, live.Matcher, sink(c), route.IfName)
 	out, err := probe.Run(c.Context, cfg, env)
+	if ferr := finish(); ferr != nil && err == nil {
+		err = ferr
+	}
 	if err != nil {
 		if errors.Is(err, c.Context.Err()) {
 			return fmt.Errorf("interrupted")

@@ -68,6 +68,18 @@ type Matcher struct {
 	ignored map[string]uint64
 	parser  *craft.Parser
 	pkt     craft.Packet
+	tap     func(*Frame)
+	tapKeys map[Key]bool
+}
+
+// SetTap makes the matcher hand every frame of a conversation that a probe
+// or stream is (or was) registered for to tap — both directions, and ICMP
+// errors that quote it — before dispatching it. It is how -w records what
+// crossed the wire. Set it before registering anything.
+func (m *Matcher) SetTap(tap func(*Frame)) {
+	m.mu.Lock()
+	m.tap, m.tapKeys = tap, map[Key]bool{}
+	m.mu.Unlock()
 }
 
 // NewMatcher returns an empty matcher.
@@ -92,6 +104,9 @@ func (m *Matcher) Expect(seg craft.Segment, c chan<- Reply) (*Probe, error) {
 		return nil, fmt.Errorf("capture: a probe from %v to %v is already waiting", k.Local, k.Remote)
 	}
 	m.probes[k] = p
+	if m.tap != nil {
+		m.tapKeys[k] = true
+	}
 	return p, nil
 }
 
@@ -114,6 +129,9 @@ func (m *Matcher) Stream(k Key, buf int) (*Stream, error) {
 		return nil, fmt.Errorf("capture: a stream from %v to %v is already open", k.Local, k.Remote)
 	}
 	m.streams[k] = s
+	if m.tap != nil {
+		m.tapKeys[k] = true
+	}
 	return s, nil
 }
 
@@ -160,11 +178,23 @@ func (m *Matcher) Run(ctx context.Context, src Source) error {
 func (m *Matcher) Dispatch(f *Frame) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.probes) == 0 && len(m.streams) == 0 {
+	if len(m.probes) == 0 && len(m.streams) == 0 && len(m.tapKeys) == 0 {
 		return
 	}
 	if err := m.parser.Parse(f.Data, &m.pkt); err != nil {
 		return
+	}
+	if m.tap != nil {
+		var k Key
+		switch m.pkt.Kind {
+		case craft.KindTCP:
+			k = Key{Local: m.pkt.Seg.Src, Remote: m.pkt.Seg.Dst}
+		case craft.KindICMP:
+			k = Key{Local: m.pkt.ICMP.Quoted.Src, Remote: m.pkt.ICMP.Quoted.Dst}
+		}
+		if m.tapKeys[k] || m.tapKeys[k.Reverse()] {
+			m.tap(f)
+		}
 	}
 	switch m.pkt.Kind {
 	case craft.KindTCP:
