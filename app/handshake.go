@@ -223,10 +223,14 @@ func isLocalPeer(a netip.Addr) bool {
 
 // sessionSink picks the renderer for a session.
 func sessionSink(c *cli.Context) (event.Sink, error) {
+	return sessionSinkTo(c, c.App.Writer, isTerminal(c.App.Writer))
+}
+
+// sessionSinkTo is sessionSink writing to w; tty says whether w is a terminal.
+func sessionSinkTo(c *cli.Context, w io.Writer, tty bool) (event.Sink, error) {
 	if c.Bool("json") {
-		return event.NewJSON(c.App.Writer), nil
+		return event.NewJSON(w), nil
 	}
-	tty := isTerminal(c.App.Writer)
 	view := event.ViewList
 	if tty {
 		view = event.ViewLadder
@@ -239,7 +243,7 @@ func sessionSink(c *cli.Context) (event.Sink, error) {
 		return nil, usagef("--view %s: want ladder or list", v)
 	}
 	_, noColor := os.LookupEnv("NO_COLOR")
-	return &event.Text{W: c.App.Writer, View: view, Color: tty && !noColor}, nil
+	return &event.Text{W: w, View: view, Color: tty && !noColor}, nil
 }
 
 func runHandshake(c *cli.Context) error {

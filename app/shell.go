@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"tcpshake/craft"
 	"tcpshake/probe"
@@ -53,7 +54,27 @@ func runShell(c *cli.Context) error {
 	if err != nil || mode == probe.CloseWait || mode == probe.CloseHalf {
 		return usagef("--close %s: want fin, rst or none", c.String("close"))
 	}
-	sink, err := sessionSink(c)
+	w := c.App.Writer
+	var lines <-chan string
+	if isTerminal(os.Stdin) && isTerminal(w) {
+		// Line editing and history: x/term's Terminal also redraws the
+		// prompt around what the peer's segments print meanwhile.
+		fd := int(os.Stdin.Fd())
+		old, err := term.MakeRaw(fd)
+		if err != nil {
+			return fmt.Errorf("shell: terminal: %w", err)
+		}
+		defer term.Restore(fd, old)
+		t := term.NewTerminal(struct {
+			io.Reader
+			io.Writer
+		}{os.Stdin, w}, "tcpshake> ")
+		w = t
+		lines = terminalLines(c.Context, t)
+	} else {
+		lines = readLines(c.Context, os.Stdin)
+	}
+	sink, err := sessionSinkTo(c, w, isTerminal(c.App.Writer))
 	if err != nil {
 		return err
 	}
@@ -71,9 +92,6 @@ func runShell(c *cli.Context) error {
 	if err := s.Begin("shell"); err != nil {
 		return err
 	}
-	w := c.App.Writer
-	interactive := isTerminal(os.Stdin) && isTerminal(c.App.Writer)
-	lines := readLines(c.Context, os.Stdin, w, interactive)
 	ctx := c.Context
 	sh := &shell{s: s, w: w, ctx: ctx}
 	err = s.Interact(ctx, lines, sh.exec)
@@ -89,21 +107,38 @@ func runShell(c *cli.Context) error {
 	return sessionExit(err)
 }
 
-// readLines feeds input lines to the session loop; on a terminal it prompts.
-func readLines(ctx context.Context, in io.Reader, w io.Writer, prompt bool) <-chan string {
+// readLines feeds input lines (a pipe or a file) to the session loop.
+func readLines(ctx context.Context, in io.Reader) <-chan string {
 	out := make(chan string)
 	go func() {
 		defer close(out)
 		sc := bufio.NewScanner(in)
 		for {
-			if prompt {
-				fmt.Fprint(w, "tcpshake> ")
-			}
 			if !sc.Scan() {
 				return
 			}
 			select {
 			case out <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// terminalLines reads edited lines from a terminal; Ctrl-D or Ctrl-C ends.
+func terminalLines(ctx context.Context, t *term.Terminal) <-chan string {
+	out := make(chan string)
+	go func() {
+		defer close(out)
+		for {
+			line, err := t.ReadLine()
+			if err != nil {
+				return
+			}
+			select {
+			case out <- line:
 			case <-ctx.Done():
 				return
 			}
