@@ -1,0 +1,111 @@
+package event_test
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"reflect"
+	"sort"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"tcpshake/event"
+	"tcpshake/internal/jsonschema"
+)
+
+func loadSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	b, err := os.ReadFile("../docs/json-schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := jsonschema.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func f64(v float64) *float64 { return &v }
+func u8(v uint8) *uint8      { return &v }
+func u16(v uint16) *uint16   { return &v }
+
+// samples has one fully populated value of every event type, and sparse ones.
+func samples() []event.Event {
+	scen := event.Scenario{Name: "in-window-rst", Title: "t", RFC: "RFC 5961 §3.2", Sent: "RST", Expected: "challenge ACK",
+		Observed: "[.] seq 1 ack 2", Verdict: "conforms", Why: "w", RemoteBefore: "ESTABLISHED", RemoteAfter: "ESTABLISHED",
+		ObservedBefore: "ESTABLISHED", ObservedAfter: "ESTABLISHED"}
+	return []event.Event{
+		event.Start{Command: "probe", Host: "h", Addr: "198.51.100.2", Src: "198.51.100.1", Interface: "veth0", Ports: []uint16{80}, Flags: "S", Count: 1, HeaderLen: 44},
+		event.Start{Command: "handshake"},
+		event.Step{N: 1, TimeMs: 0.5, Direction: "sent", Src: "a", Dst: "b", Flags: "S.", FlagNames: "SYN, ACK", Seq: 4294967295, Ack: 1,
+			RelSeq: 0, RelAck: 1, Len: 6, Window: 64240, TTL: 64, Options: "[mss 1460]", Data: "hello\n", RTTMs: f64(0.04), ICMP: "port-unreach",
+			Retrans: true, Explain: []string{"x"}, Local: "ESTABLISHED", Remote: "SYN-RECEIVED", Observed: "SYN-RECEIVED"},
+		event.Step{Direction: "note", Explain: []string{"TIME-WAIT"}},
+		event.Result{Host: "h", Addr: "a", Port: 80, State: "open", Reason: "syn-ack", From: "a", RTTMs: f64(1), TTL: u8(64), Window: u16(1), Sent: 1, Received: 1},
+		event.Result{Host: "h", Addr: "a", Port: 82, State: "filtered", Reason: "no-response", Sent: 2},
+		event.Summary{Command: "probe", Host: "h", Sent: 1, Received: 1, RTT: &event.RTTStats{Min: 1, Avg: 1, Max: 1}, Ignored: map[string]uint64{"bad-ack": 1}, Open: 1, Elapsed: 2},
+		event.Summary{Command: "handshake", Local: "CLOSED", Remote: "CLOSED", Observed: "CLOSED", BytesSent: 6, BytesReceived: 6, Retransmissions: 1, SRTTMs: 0.1, Outcome: "ok"},
+		event.Summary{Command: "rst", Outcome: "1 of 1 scenarios conform", Scenarios: []event.Scenario{scen}},
+		event.Warning{Message: "m"},
+		scen,
+		event.Connection{Index: 1, Client: "a", Server: "b", PacketsToServer: 1, BytesToServer: 60, Opened: "3-way", Closed: "4-way-fin", ICMP: 1},
+		event.CaptureSummary{File: "f", Format: "pcapng", LinkType: "Raw", Packets: 1, Error: "truncated"},
+	}
+}
+
+func TestSchemaAcceptsEveryEventType(t *testing.T) {
+	s := loadSchema(t)
+	var buf bytes.Buffer
+	j := event.NewJSON(&buf)
+	seen := map[string]bool{}
+	for _, e := range samples() {
+		j.Emit(e)
+		seen[e.EventType()] = true
+	}
+	sc := bufio.NewScanner(&buf)
+	for sc.Scan() {
+		if err := s.ValidateLine(sc.Bytes()); err != nil {
+			t.Errorf("%s\n  %v", sc.Text(), err)
+		}
+	}
+	var got []string
+	for k := range seen {
+		got = append(got, k)
+	}
+	sort.Strings(got)
+	if diff := cmp.Diff(s.Types(), got); diff != "" {
+		t.Errorf("event types in docs/json-schema.json vs Go (-schema +go):\n%s", diff)
+	}
+}
+
+func TestSchemaRejects(t *testing.T) {
+	s := loadSchema(t)
+	for _, line := range []string{
+		`{"type":"nope"}`,
+		`{"type":"warning"}`,
+		`{"type":"warning","message":"m","extra":1}`,
+		`{"type":"result","host":"h","addr":"a","port":80,"state":"ajar","reason":"r","rtt_ms":null,"ttl":null,"window":null,"sent":1,"received":0}`,
+		`{"type":"step","n":1.5,"t_ms":0,"direction":"sent","src":"","dst":"","flags":"","flag_names":"","seq":0,"ack":0,"rel_seq":0,"rel_ack":0,"len":0,"window":0}`,
+		`[1,2]`,
+	} {
+		if err := s.ValidateLine([]byte(line)); err == nil {
+			t.Errorf("accepted %s", line)
+		}
+	}
+}
+
+// Every exported event type must be in samples, so the schema test covers it.
+func TestSamplesCoverEventTypes(t *testing.T) {
+	want := []any{event.Start{}, event.Step{}, event.Result{}, event.Summary{}, event.Warning{}, event.Scenario{}, event.Connection{}, event.CaptureSummary{}}
+	have := map[reflect.Type]bool{}
+	for _, e := range samples() {
+		have[reflect.TypeOf(e)] = true
+	}
+	for _, w := range want {
+		if !have[reflect.TypeOf(w)] {
+			t.Errorf("no sample of %T", w)
+		}
+	}
+}
