@@ -441,12 +441,14 @@ func synInEstablished(ctx context.Context, r *rstRun) event.Scenario {
 	got := r.collect(ctx, 1)
 	r.after(&res)
 	res.Observed = describeSegs(got)
+	// Count before alive: its probe byte moves SND.NXT on.
+	n := challenge(got, s.SndNxt())
 	alive, how := r.alive(ctx, &res)
 	res.Observed += "; " + how
 	switch {
-	case challenge(got, s.SndNxt()) == 0 && !alive:
+	case n == 0 && !alive:
 		return deviates(res, "the SYN aborted the connection (RFC 793's old rule, which RFC 5961 replaced)")
-	case challenge(got, s.SndNxt()) == 0:
+	case n == 0:
 		return deviates(res, "no challenge ACK came back")
 	case !alive:
 		return deviates(res, "a challenge ACK came, but the connection did not survive")

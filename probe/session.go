@@ -827,11 +827,32 @@ func (s *Session) received(rep capture.Reply, seg *craft.Segment, why []string) 
 	if !rep.Time.IsZero() && !s.start.IsZero() {
 		st.TimeMs = ms(rep.Time.Sub(s.start))
 	}
-	pchg := s.peer.Send(seg)
+	var pchg tcpstate.Change
+	if s.finsCrossed(seg) {
+		// Our model let the peer receive our FIN when we sent it; its FIN
+		// shows it had not: it closed from ESTABLISHED, then got ours.
+		s.peer.State, s.peer.FinRcvd, s.peer.RcvNxt = tcpstate.Established, false, s.me.FinSeq
+		first := s.peer.Send(seg)
+		ours := craft.Segment{Seq: s.me.FinSeq, Ack: seg.Seq, Flags: craft.FIN | craft.ACK}
+		pchg = s.peer.Receive(&ours)
+		pchg.From = first.From
+		why = append(why, fmt.Sprintf("its FIN does not acknowledge ours (ack %d ≤ our FIN's seq %d): it left before ours arrived, the FINs crossed (simultaneous close)", uint32(seg.Ack), uint32(s.me.FinSeq)))
+		pchg.Why = "sent its FIN, then received ours: simultaneous close"
+	} else {
+		pchg = s.peer.Send(seg)
+	}
 	chg := s.me.Receive(seg)
 	st.Explain = append(why, changes(chg, pchg)...)
 	s.finishStep(&st)
 	s.record(rep, &st)
+}
+
+// finsCrossed reports whether seg is the peer's FIN sent before our FIN
+// reached it: its ack stops at our FIN while the model already had the peer
+// in CLOSE-WAIT (RFC 9293 §3.6, simultaneous close).
+func (s *Session) finsCrossed(seg *craft.Segment) bool {
+	return seg.Flags.Has(craft.FIN) && seg.Flags.Has(craft.ACK) && s.me.FinSent &&
+		s.peer.State == tcpstate.CloseWait && s.peer.FinRcvd && seg.Ack.LessThanEq(s.me.FinSeq)
 }
 
 func (s *Session) handleSynSent(ctx context.Context, rep capture.Reply, seg *craft.Segment) error {

@@ -198,7 +198,15 @@ func (e *Endpoint) Receive(seg *craft.Segment) Change {
 		return e.move(Closed, "received RST: the connection is aborted")
 	}
 	if f.Has(craft.SYN) {
-		return e.stay() // RFC 5961 §4: challenge ACK, no state change
+		// Simultaneous open (RFC 9293 Figure 8): the peer's SYN-ACK repeats
+		// its SYN and acknowledges ours; Linux accepts exactly this one
+		// (tcp_validate_incoming). Any other SYN gets a challenge ACK and
+		// changes nothing (RFC 5961 §4).
+		if e.State == SynReceived && !e.Passive && f.Has(craft.ACK) && seg.Seq.Add(1) == e.RcvNxt && seg.Ack == e.SndNxt {
+			e.SndUna = seg.Ack
+			return e.move(Established, "received the SYN-ACK acknowledging our SYN: simultaneous open complete")
+		}
+		return e.stay()
 	}
 	if !f.Has(craft.ACK) {
 		return e.stay()
