@@ -94,6 +94,9 @@ func runShell(c *cli.Context) error {
 	}
 	ctx := c.Context
 	sh := &shell{s: s, w: w, ctx: ctx}
+	if c.Bool("json") {
+		sh.w = c.App.ErrWriter // stdout carries JSON lines only
+	}
 	err = s.Interact(ctx, lines, sh.exec)
 	if err == nil {
 		err = sh.finish(mode)

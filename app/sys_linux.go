@@ -21,9 +21,11 @@ func reservePort(src netip.Addr, port uint16) (uint16, func() error, error) {
 	if err != nil {
 		return 0, nil, fmt.Errorf("reserve port: %w", err)
 	}
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Addr: src.As4(), Port: int(port)}
+	var sa unix.Sockaddr
 	if src.Is6() {
 		sa = &unix.SockaddrInet6{Addr: src.As16(), Port: int(port)}
+	} else {
+		sa = &unix.SockaddrInet4{Addr: src.As4(), Port: int(port)}
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)

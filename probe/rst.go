@@ -216,6 +216,16 @@ func (r *rstRun) after(res *event.Scenario) {
 	res.ObservedAfter = r.s.Observed()
 }
 
+// listening reports whether the peer's kernel is known to have a listener
+// on the port (false when it cannot be asked).
+func (r *rstRun) listening() bool {
+	if r.s.env.Observer == nil {
+		return false
+	}
+	ok, err := r.s.env.Observer.Listening(r.s.cfg.Remote)
+	return err == nil && ok
+}
+
 // alive checks that the connection survived. With the peer's kernel in
 // view, its state says so; otherwise one byte of data must be acknowledged.
 func (r *rstRun) alive(ctx context.Context, res *event.Scenario) (bool, string) {
@@ -338,8 +348,10 @@ func ackToListener(ctx context.Context, r *rstRun) event.Scenario {
 	res.Observed = describeSegs(got)
 	sg := first(got)
 	switch {
-	case sg == nil:
+	case sg == nil && r.listening():
 		return deviates(res, "nothing came back: a listener must answer an ACK with RST")
+	case sg == nil:
+		return inconclusive(res, "nothing came back: the port may be filtered (only the peer's kernel could tell that it listens)")
 	case sg.Flags.Has(craft.RST) && !sg.Flags.Has(craft.ACK) && sg.Seq == ack:
 		return conforms(res, "the reset carries our ack as its seq")
 	case sg.Flags.Has(craft.RST):

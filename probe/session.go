@@ -1155,6 +1155,9 @@ func (s *Session) Close(ctx context.Context, mode CloseMode) error {
 // finAndWait sends our FIN (active close, or the second half of a passive
 // one) and waits for the connection to finish.
 func (s *Session) finAndWait(ctx context.Context) error {
+	if s.me.FinSent {
+		return s.finish(ctx) // our FIN is out already (the shell's `fin`): only wait for the end
+	}
 	why := "active close: FIN says we have nothing more to send"
 	if s.me.State == tcpstate.CloseWait {
 		why = "the peer closed first, so this is the passive side: our FIN after its FIN"

@@ -1,0 +1,274 @@
+//go:build linux
+
+package probe_test
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"tcpshake/capture"
+	"tcpshake/craft"
+	"tcpshake/event"
+	"tcpshake/lab"
+	"tcpshake/lab/labtest"
+	"tcpshake/probe"
+	"tcpshake/probe/guard"
+	"tcpshake/probe/observe"
+)
+
+// The rst lab test drives probe.RunRST in this process against the lab
+// server's Linux kernel, one scenario at a time, with sockets, guard and
+// source-port reservations made inside the client namespace and the server's
+// sockets read with sock_diag. After every scenario the server must hold no
+// connection from the client (TIME-WAIT and closed ones aside) and the guard
+// no rule; after the run the client namespace must have no nftables table.
+// Packets go only to the lab server.
+
+// rstLabGuard adapts guard.Guard to probe.Guard.
+type rstLabGuard struct{ g *guard.Guard }
+
+func (l rstLabGuard) Block(local, remote netip.AddrPort) (func() error, error) {
+	r, err := l.g.Block(local, remote)
+	if err != nil {
+		return nil, err
+	}
+	return func() error { return l.g.Unblock(r) }, nil
+}
+
+// rstLabWorld is what the scenarios of one address family run on.
+type rstLabWorld struct {
+	l     lab.Lab
+	live  *probe.Live
+	g     *guard.Guard
+	obs   *observe.Diag
+	local netip.Addr
+	host  netip.Addr
+}
+
+func openRSTLabWorld(t *testing.T, l lab.Lab, host netip.Addr) *rstLabWorld {
+	t.Helper()
+	w := &rstLabWorld{l: l, host: host}
+	err := lab.Do(l.ClientNS, func() error {
+		route, err := capture.Lookup(host, "", netip.Addr{})
+		if err != nil {
+			return err
+		}
+		w.local = route.Src
+		if w.live, err = probe.OpenLive(host, route, ""); err != nil {
+			return err
+		}
+		if w.g, err = guard.Open(); err != nil {
+			w.live.Close()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("open sockets and guard in %s: %v", l.ClientNS, err)
+	}
+	t.Cleanup(func() {
+		if err := errors.Join(w.g.Close(), w.live.Close()); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		// The guard's owner table goes with its socket.
+		if tables := rstLabTables(t, l.ClientNS); len(tables) > 0 {
+			t.Errorf("nftables tables left in %s after the guard closed: %v", l.ClientNS, tables)
+		}
+	})
+	if w.obs, err = observe.Open(l.ServerNS); err != nil {
+		t.Fatalf("observe %s: %v", l.ServerNS, err)
+	}
+	t.Cleanup(func() { w.obs.Close() })
+	return w
+}
+
+// reserve binds (without listening) a TCP socket in the client namespace so
+// its kernel gives the port to nothing else while a scenario uses it.
+func (w *rstLabWorld) reserve() (uint16, func(), error) {
+	var fd int
+	var port uint16
+	err := lab.Do(w.l.ClientNS, func() error {
+		var sa unix.Sockaddr
+		fam := unix.AF_INET
+		if w.local.Is6() {
+			fam, sa = unix.AF_INET6, &unix.SockaddrInet6{Addr: w.local.As16()}
+		} else {
+			sa = &unix.SockaddrInet4{Addr: w.local.As4()}
+		}
+		var err error
+		if fd, err = unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, sa); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		got, err := unix.Getsockname(fd)
+		if err != nil {
+			unix.Close(fd)
+			return err
+		}
+		switch a := got.(type) {
+		case *unix.SockaddrInet4:
+			port = uint16(a.Port)
+		case *unix.SockaddrInet6:
+			port = uint16(a.Port)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("reserve a source port: %w", err)
+	}
+	return port, func() { unix.Close(fd) }, nil
+}
+
+func (w *rstLabWorld) dial(sink event.Sink) probe.Dialer {
+	return func(port uint16) (*probe.Session, func(), error) {
+		sport, release, err := w.reserve()
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg := probe.SessionConfig{
+			Host: w.host.String(), Local: netip.AddrPortFrom(w.local, sport), Remote: netip.AddrPortFrom(w.host, port),
+			Window: 64240, TTL: 64, SYN: craft.SYNOptionSet{MSS: 1460, WScale: -1},
+		}
+		env := probe.SessionEnv{Env: w.live.Env(), Guard: rstLabGuard{w.g}, Observer: w.obs}
+		env.Sink = sink
+		return probe.NewSession(cfg, env), release, nil
+	}
+}
+
+// rules counts the rules in the guard's chain.
+func (w *rstLabWorld) rules(t *testing.T) int {
+	t.Helper()
+	h, err := netns.GetFromName(w.l.ClientNS)
+	if err != nil {
+		t.Fatalf("open namespace %s: %v", w.l.ClientNS, err)
+	}
+	defer h.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(h)))
+	if err != nil {
+		t.Fatalf("nftables in %s: %v", w.l.ClientNS, err)
+	}
+	rules, err := c.GetRules(&nftables.Table{Name: w.g.Table(), Family: nftables.TableFamilyINet}, &nftables.Chain{Name: "out"})
+	if err != nil {
+		t.Fatalf("list the guard's rules: %v", err)
+	}
+	return len(rules)
+}
+
+func TestRSTLabScenarios(t *testing.T) {
+	l := labtest.New(t)
+	for _, host := range []netip.Addr{l.ServerV4, l.ServerV6} {
+		t.Run(host.String(), func(t *testing.T) {
+			w := openRSTLabWorld(t, l, host)
+			for _, name := range probe.Scenarios() {
+				t.Run(name, func(t *testing.T) {
+					rec := &rstEvents{}
+					cfg := probe.RSTConfig{Port: 9, ClosedPort: 81}
+					res, err := probe.RunRST(t.Context(), []string{name}, cfg, w.dial(rec), rec, time.Now)
+					if err != nil {
+						t.Fatalf("RunRST: %v", err)
+					}
+					if len(res) != 1 {
+						t.Fatalf("%d results, want 1", len(res))
+					}
+					r := res[0]
+					if r.Verdict != probe.Conforms {
+						t.Errorf("verdict %s: %s\nsent: %s\nobserved: %s", r.Verdict, r.Why, r.Sent, r.Observed)
+					}
+					if r.RemoteAfter == "" || r.ObservedAfter == "" {
+						t.Errorf("states after: inferred %q, observed %q", r.RemoteAfter, r.ObservedAfter)
+					}
+					if n := w.rules(t); n != 0 {
+						t.Errorf("the guard holds %d rules after the scenario, want 0", n)
+					}
+					checkRSTLabServer(t, l)
+				})
+			}
+		})
+	}
+}
+
+// checkRSTLabServer fails t if, within 1 s, the server namespace still
+// holds a connection from the client other than TIME-WAIT or closed ones.
+func checkRSTLabServer(t *testing.T, l lab.Lab) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for {
+		left := rstLabServerConns(t, l)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the server still holds connections from the client 1 s after the scenario: %v", left)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func rstLabServerConns(t *testing.T, l lab.Lab) []string {
+	t.Helper()
+	h, err := netns.GetFromName(l.ServerNS)
+	if err != nil {
+		t.Fatalf("open namespace %s: %v", l.ServerNS, err)
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(h, unix.NETLINK_INET_DIAG)
+	if err != nil {
+		t.Fatalf("sock_diag in %s: %v", l.ServerNS, err)
+	}
+	defer nh.Close()
+	const tcpTimeWait, tcpClose = 6, 7 // include/net/tcp_states.h
+	var out []string
+	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		socks, err := nh.SocketDiagTCP(fam)
+		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+			t.Fatalf("sock_diag in %s: %v", l.ServerNS, err)
+		}
+		for _, s := range socks {
+			dst, ok := netip.AddrFromSlice(s.ID.Destination)
+			if !ok {
+				continue
+			}
+			dst = dst.Unmap()
+			if (dst != l.ClientV4 && dst != l.ClientV6) || s.State == tcpTimeWait || s.State == tcpClose {
+				continue
+			}
+			out = append(out, fmt.Sprintf("%v:%d <- %v:%d %s", s.ID.Source, s.ID.SourcePort, dst, s.ID.DestinationPort, observe.StateName(s.State)))
+		}
+	}
+	return out
+}
+
+// rstLabTables lists the nftables tables of namespace ns.
+func rstLabTables(t *testing.T, ns string) []string {
+	t.Helper()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		t.Fatalf("open namespace %s: %v", ns, err)
+	}
+	defer h.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(h)))
+	if err != nil {
+		t.Fatalf("nftables in %s: %v", ns, err)
+	}
+	tables, err := c.ListTables()
+	if err != nil {
+		t.Fatalf("list nftables tables in %s: %v", ns, err)
+	}
+	var out []string
+	for _, tb := range tables {
+		out = append(out, tb.Name)
+	}
+	return out
+}
