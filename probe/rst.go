@@ -74,7 +74,7 @@ func scenarioTable() []scenario {
 		{name: "out-of-window-rst", title: "RST outside the window", rfc: "RFC 5961 §3.2 / RFC 9293 §3.10.7.4", conn: true, run: outOfWindowRST},
 		{name: "syn-in-established", title: "SYN on an established connection", rfc: "RFC 5961 §4.2", conn: true, run: synInEstablished},
 		{name: "rst-in-syn-received", title: "RST instead of the handshake's final ACK", rfc: "RFC 9293 §3.10.7.4 (SYN-RECEIVED)", run: rstInSynReceived},
-		{name: "data-after-reset", title: "data on the 4-tuple of a connection the peer aborted", rfc: "RFC 9293 §3.10.7.1", conn: true, run: dataAfterReset},
+		{name: "data-after-reset", title: "data on the 4-tuple of a connection the peer aborted", rfc: "RFC 9293 §3.10.7.2 / §3.10.7.1", conn: true, run: dataAfterReset},
 		{name: "ack-of-unsent-data", title: "an ACK for bytes the peer never sent", rfc: "RFC 9293 §3.10.7.4 / RFC 5961 §5.2", conn: true, run: ackOfUnsent},
 		{name: "challenge-ack-burst", title: "ten in-window RSTs at once: are challenge ACKs rate-limited?", rfc: "RFC 5961 §7", conn: true, run: challengeBurst},
 		{name: "fin-in-syn-received", title: "FIN instead of the handshake's final ACK", rfc: "RFC 9293 §3.10.7.4 (SYN-RECEIVED, eighth step)", run: finInSynReceived},
@@ -518,7 +518,7 @@ func dataAfterReset(ctx context.Context, r *rstRun) event.Scenario {
 	ack := s.RcvNxt()
 	res := event.Scenario{
 		Sent:     fmt.Sprintf("after an exact RST aborted the connection: data \"x\" seq %d ack %d on the same 4-tuple", uint32(seq), uint32(ack)),
-		Expected: fmt.Sprintf("RST with seq %d = our ack: <SEQ=SEG.ACK><CTL=RST> (no connection: CLOSED state)", uint32(ack)),
+		Expected: fmt.Sprintf("RST with seq %d = our ack: <SEQ=SEG.ACK><CTL=RST>: the connection is gone, so the listener (or, without one, the CLOSED state) answers", uint32(ack)),
 	}
 	r.before(&res)
 	if err := r.send(ctx, Crafted{Flags: craft.PSH | craft.ACK, Seq: &seq, Ack: &ack, Data: []byte("x")}); err != nil {

@@ -801,7 +801,7 @@ func (s *Session) sawOutgoing(seg *craft.Segment, at time.Time) {
 	if seg.Flags.Has(craft.RST) {
 		s.rstSeen++
 		if s.rstSeen > s.rstSent {
-			s.env.Sink.Emit(event.Warning{Message: fmt.Sprintf("our kernel sent its own RST (seq %d) to the peer: the guard did not hold it back (is --no-guard set, or does another firewall rule accept it first?); the peer will abort the connection", uint32(seg.Seq))})
+			s.env.Sink.Emit(event.Warning{Message: fmt.Sprintf("our kernel sent its own RST (seq %d) to the peer: the guard did not hold it back (is --no-guard set, or was the guard's nftables table removed?); the peer will abort the connection", uint32(seg.Seq))})
 			s.rstSent = s.rstSeen
 		}
 		return

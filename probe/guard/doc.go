@@ -29,7 +29,7 @@
 // [Guard.Block] appends one rule per guarded 4-tuple to chain "out":
 //
 //	meta nfproto ipv4 meta l4proto tcp ip saddr L ip daddr R
-//	tcp sport LP tcp dport RP tcp flags & rst != 0 counter drop
+//	tcp sport LP tcp dport RP tcp flags & rst != 0 meta mark != Mark counter drop
 //
 // (ip6 saddr/daddr for IPv6). The rule's expressions are encoded with
 // github.com/google/nftables/expr; the table, chain and rule messages are
