@@ -1,0 +1,317 @@
+//go:build linux
+
+package probe_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"tcpshake/capture"
+	"tcpshake/craft"
+	"tcpshake/event"
+	"tcpshake/lab"
+	"tcpshake/lab/labtest"
+	"tcpshake/probe"
+	"tcpshake/probe/guard"
+	"tcpshake/probe/observe"
+)
+
+// Lab session tests play real connections against the lab's kernel: sockets
+// are opened on a locked thread inside the client namespace (lab.Do), the
+// guard's nftables table lives there, and the peer's real socket state is read
+// from the server namespace with sock_diag. Packets go only to the lab's
+// server, 198.51.100.2.
+
+// labGuard adapts guard.Guard to probe.Guard.
+type labGuard struct{ g *guard.Guard }
+
+func (l labGuard) Block(local, remote netip.AddrPort) (func() error, error) {
+	r, err := l.g.Block(local, remote)
+	if err != nil {
+		return nil, err
+	}
+	return func() error { return l.g.Unblock(r) }, nil
+}
+
+// labSession opens the live sockets, the guard and the observer in the
+// client namespace and returns a session to the server's port, recording its
+// events.
+func labSession(t *testing.T, l lab.Lab, port uint16, tune func(*probe.SessionConfig)) (*probe.Session, *sessEvents) {
+	t.Helper()
+	var (
+		live *probe.Live
+		g    *guard.Guard
+		cfg  probe.SessionConfig
+	)
+	err := lab.Do(l.ClientNS, func() error {
+		route, err := capture.Lookup(l.ServerV4, "", netip.Addr{})
+		if err != nil {
+			return err
+		}
+		if live, err = probe.OpenLive(l.ServerV4, route, ""); err != nil {
+			return err
+		}
+		if g, err = guard.Open(); err != nil {
+			live.Close()
+			return err
+		}
+		var b [2]byte
+		rand.Read(b[:])
+		sport := 40000 + binary.BigEndian.Uint16(b[:])%20000
+		cfg = probe.SessionConfig{
+			Host: l.ServerV4.String(), Local: netip.AddrPortFrom(route.Src, sport),
+			Remote: netip.AddrPortFrom(l.ServerV4, port), Window: 64240, TTL: 64,
+			SYN: craft.SYNOptionSet{MSS: 1460, WScale: -1}, TimeWait: 100 * time.Millisecond,
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("open sockets in %s: %v", l.ClientNS, err)
+	}
+	t.Cleanup(func() {
+		if err := errors.Join(g.Close(), live.Close()); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	d, err := observe.Open(l.ServerNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if tune != nil {
+		tune(&cfg)
+	}
+	rec := &sessEvents{}
+	env := probe.SessionEnv{Env: live.Env(), Guard: labGuard{g}, Observer: d}
+	env.Sink = rec
+	return probe.NewSession(cfg, env), rec
+}
+
+// rstCounter counts TCP resets sent by the client, as the server's side of
+// the link sees them (an AF_PACKET capture in the server namespace).
+type rstCounter struct {
+	src  *capture.PacketSource
+	n    atomic.Int64
+	wg   sync.WaitGroup
+	stop sync.Once
+}
+
+func countClientRSTs(t *testing.T, l lab.Lab) *rstCounter {
+	t.Helper()
+	c := &rstCounter{}
+	err := lab.Do(l.ServerNS, func() error {
+		ifi, err := net.InterfaceByName(l.ServerIf)
+		if err != nil {
+			return err
+		}
+		c.src, err = capture.OpenPacketSource(ifi.Index, l.ClientV4)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("capture in %s: %v", l.ServerNS, err)
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		var f capture.Frame
+		for c.src.Read(&f) == nil {
+			p, err := craft.Parse(f.Data)
+			if err == nil && p.Kind == craft.KindTCP && p.Seg.Flags.Has(craft.RST) && p.Seg.Src.Addr() == l.ClientV4 {
+				c.n.Add(1)
+			}
+		}
+	}()
+	t.Cleanup(func() { c.count() })
+	return c
+}
+
+// count stops the capture and returns the resets seen.
+func (c *rstCounter) count() int {
+	c.stop.Do(func() {
+		time.Sleep(50 * time.Millisecond) // let the last segments reach the capture
+		c.src.Close()
+		c.wg.Wait()
+	})
+	return int(c.n.Load())
+}
+
+// observedSeq is the peer's kernel state at each step, repeats removed.
+func observedSeq(steps []event.Step) []string {
+	var out []string
+	for _, s := range steps {
+		if s.Observed != "" && (len(out) == 0 || out[len(out)-1] != s.Observed) {
+			out = append(out, s.Observed)
+		}
+	}
+	return out
+}
+
+// isSubsequence reports whether want appears in got in order.
+func isSubsequence(want, got []string) bool {
+	i := 0
+	for _, g := range got {
+		if i < len(want) && g == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
+}
+
+func TestLabSession(t *testing.T) {
+	l := labtest.New(t)
+	tests := []struct {
+		name     string
+		port     uint16
+		send     string
+		close    probe.CloseMode
+		wantData func(got string) bool
+		// the peer's kernel states, in this order (others may come between)
+		wantObserved []string
+		// the server closes at once (port 13): after our ACK its kernel may
+		// already be in FIN-WAIT-1
+		closesAtOnce bool
+	}{
+		{
+			name: "echo, active close", port: lab.PortEcho, send: "hello\n", close: probe.CloseFIN,
+			wantData:     func(got string) bool { return got == "hello\n" },
+			wantObserved: []string{"SYN-RECEIVED", "ESTABLISHED", "LAST-ACK", "CLOSED"},
+		},
+		{
+			name: "hold, we half-close and the server stays in CLOSE-WAIT", port: lab.PortHold, send: "x", close: probe.CloseHalf,
+			wantData:     func(got string) bool { return got == "" },
+			wantObserved: []string{"SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"},
+		},
+		{
+			name: "echo, we half-close", port: lab.PortEcho, send: "half\n", close: probe.CloseHalf,
+			wantData:     func(got string) bool { return got == "half\n" },
+			wantObserved: []string{"SYN-RECEIVED", "ESTABLISHED", "CLOSED"},
+		},
+		{
+			name: "http, passive close", port: lab.PortHTTP, send: "GET / HTTP/1.0\r\n\r\n", close: probe.CloseWait,
+			wantData:     func(got string) bool { return strings.HasPrefix(got, "HTTP/1.") },
+			wantObserved: []string{"SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-2", "TIME-WAIT"},
+		},
+		{
+			name: "half, the server half-closes first", port: lab.PortHalf, close: probe.CloseWait,
+			wantData:     func(got string) bool { return len(got) > 0 && strings.HasSuffix(got, "\n") },
+			wantObserved: []string{"SYN-RECEIVED", "FIN-WAIT-2", "TIME-WAIT"},
+			closesAtOnce: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rsts := countClientRSTs(t, l)
+			s, rec := labSession(t, l, tt.port, nil)
+			ctx := t.Context()
+			err := handshakeScript(tt.send, tt.close)(ctx, s)
+			if err != nil {
+				s.Abort()
+				t.Fatalf("session: %v", err)
+			}
+			steps := rec.steps()
+			if got := string(s.Received()); !tt.wantData(got) {
+				t.Errorf("received %q", got)
+			}
+			obs := observedSeq(steps)
+			if !isSubsequence(tt.wantObserved, obs) {
+				t.Errorf("observed states %q, want %q in this order", obs, tt.wantObserved)
+			}
+			// The SYN leaves the peer in SYN-RECEIVED, our ACK makes it ESTABLISHED.
+			for _, st := range steps {
+				switch {
+				case st.Direction == "sent" && st.Flags == "S" && st.Observed != "SYN-RECEIVED":
+					t.Errorf("after our SYN the peer's kernel is in %s, want SYN-RECEIVED", st.Observed)
+				case st.Direction == "sent" && st.RelSeq == 1 && st.Flags == "." && st.Local == "ESTABLISHED" &&
+					st.Remote == "ESTABLISHED" && st.N == 3 && st.Observed != "ESTABLISHED" && !tt.closesAtOnce:
+					t.Errorf("after our ACK the peer's kernel is in %s, want ESTABLISHED", st.Observed)
+				}
+			}
+			for _, e := range rec.events {
+				if w, ok := e.(event.Warning); ok {
+					t.Errorf("warning: %s", w.Message)
+				}
+			}
+			if n := rsts.count(); n != 0 {
+				t.Errorf("the server's link saw %d RSTs from the client during a guarded connection", n)
+			}
+		})
+	}
+}
+
+// TestLabSessionLoss drops 25% of the segments to the server at random: the
+// handshake, the data and the close still complete through retransmission.
+func TestLabSessionLoss(t *testing.T) {
+	l := labtest.New(t)
+	if err := l.SetLoss(25); err != nil {
+		t.Fatal(err)
+	}
+	data := "lossy but complete\n"
+	total := 0
+	for i := range 4 {
+		t.Run(fmt.Sprint("run ", i), func(t *testing.T) {
+			s, _ := labSession(t, l, lab.PortEcho, func(c *probe.SessionConfig) {
+				c.RTO = 200 * time.Millisecond
+				c.Retries = 10
+			})
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			if err := handshakeScript(data, probe.CloseFIN)(ctx, s); err != nil {
+				s.Abort()
+				t.Fatalf("session: %v", err)
+			}
+			if got := string(s.Received()); got != data {
+				t.Errorf("echo %q, want %q", got, data)
+			}
+			total += s.Summary().Retransmissions
+			t.Logf("%d retransmissions", s.Summary().Retransmissions)
+		})
+	}
+	if total == 0 {
+		t.Errorf("no retransmission in 4 runs with 25%% loss: is the loss rule in place?")
+	}
+}
+
+// TestLabSessionRefused checks ErrRefused from the closed port and
+// ErrNoAnswer from the dropped one.
+func TestLabSessionRefused(t *testing.T) {
+	l := labtest.New(t)
+	tests := []struct {
+		port uint16
+		want error
+	}{
+		{lab.PortClosed, probe.ErrRefused},
+		{lab.PortDropped, probe.ErrNoAnswer},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint("port ", tt.port), func(t *testing.T) {
+			s, rec := labSession(t, l, tt.port, func(c *probe.SessionConfig) {
+				c.RTO = 100 * time.Millisecond
+				c.Retries = 2
+			})
+			err := s.Open(t.Context())
+			s.Abort()
+			if !errors.Is(err, tt.want) {
+				t.Errorf("%v, want %v", err, tt.want)
+			}
+			var sent []string
+			for _, st := range rec.steps() {
+				if st.Direction == "sent" {
+					sent = append(sent, st.Flags)
+				}
+			}
+			if len(sent) == 0 || sent[0] != "S" {
+				t.Errorf("sent %q, want a SYN first", sent)
+			}
+		})
+	}
+}
