@@ -3,6 +3,7 @@ package event
 import (
 	"fmt"
 	"strings"
+	"tcpshake/probe/tcpstate"
 	"unicode/utf8"
 )
 
@@ -104,7 +105,7 @@ func (t *Text) observed(e Step) string {
 		return ""
 	case e.Observed == e.Remote:
 		return t.paint(cDim, "kernel: "+e.Observed)
-	case aheadOf(e.Remote, e.Observed):
+	case tcpstate.Ahead(e.Remote, e.Observed):
 		return t.paint(cDim, "kernel: "+e.Observed+" (ahead)")
 	default:
 		return t.paint(cAlert, "kernel: "+e.Observed+" ≠ inferred")
@@ -137,19 +138,6 @@ func (t *Text) ladderStep(e Step) {
 	fmt.Fprintf(t.W, "%-3s %11s  %-*s  %s  %-*s %s\n", "", "", stateW, e.Local, t.paint(col, arrow),
 		stateW, e.Remote, t.observed(e))
 	t.explain(e.Explain, e.Data)
-}
-
-// aheadOf mirrors the session's rule: states a peer reaches on its own.
-func aheadOf(inferred, observed string) bool {
-	switch observed {
-	case "CLOSED":
-		return inferred != "SYN-RECEIVED" && inferred != "LISTEN"
-	case "FIN-WAIT-1":
-		return inferred == "ESTABLISHED" || inferred == "SYN-RECEIVED"
-	case "LAST-ACK":
-		return inferred == "CLOSE-WAIT"
-	}
-	return false
 }
 
 func (t *Text) explain(lines []string, data string) {

@@ -267,6 +267,20 @@ func (r *rstRun) gone(ctx context.Context, res *event.Scenario) (bool, string) {
 	return false, "a bare ACK afterwards drew no RST: the connection may still exist"
 }
 
+// exchange sends c and collects the answers (enough: stop after that many,
+// 0: wait the whole time), recording the peer's state before and after and
+// what came back. A failure to send is the scenario's end (inconclusive).
+func (r *rstRun) exchange(ctx context.Context, res *event.Scenario, c Crafted, enough int) ([]craft.Segment, error) {
+	r.before(res)
+	if err := r.send(ctx, c); err != nil {
+		return nil, err
+	}
+	got := r.collect(ctx, enough)
+	r.after(res)
+	res.Observed = describeSegs(got)
+	return got, nil
+}
+
 func describeSegs(segs []craft.Segment) string {
 	if len(segs) == 0 {
 		return "nothing"
@@ -339,13 +353,10 @@ func ackToListener(ctx context.Context, r *rstRun) event.Scenario {
 		Sent:     fmt.Sprintf("ACK seq %d ack %d (both made up) to listening port %d", uint32(seq), uint32(ack), s.cfg.Remote.Port()),
 		Expected: fmt.Sprintf("RST with seq %d = our ack and no ACK bit: <SEQ=SEG.ACK><CTL=RST>; no connection is created", uint32(ack)),
 	}
-	r.before(&res)
-	if err := r.send(ctx, Crafted{Flags: craft.ACK, Seq: &seq, Ack: &ack}); err != nil {
+	got, err := r.exchange(ctx, &res, Crafted{Flags: craft.ACK, Seq: &seq, Ack: &ack}, 1)
+	if err != nil {
 		return inconclusive(res, err.Error())
 	}
-	got := r.collect(ctx, 1)
-	r.after(&res)
-	res.Observed = describeSegs(got)
 	sg := first(got)
 	switch {
 	case sg == nil && r.listening():
@@ -367,13 +378,10 @@ func exactRST(ctx context.Context, r *rstRun) event.Scenario {
 		Sent:     fmt.Sprintf("RST seq %d = the peer's RCV.NXT (our SND.NXT)", uint32(seq)),
 		Expected: "no answer; the peer aborts the connection (its socket is gone, its application sees a reset)",
 	}
-	r.before(&res)
-	if err := r.send(ctx, Crafted{Flags: craft.RST, Seq: &seq}); err != nil {
+	got, err := r.exchange(ctx, &res, Crafted{Flags: craft.RST, Seq: &seq}, 0)
+	if err != nil {
 		return inconclusive(res, err.Error())
 	}
-	got := r.collect(ctx, 0)
-	r.after(&res)
-	res.Observed = describeSegs(got)
 	if len(got) > 0 {
 		return deviates(res, "the peer answered an acceptable RST")
 	}
@@ -392,13 +400,10 @@ func inWindowRST(ctx context.Context, r *rstRun) event.Scenario {
 		Sent:     fmt.Sprintf("RST seq %d = RCV.NXT + 1: inside the window, not exact", uint32(seq)),
 		Expected: fmt.Sprintf("a challenge ACK (ack %d = RCV.NXT), and the connection survives", uint32(s.SndNxt())),
 	}
-	r.before(&res)
-	if err := r.send(ctx, Crafted{Flags: craft.RST, Seq: &seq}); err != nil {
+	got, err := r.exchange(ctx, &res, Crafted{Flags: craft.RST, Seq: &seq}, 1)
+	if err != nil {
 		return inconclusive(res, err.Error())
 	}
-	got := r.collect(ctx, 1)
-	r.after(&res)
-	res.Observed = describeSegs(got)
 	if challenge(got, s.SndNxt()) == 0 {
 		if alive, how := r.alive(ctx, &res); !alive {
 			res.Observed += "; " + how
@@ -421,13 +426,10 @@ func outOfWindowRST(ctx context.Context, r *rstRun) event.Scenario {
 		Sent:     fmt.Sprintf("RST seq %d = RCV.NXT + 2^31: far outside any window", uint32(seq)),
 		Expected: "dropped silently: no answer, the connection survives",
 	}
-	r.before(&res)
-	if err := r.send(ctx, Crafted{Flags: craft.RST, Seq: &seq}); err != nil {
+	got, err := r.exchange(ctx, &res, Crafted{Flags: craft.RST, Seq: &seq}, 0)
+	if err != nil {
 		return inconclusive(res, err.Error())
 	}
-	got := r.collect(ctx, 0)
-	r.after(&res)
-	res.Observed = describeSegs(got)
 	alive, how := r.alive(ctx, &res)
 	res.Observed += "; " + how
 	switch {
@@ -446,13 +448,10 @@ func synInEstablished(ctx context.Context, r *rstRun) event.Scenario {
 		Sent:     fmt.Sprintf("SYN seq %d (inside the window) on the established connection", uint32(seq)),
 		Expected: fmt.Sprintf("a challenge ACK (ack %d), no reset, and the connection survives", uint32(s.SndNxt())),
 	}
-	r.before(&res)
-	if err := r.send(ctx, Crafted{Flags: craft.SYN, Seq: &seq}); err != nil {
+	got, err := r.exchange(ctx, &res, Crafted{Flags: craft.SYN, Seq: &seq}, 1)
+	if err != nil {
 		return inconclusive(res, err.Error())
 	}
-	got := r.collect(ctx, 1)
-	r.after(&res)
-	res.Observed = describeSegs(got)
 	// Count before alive: its probe byte moves SND.NXT on.
 	n := challenge(got, s.SndNxt())
 	alive, how := r.alive(ctx, &res)
@@ -480,13 +479,9 @@ func rstInSynReceived(ctx context.Context, r *rstRun) event.Scenario {
 	}
 	seq := s.SndNxt()
 	res.Sent = fmt.Sprintf("SYN, then RST seq %d = ISN + 1 instead of the final ACK", uint32(seq))
-	r.before(&res)
-	if err := r.send(ctx, Crafted{Flags: craft.RST, Seq: &seq}); err != nil {
+	if _, err := r.exchange(ctx, &res, Crafted{Flags: craft.RST, Seq: &seq}, 0); err != nil {
 		return inconclusive(res, err.Error())
 	}
-	got := r.collect(ctx, 0)
-	r.after(&res)
-	res.Observed = describeSegs(got)
 	if r.s.Observing() {
 		res.Observed += "; the peer's kernel shows " + res.ObservedAfter
 		if res.ObservedAfter != "CLOSED" {
@@ -520,13 +515,10 @@ func dataAfterReset(ctx context.Context, r *rstRun) event.Scenario {
 		Sent:     fmt.Sprintf("after an exact RST aborted the connection: data \"x\" seq %d ack %d on the same 4-tuple", uint32(seq), uint32(ack)),
 		Expected: fmt.Sprintf("RST with seq %d = our ack: <SEQ=SEG.ACK><CTL=RST>: the connection is gone, so the listener (or, without one, the CLOSED state) answers", uint32(ack)),
 	}
-	r.before(&res)
-	if err := r.send(ctx, Crafted{Flags: craft.PSH | craft.ACK, Seq: &seq, Ack: &ack, Data: []byte("x")}); err != nil {
+	got, err := r.exchange(ctx, &res, Crafted{Flags: craft.PSH | craft.ACK, Seq: &seq, Ack: &ack, Data: []byte("x")}, 1)
+	if err != nil {
 		return inconclusive(res, err.Error())
 	}
-	got := r.collect(ctx, 1)
-	r.after(&res)
-	res.Observed = describeSegs(got)
 	sg := first(got)
 	switch {
 	case sg == nil:
@@ -546,13 +538,10 @@ func ackOfUnsent(ctx context.Context, r *rstRun) event.Scenario {
 		Sent:     fmt.Sprintf("ACK ack %d = the peer's SND.NXT + 1000: acknowledges bytes it never sent", uint32(ack)),
 		Expected: fmt.Sprintf("an ACK (seq %d, ack %d) and the segment dropped; no state change", uint32(s.RcvNxt()), uint32(s.SndNxt())),
 	}
-	r.before(&res)
-	if err := r.send(ctx, Crafted{Flags: craft.ACK, Ack: &ack}); err != nil {
+	got, err := r.exchange(ctx, &res, Crafted{Flags: craft.ACK, Ack: &ack}, 1)
+	if err != nil {
 		return inconclusive(res, err.Error())
 	}
-	got := r.collect(ctx, 1)
-	r.after(&res)
-	res.Observed = describeSegs(got)
 	n := challenge(got, s.SndNxt())
 	alive, how := r.alive(ctx, &res)
 	res.Observed += "; " + how

@@ -617,7 +617,7 @@ func (s *Session) finishStep(st *event.Step) {
 	st.Observed = s.observe()
 	switch {
 	case st.Observed == "" || st.Observed == st.Remote:
-	case ahead(st.Remote, st.Observed):
+	case tcpstate.Ahead(st.Remote, st.Observed):
 		st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel is already in %s: it acted on its own (its application closed or it aborted) and the segment that tells us is on its way", st.Observed))
 	default:
 		st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel says %s, not %s as inferred: a segment was lost or is still on its way", st.Observed, st.Remote))
@@ -650,28 +650,12 @@ func (s *Session) observe() string {
 		if err != nil {
 			return "unknown (" + err.Error() + ")"
 		}
-		if got == want || ahead(want, got) || time.Now().After(deadline) {
+		if got == want || tcpstate.Ahead(want, got) || time.Now().After(deadline) {
 			s.lastObserved = got
 			return got
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// ahead reports whether the peer can have moved from inferred to observed
-// on its own, without a segment from us: its application closed (FIN-WAIT-1,
-// LAST-ACK), it aborted (CLOSED), or its TIME-WAIT ended. Then the kernel is
-// simply ahead of what its segments have told us so far.
-func ahead(inferred, observed string) bool {
-	switch observed {
-	case "CLOSED":
-		return inferred != "SYN-RECEIVED" && inferred != "LISTEN"
-	case "FIN-WAIT-1":
-		return inferred == "ESTABLISHED" || inferred == "SYN-RECEIVED"
-	case "LAST-ACK":
-		return inferred == "CLOSE-WAIT"
-	}
-	return false
 }
 
 // pump processes the peer's segments and our retransmission timer until done
