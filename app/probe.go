@@ -43,8 +43,9 @@ func probeCommand() *cli.Command {
 			&cli.StringFlag{Name: "data", Usage: "payload `TEXT` (escapes \\r \\n \\t \\xNN)"},
 			&cli.StringFlag{Name: "count", Aliases: []string{"c"}, Value: "1", Usage: "probes per port `N`"},
 			&cli.StringFlag{Name: "interval", Aliases: []string{"i"}, Value: "1s", Usage: "`DURATION` between rounds of probes (1s, 200ms)"},
-			&cli.StringFlag{Name: "timeout", Usage: "wait `DURATION` for each answer (default: adaptive like nmap: 1s, then SRTT+4·RTTVAR within 100ms-10s)"},
+			&cli.StringFlag{Name: "timeout", Usage: "wait `DURATION` for each answer (default: adaptive like nmap: 1s until a round trip is measured — an ICMP echo first, unless --no-echo — then SRTT+4·RTTVAR within 100ms-10s)"},
 			&cli.StringFlag{Name: "retries", Value: "1", Usage: "retransmit an unanswered probe `N` times before calling it silent"},
+			&cli.BoolFlag{Name: "no-echo", Usage: "do not send one ICMP echo request first (its reply seeds the adaptive timeout, as nmap's host discovery does)"},
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (docs/json.md)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only the port table and the summary"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also show the segments sent, and every explanation"},
@@ -197,6 +198,7 @@ func probeConfig(c *cli.Context) (probe.Config, string, error) {
 	cfg.Window = uint16(p.uint("window", 0, 65535))
 	cfg.TTL = uint8(p.uint("ttl", 1, 255))
 	cfg.SYN = synOptions(c, &p)
+	cfg.NoEcho = c.Bool("no-echo")
 	cfg.Count = int(p.uint("count", 1, 1<<20))
 	cfg.Retries = int(p.uint("retries", 0, 10))
 	cfg.Interval = p.duration("interval")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,61 @@ type Matcher struct {
 	pkt     craft.Packet
 	tap     func(*Frame)
 	tapKeys map[Key]bool
+	echoes  map[echoKey]*echoWait
+}
+
+// echoKey names one ICMP echo exchange: the peer, the identifier and the
+// sequence number.
+type echoKey struct {
+	peer    netip.Addr
+	id, seq uint16
+}
+
+type echoWait struct {
+	c    chan<- Reply
+	wire time.Time // our request seen leaving
+}
+
+// ExpectEcho registers an ICMP echo request to peer (before it is sent);
+// the reply is delivered on c with Sent set to the request's wire time.
+func (m *Matcher) ExpectEcho(peer netip.Addr, id, seq uint16, c chan<- Reply) {
+	m.mu.Lock()
+	if m.echoes == nil {
+		m.echoes = map[echoKey]*echoWait{}
+	}
+	m.echoes[echoKey{peer.Unmap(), id, seq}] = &echoWait{c: c}
+	m.mu.Unlock()
+}
+
+// ForgetEcho removes an echo registration.
+func (m *Matcher) ForgetEcho(peer netip.Addr, id, seq uint16) {
+	m.mu.Lock()
+	delete(m.echoes, echoKey{peer.Unmap(), id, seq})
+	m.mu.Unlock()
+}
+
+func (m *Matcher) dispatchEcho(f *Frame) {
+	e := &m.pkt.Echo
+	peer := e.Src
+	if !e.Reply {
+		peer = e.Dst
+	}
+	k := echoKey{peer.Unmap(), e.ID, e.Seq}
+	w := m.echoes[k]
+	switch {
+	case w == nil:
+	case !e.Reply && f.Outgoing:
+		if w.wire.IsZero() {
+			w.wire = f.Time
+		}
+	case e.Reply && !f.Outgoing:
+		delete(m.echoes, k)
+		select {
+		case w.c <- Reply{Packet: m.pkt, Time: f.Time, Sent: w.wire}:
+		default:
+			m.ignored["overflow"]++
+		}
+	}
 }
 
 // SetTap makes the matcher hand every frame of a conversation that a probe
@@ -178,7 +234,7 @@ func (m *Matcher) Run(ctx context.Context, src Source) error {
 func (m *Matcher) Dispatch(f *Frame) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.probes) == 0 && len(m.streams) == 0 && len(m.tapKeys) == 0 {
+	if len(m.probes) == 0 && len(m.streams) == 0 && len(m.tapKeys) == 0 && len(m.echoes) == 0 {
 		return
 	}
 	if err := m.parser.Parse(f.Data, &m.pkt); err != nil {
@@ -201,6 +257,8 @@ func (m *Matcher) Dispatch(f *Frame) {
 		m.dispatchTCP(f)
 	case craft.KindICMP:
 		m.dispatchICMP(f)
+	case craft.KindEcho:
+		m.dispatchEcho(f)
 	}
 }
 

@@ -19,6 +19,7 @@ const (
 	KindOther Kind = iota // neither TCP nor an ICMP error quoting TCP
 	KindTCP               // a TCP segment, in Packet.Seg
 	KindICMP              // an ICMP or ICMPv6 error quoting a TCP segment, in Packet.ICMP
+	KindEcho              // an ICMP or ICMPv6 echo request or reply, in Packet.Echo
 )
 
 // String returns "other", "tcp" or "icmp".
@@ -28,6 +29,8 @@ func (k Kind) String() string {
 		return "tcp"
 	case KindICMP:
 		return "icmp"
+	case KindEcho:
+		return "echo"
 	case KindOther:
 		return "other"
 	}
@@ -118,6 +121,15 @@ type Packet struct {
 	Kind Kind
 	Seg  Segment   // valid when Kind == KindTCP (TTL and ID from the IP header)
 	ICMP ICMPError // valid when Kind == KindICMP
+	Echo Echo      // valid when Kind == KindEcho
+}
+
+// Echo is an ICMP echo request or reply (ping): tcpshake sends one before
+// its probes to measure the round trip, as nmap's host discovery does.
+type Echo struct {
+	Src, Dst netip.Addr
+	Reply    bool // echo reply (ICMP type 0, ICMPv6 129); else request (8, 128)
+	ID, Seq  uint16
 }
 
 // Parser decodes IP packets without allocating in steady state. It holds preallocated gopacket layers and
@@ -192,6 +204,11 @@ func (p *Parser) Parse(data []byte, pkt *Packet) error {
 		t := p.icmp4.TypeCode
 		switch t.Type() {
 		case 3, 4, 5, 11, 12:
+		case 0, 8:
+			pkt.Kind = KindEcho
+			pkt.Echo = Echo{Src: netip.AddrFrom4([4]byte(p.ip4.SrcIP)), Dst: netip.AddrFrom4([4]byte(p.ip4.DstIP)),
+				Reply: t.Type() == 0, ID: p.icmp4.Id, Seq: p.icmp4.Seq}
+			return nil
 		default:
 			return nil
 		}
@@ -204,7 +221,14 @@ func (p *Parser) Parse(data []byte, pkt *Packet) error {
 		pkt.ICMP.Type, pkt.ICMP.Code = t.Type(), t.Code()
 	case layers.LayerTypeICMPv6:
 		t := p.icmp6.TypeCode
-		if t.Type() >= 128 { // informational messages (RFC 4443 §2.1)
+		if (t.Type() == 128 || t.Type() == 129) && len(p.icmp6.Payload) >= 4 {
+			pl := p.icmp6.Payload
+			pkt.Kind = KindEcho
+			pkt.Echo = Echo{Src: netip.AddrFrom16([16]byte(p.ip6.SrcIP)), Dst: netip.AddrFrom16([16]byte(p.ip6.DstIP)),
+				Reply: t.Type() == 129, ID: uint16(pl[0])<<8 | uint16(pl[1]), Seq: uint16(pl[2])<<8 | uint16(pl[3])}
+			return nil
+		}
+		if t.Type() >= 128 { // other informational messages (RFC 4443 §2.1)
 			return nil
 		}
 		ok, err := parseQuote6(p.icmp6.Payload, &pkt.ICMP)

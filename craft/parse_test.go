@@ -233,10 +233,8 @@ func TestParseOther(t *testing.T) {
 		pkt  []byte
 	}{
 		{"udp", udp},
-		{"icmp echo", echo},
 		{"icmp error quoting udp", udpQuote},
 		{"ipv4 fragment", fragment},
-		{"icmpv6 echo", echo6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -248,6 +246,16 @@ func TestParseOther(t *testing.T) {
 				t.Errorf("Kind = %v, want other", pkt.Kind)
 			}
 		})
+	}
+	// Echo requests are their own kind (tcpshake's RTT primer).
+	for name, b := range map[string][]byte{"icmp echo": echo, "icmpv6 echo": echo6} {
+		pkt, err := Parse(b)
+		if err != nil {
+			t.Fatalf("%s: Parse: %v", name, err)
+		}
+		if pkt.Kind != KindEcho || pkt.Echo.Reply {
+			t.Errorf("%s: Kind = %v (reply %v), want an echo request", name, pkt.Kind, pkt.Echo.Reply)
+		}
 	}
 }
 

@@ -80,7 +80,7 @@ func (t *Text) start(e Start) {
 }
 
 func (t *Text) step(e Step) {
-	if t.Quiet || (e.Probe && e.Direction == "sent" && !t.Verbose) {
+	if t.Quiet || (e.Probe && (e.Direction == "sent" || e.ICMP == "echo-reply") && !t.Verbose) {
 		return
 	}
 	var b strings.Builder

@@ -33,6 +33,10 @@ type Config struct {
 	Interval time.Duration // between rounds of probes
 	Timeout  time.Duration // 0: adaptive (see InitialTimeout)
 	Retries  int           // retransmissions of a probe that got no answer
+	// NoEcho: do not send an ICMP echo request first. With an adaptive
+	// timeout, its reply is a round-trip sample before the first probe is
+	// due, as nmap's host discovery gives it one.
+	NoEcho bool
 }
 
 // Env is what a run needs from the outside world.
@@ -75,8 +79,14 @@ func Run(ctx context.Context, cfg Config, env Env) (Outcome, error) {
 	for i, p := range cfg.Ports {
 		ports[i] = &port{num: p}
 	}
-	r := &runner{cfg: cfg, env: env, start: start}
+	r := &runner{cfg: cfg, env: env, start: start, echoC: make(chan capture.Reply, 1)}
 	r.emitStart()
+	if cfg.Timeout == 0 && !cfg.NoEcho {
+		if err := r.sendEcho(); err != nil {
+			return r.finish(ports), err
+		}
+		defer env.Matcher.ForgetEcho(cfg.Addr, r.echoID, 1)
+	}
 	for round := 0; round < cfg.Count; round++ {
 		if round > 0 && cfg.Interval > 0 {
 			next := start.Add(time.Duration(round) * cfg.Interval)
@@ -92,14 +102,17 @@ func Run(ctx context.Context, cfg Config, env Env) (Outcome, error) {
 }
 
 type runner struct {
-	cfg   Config
-	env   Env
-	start time.Time
-	est   rttEstimator
-	stats rttStats
-	sent  int
-	recv  int
-	steps int
+	cfg    Config
+	env    Env
+	start  time.Time
+	echoC  chan capture.Reply
+	echoID uint16
+	echoAt time.Time
+	est    rttEstimator
+	stats  rttStats
+	sent   int
+	recv   int
+	steps  int
 }
 
 func (r *runner) emitStart() {
@@ -187,6 +200,9 @@ func (r *runner) round(ctx context.Context, ports []*port) error {
 		case <-ctx.Done():
 			timer.Stop()
 			return ctx.Err()
+		case rep := <-r.echoC:
+			timer.Stop()
+			r.echoed(rep)
 		case rep := <-replies:
 			timer.Stop()
 			f := inflight[rep.Probe]
@@ -217,6 +233,37 @@ func (r *runner) round(ctx context.Context, ports []*port) error {
 	}
 	return nil
 }
+
+// sendEcho sends one ICMP echo request to the peer before the probes.
+func (r *runner) sendEcho() error {
+	r.echoID = uint16(r.env.Rand())
+	pkt, err := craft.EchoRequest(r.cfg.Src, r.cfg.Addr, r.echoID, 1)
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	r.env.Matcher.ExpectEcho(r.cfg.Addr, r.echoID, 1, r.echoC)
+	r.echoAt = r.env.Now()
+	return r.env.Sender.Send(pkt, r.cfg.Addr)
+}
+
+// echoed takes the echo reply's round trip as the first RTT sample, so the
+// first timeout adapts before any probe is answered.
+func (r *runner) echoed(rep capture.Reply) {
+	d := rep.Time.Sub(rep.Sent)
+	if rep.Sent.IsZero() || rep.Time.IsZero() {
+		d = r.env.Now().Sub(r.echoAt)
+	}
+	r.est.sample(d)
+	rtt := ms(d)
+	r.env.Sink.Emit(event.Step{
+		N: r.nextStep(), TimeMs: ms(rep.Time.Sub(r.start)), Direction: "received", Src: rep.Packet.Echo.Src.String(),
+		Dst: rep.Packet.Echo.Dst.String(), ICMP: "echo-reply", RTTMs: &rtt, Probe: true,
+		Explain: []string{fmt.Sprintf("ICMP echo reply: a round trip of %s before any probe was answered, so the probes wait %v instead of %v (RFC 6298 estimate, at least %v)",
+			fmtDur(d), r.est.timeout(), InitialTimeout, MinTimeout)},
+	})
+}
+
+func fmtDur(d time.Duration) string { return fmt.Sprintf("%.3f ms", ms(d)) }
 
 func (r *runner) send(f *flight, retrans bool) error {
 	f.sentAt = r.env.Now()
