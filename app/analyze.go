@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -49,15 +50,20 @@ func runAnalyze(c *cli.Context) error {
 		defer f.Close()
 		in = f
 	}
-	var sink event.Sink = analyze.NewTable(c.App.Writer, c.Bool("verbose"))
+	// One write per row would cost a system call per conversation: buffer, and flush before any error line.
+	out := bufio.NewWriterSize(c.App.Writer, 64<<10)
+	var sink event.Sink = analyze.NewTable(out, c.Bool("verbose"))
 	var js *event.JSON
 	if c.Bool("json") {
-		js = event.NewJSON(c.App.Writer)
+		js = event.NewJSON(out)
 		sink = js
 	}
 	_, err = analyze.Run(c.Context, in, cfg, sink)
 	if js != nil && err == nil {
 		err = js.Err()
+	}
+	if ferr := out.Flush(); ferr != nil && err == nil {
+		err = fmt.Errorf("analyze: write output: %w", ferr)
 	}
 	switch {
 	case errors.Is(err, analyze.ErrNotFound):

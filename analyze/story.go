@@ -1,0 +1,255 @@
+package analyze
+
+import (
+	"fmt"
+	"time"
+
+	"tcpshake/craft"
+	"tcpshake/event"
+	"tcpshake/probe"
+	"tcpshake/probe/tcpstate"
+)
+
+// story tells one conversation step by step: every segment as an event.Step with Wireshark's relative numbers,
+// the arithmetic behind them in words, and both ends' states from the one state model (package tcpstate), the
+// client's as Local and the server's as Remote. The client's opening SYNs are held back until the server's first
+// answer shows whether it was listening (SYN-ACK), closed (RST) or opening too (a SYN of its own).
+type story struct {
+	sink    event.Sink
+	start   int64
+	n       int
+	ends    [2]*tcpstate.Endpoint // client, server; nil until known
+	unknown bool                  // the server never answered: its state cannot be inferred
+	pending []pendingSYN
+	defer1  []craft.Segment // client SYNs the server receives after sending its own SYN (simultaneous open)
+	last    [2]lastSeg
+	acked   [2]ackSeen
+}
+
+type pendingSYN struct {
+	seg craft.Segment
+	t   int64
+	out segmentOutcome
+}
+
+// lastSeg is the last segment that occupied sequence space from one side, in relative numbers.
+type lastSeg struct {
+	set       bool
+	seq, n    uint32 // relative seq and payload length
+	syn, fin  bool
+	finRelSeq uint32
+}
+
+type ackSeen struct {
+	set bool
+	rel uint32
+}
+
+func newStory(sink event.Sink, start int64) *story { return &story{sink: sink, start: start} }
+
+// segment tells one TCP segment of c, already accounted by c.observe.
+func (s *story) segment(c *conv, seg *craft.Segment, t int64, out segmentOutcome) {
+	d := c.dirOf(seg.Src)
+	if s.ends[0] == nil {
+		if d == 0 && seg.Flags.Has(craft.SYN) && !seg.Flags.Has(craft.ACK) {
+			s.pending = append(s.pending, pendingSYN{seg.Clone(), t, out})
+			return
+		}
+		if len(s.pending) == 0 {
+			s.midStream(c, d, seg)
+		} else {
+			s.resolve(c, seg, d)
+		}
+	}
+	s.tell(c, d, seg, t, out)
+}
+
+// midStream sets up both ends for a conversation whose opening SYN was not captured.
+func (s *story) midStream(c *conv, d int, seg *craft.Segment) {
+	if seg.Flags.Has(craft.SYN) && seg.Flags.Has(craft.ACK) {
+		// The SYN-ACK's receiver (the client) sent a SYN we did not see.
+		iss := seg.Ack - 1
+		s.ends[0] = &tcpstate.Endpoint{State: tcpstate.SynSent, ISS: iss, SndUna: iss, SndNxt: seg.Ack}
+		s.ends[1] = &tcpstate.Endpoint{State: tcpstate.SynReceived, Passive: true, IRS: iss, RcvNxt: seg.Ack}
+		return
+	}
+	s.ends[d] = tcpstate.NewEstablished(seg.Seq, seg.Ack)
+	s.ends[1-d] = tcpstate.NewEstablished(seg.Ack, seg.Seq)
+}
+
+// resolve chooses the server's model from its first answer (or, with seg nil, from silence) and tells the held
+// SYNs.
+func (s *story) resolve(c *conv, seg *craft.Segment, d int) {
+	s.ends[0] = tcpstate.NewActive()
+	simultaneous := false
+	switch {
+	case seg == nil || d == 0:
+		s.ends[1] = tcpstate.NewListener()
+		s.unknown = true
+	case seg.Flags.Has(craft.SYN) && !seg.Flags.Has(craft.ACK):
+		s.ends[1] = tcpstate.NewActive()
+		simultaneous = true
+	case seg.Flags.Has(craft.RST):
+		s.ends[1] = tcpstate.NewActive() // nothing listens: CLOSED answers a SYN with RST
+	default:
+		s.ends[1] = tcpstate.NewListener()
+	}
+	held := s.pending
+	s.pending = nil
+	for i := range held {
+		p := &held[i]
+		if simultaneous {
+			s.defer1 = append(s.defer1, p.seg)
+		}
+		s.tellWith(c, 0, &p.seg, p.t, p.out, !simultaneous && !s.unknown)
+	}
+}
+
+// tell feeds seg to both ends and emits its step.
+func (s *story) tell(c *conv, d int, seg *craft.Segment, t int64, out segmentOutcome) {
+	s.tellWith(c, d, seg, t, out, true)
+}
+
+// tellWith is tell; deliver false keeps the receiver from seeing the segment (yet).
+func (s *story) tellWith(c *conv, d int, seg *craft.Segment, t int64, out segmentOutcome, deliver bool) {
+	snd, rcv := s.ends[d], s.ends[1-d]
+	sc := snd.Send(seg)
+	var rc tcpstate.Change
+	if deliver {
+		rc = rcv.Receive(seg)
+	} else {
+		rc = tcpstate.Change{From: rcv.State, To: rcv.State}
+	}
+	var extra []tcpstate.Change
+	if d == 1 && len(s.defer1) > 0 && seg.Flags.Has(craft.SYN) {
+		// Simultaneous open: the client's SYN reaches the server after the server sent its own.
+		for i := range s.defer1 {
+			extra = append(extra, snd.Receive(&s.defer1[i]))
+		}
+		s.defer1 = nil
+	}
+	s.n++
+	dir := "sent"
+	if d == 1 {
+		dir = "received"
+	}
+	st := probe.StepOf(s.n, time.Duration(t-s.start), dir, seg)
+	st.RelSeq = seg.Seq.Rel(c.sides[d].base)
+	if seg.Flags.Has(craft.ACK) {
+		st.RelAck = seg.Ack.Rel(c.sides[1-d].base)
+	}
+	st.Retrans = out == segRetrans
+	st.Explain = s.explain(d, seg, st.RelSeq, st.RelAck, out, c.prevNext.Rel(c.sides[d].base))
+	who := [2]string{"client", "server"}
+	if sc.Changed() {
+		st.Explain = append(st.Explain, fmt.Sprintf("%s: %s", who[d], sc))
+	}
+	if rc.Changed() {
+		st.Explain = append(st.Explain, fmt.Sprintf("%s: %s", who[1-d], rc))
+	}
+	for _, ch := range extra {
+		if ch.Changed() {
+			st.Explain = append(st.Explain, fmt.Sprintf("%s: %s (the client's SYN arrives after the server sent its own: simultaneous open)", who[1], ch))
+		}
+	}
+	st.Local = s.ends[0].State.String()
+	if !s.unknown {
+		st.Remote = s.ends[1].State.String()
+	}
+	s.sink.Emit(st)
+}
+
+// explain puts the segment's arithmetic into words, in relative numbers.
+func (s *story) explain(d int, seg *craft.Segment, relSeq, relAck uint32, out segmentOutcome, highest uint32) []string {
+	var why []string
+	f := seg.Flags
+	n := uint32(len(seg.Payload))
+	switch out {
+	case segRetrans:
+		why = append(why, fmt.Sprintf("retransmission: seq %d was already sent by this side, which had sent up to seq %d", relSeq, highest))
+	case segOutOfOrder:
+		why = append(why, fmt.Sprintf("out of order: seq %d is below seq %d already sent, less than a handshake round trip ago: sent or delivered out of order", relSeq, highest))
+	case segKeepAlive:
+		why = append(why, fmt.Sprintf("keep-alive: seq %d is one below the next new byte: it asks the peer to acknowledge again", relSeq))
+	}
+	if f.Has(craft.SYN) {
+		why = append(why, fmt.Sprintf("SYN: initial sequence number %d is relative seq 0; a SYN takes one sequence number, so the first data byte will be seq 1", uint32(seg.Seq)))
+	}
+	if f.Has(craft.ACK) {
+		if a := s.ackWords(d, relAck, seg); a != "" {
+			why = append(why, a)
+		}
+		s.acked[d] = ackSeen{true, relAck}
+	}
+	if n > 0 {
+		why = append(why, fmt.Sprintf("data: %d bytes at seq %d, so the next byte from this side is seq %d = %d + %d", n, relSeq, relSeq+n, relSeq, n))
+	}
+	if f.Has(craft.FIN) {
+		fin := relSeq + n
+		why = append(why, fmt.Sprintf("FIN at seq %d: no more data from this side; the FIN takes one sequence number, so the peer will ack %d", fin, fin+1))
+	}
+	if f.Has(craft.RST) {
+		why = append(why, "RST: this side aborts the connection; neither end keeps any state for it")
+	}
+	if seg.Len() > 0 && out != segRetrans && out != segKeepAlive {
+		s.last[d] = lastSeg{set: true, seq: relSeq, n: n, syn: f.Has(craft.SYN), fin: f.Has(craft.FIN), finRelSeq: relSeq + n}
+	}
+	return why
+}
+
+// ackWords explains an acknowledgment number by the peer's last segment.
+func (s *story) ackWords(d int, relAck uint32, seg *craft.Segment) string {
+	p := s.last[1-d]
+	prev := s.acked[d]
+	if prev.set && prev.rel == relAck && !seg.Flags.Has(craft.SYN) {
+		if seg.Len() == 0 && !seg.Flags.Has(craft.RST) {
+			return fmt.Sprintf("ack %d again: nothing new from the peer since the last ACK (a duplicate ACK)", relAck)
+		}
+		return ""
+	}
+	switch {
+	case !p.set:
+		return fmt.Sprintf("ack %d: every byte before seq %d from the peer has arrived", relAck, relAck)
+	case p.syn && relAck == p.seq+1:
+		return fmt.Sprintf("ack %d = peer seq %d + 1: a SYN takes one sequence number", relAck, p.seq)
+	case p.fin && p.n == 0 && relAck == p.seq+1:
+		return fmt.Sprintf("ack %d = peer FIN at seq %d + 1: a FIN takes one sequence number", relAck, p.seq)
+	case p.fin && relAck == p.seq+p.n+1:
+		return fmt.Sprintf("ack %d = %d + %d bytes + 1: the data and the FIN after it (a FIN takes one sequence number)", relAck, p.seq, p.n)
+	case p.n > 0 && relAck == p.seq+p.n:
+		return fmt.Sprintf("ack %d = %d + %d bytes: the peer's data up to seq %d has arrived", relAck, p.seq, p.n, relAck-1)
+	}
+	return fmt.Sprintf("ack %d: every byte before seq %d from the peer has arrived", relAck, relAck)
+}
+
+// icmp tells an ICMP error about the conversation.
+func (s *story) icmp(c *conv, e *craft.ICMPError, t int64) {
+	if s.ends[0] == nil && len(s.pending) > 0 {
+		s.resolve(c, nil, 1)
+	}
+	s.n++
+	dir := "received"
+	if c.dirOf(e.Quoted.Src) == 1 {
+		dir = "sent"
+	}
+	st := event.Step{
+		N: s.n, TimeMs: nsToMs(t - s.start), Direction: dir, Src: e.From.String(), Dst: e.Quoted.Src.Addr().String(),
+		ICMP: e.Reason(),
+		Explain: []string{fmt.Sprintf("ICMP %s from %v quoting the segment %v -> %v seq %d: something on the way (or the host) refused it",
+			e.Reason(), e.From, e.Quoted.Src, e.Quoted.Dst, uint32(e.Quoted.Seq))},
+	}
+	if s.ends[0] != nil {
+		st.Local = s.ends[0].State.String()
+		if !s.unknown {
+			st.Remote = s.ends[1].State.String()
+		}
+	}
+	s.sink.Emit(st)
+}
+
+// flush tells SYNs still held when the conversation ends: nothing answered them.
+func (s *story) flush(c *conv) {
+	if s.ends[0] == nil && len(s.pending) > 0 {
+		s.resolve(c, nil, 0)
+	}
+}
