@@ -262,8 +262,12 @@ func TestLabSessionLoss(t *testing.T) {
 			s, _ := labSession(t, l, lab.PortEcho, func(c *probe.SessionConfig) {
 				c.RTO = 200 * time.Millisecond
 				c.Retries = 10
+				// A FIN lost three times waits 0.2+0.4+0.8+1.6 s and more when
+				// earlier losses already backed the timer off (RFC 6298 §5.5):
+				// give the close time for that.
+				c.Timeout = 25 * time.Second
 			})
-			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 			defer cancel()
 			if err := handshakeScript(data, probe.CloseFIN)(ctx, s); err != nil {
 				s.Abort()
