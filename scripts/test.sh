@@ -10,6 +10,9 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 2
 fi
 
+# sudo resets PATH: find the Go toolchain where the official install puts it.
+command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
+
 need=()
 command -v tshark >/dev/null || need+=(tshark)
 command -v tcpdump >/dev/null || need+=(tcpdump)
