@@ -279,18 +279,7 @@ func runHandshake(c *cli.Context) error {
 	if c.Bool("step") {
 		pause = stepper(c.App.ErrWriter, os.Stdin)
 	}
-	w, err := openWorld(c, "handshake", sink, pause)
-	if err != nil {
-		return err
-	}
-	defer w.close()
-	s, release, err := w.conn(0)
-	if err != nil {
-		return err
-	}
-	defer release()
-	ctx := c.Context
-	err = func() error {
+	return runSession(c, "handshake", sink, pause, func(ctx context.Context, s *probe.Session) error {
 		if err := s.Open(ctx); err != nil {
 			return err
 		}
@@ -305,7 +294,25 @@ func runHandshake(c *cli.Context) error {
 			}
 		}
 		return s.Close(ctx, mode)
-	}()
+	})
+}
+
+// runSession opens the world and one connection, runs body on it, resets
+// the peer if body failed (nothing stays half-open), reports the summary and
+// maps the outcome to the exit status.
+func runSession(c *cli.Context, cmd string, sink event.Sink, pause func(context.Context, event.Step) error,
+	body func(ctx context.Context, s *probe.Session) error) error {
+	w, err := openWorld(c, cmd, sink, pause)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	s, release, err := w.conn(0)
+	if err != nil {
+		return err
+	}
+	defer release()
+	err = body(c.Context, s)
 	if err != nil {
 		s.Abort()
 	}

@@ -78,36 +78,20 @@ func runShell(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	wd, err := openWorld(c, "shell", sink, nil)
-	if err != nil {
-		return err
-	}
-	defer wd.close()
-	s, release, err := wd.conn(0)
-	if err != nil {
-		return err
-	}
-	defer release()
-	s.ManualACK()
-	if err := s.Begin("shell"); err != nil {
-		return err
-	}
-	ctx := c.Context
-	sh := &shell{s: s, w: w, ctx: ctx}
-	if c.Bool("json") {
-		sh.w = c.App.ErrWriter // stdout carries JSON lines only
-	}
-	err = s.Interact(ctx, lines, sh.exec)
-	if err == nil {
-		err = sh.finish(mode)
-	}
-	if err != nil {
-		s.Abort()
-	}
-	sum := s.Summary()
-	sum.Outcome = outcome(err)
-	sink.Emit(sum)
-	return sessionExit(err)
+	return runSession(c, "shell", sink, nil, func(ctx context.Context, s *probe.Session) error {
+		s.ManualACK()
+		if err := s.Begin("shell"); err != nil {
+			return err
+		}
+		sh := &shell{s: s, w: w, ctx: ctx}
+		if c.Bool("json") {
+			sh.w = c.App.ErrWriter // stdout carries JSON lines only
+		}
+		if err := s.Interact(ctx, lines, sh.exec); err != nil {
+			return err
+		}
+		return sh.finish(mode)
+	})
 }
 
 // readLines feeds input lines (a pipe or a file) to the session loop.
