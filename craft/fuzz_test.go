@@ -68,6 +68,21 @@ func FuzzParse(f *testing.F) {
 			return
 		case KindOther:
 			return
+		case KindEcho:
+			e := pkt.Echo
+			b, err := EchoRequest(e.Src, e.Dst, e.ID, e.Seq)
+			if err != nil {
+				t.Fatalf("EchoRequest from a parsed echo %+v: %v", e, err)
+			}
+			again, err := Parse(b)
+			if err != nil || again.Kind != KindEcho {
+				t.Fatalf("re-built echo request parses as %v, %v", again.Kind, err)
+			}
+			e.Reply = false
+			if again.Echo != e {
+				t.Fatalf("echo round trip: %+v, want %+v", again.Echo, e)
+			}
+			return
 		}
 		seg := pkt.Seg.Clone()
 		_ = seg.String()
