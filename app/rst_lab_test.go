@@ -3,8 +3,6 @@
 package app_test
 
 import (
-	"errors"
-	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -12,9 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"tcpshake/lab"
 	"tcpshake/lab/labtest"
@@ -145,7 +141,7 @@ func checkRSTLeftovers(t *testing.T, l lab.Lab) {
 	t.Helper()
 	deadline := time.Now().Add(time.Second)
 	for {
-		left := rstServerConns(t, l)
+		left := labtest.ServerConns(t, l)
 		if len(left) == 0 {
 			break
 		}
@@ -158,42 +154,6 @@ func checkRSTLeftovers(t *testing.T, l lab.Lab) {
 	if tables := rstNFTTables(t, l.ClientNS); len(tables) > 0 {
 		t.Errorf("nftables tables left in %s: %v", l.ClientNS, tables)
 	}
-}
-
-// rstServerConns lists the server namespace's TCP sockets whose remote end
-// is the client, both families, except TIME-WAIT and CLOSE ones.
-func rstServerConns(t *testing.T, l lab.Lab) []string {
-	t.Helper()
-	h, err := netns.GetFromName(l.ServerNS)
-	if err != nil {
-		t.Fatalf("open namespace %s: %v", l.ServerNS, err)
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h, unix.NETLINK_INET_DIAG)
-	if err != nil {
-		t.Fatalf("sock_diag in %s: %v", l.ServerNS, err)
-	}
-	defer nh.Close()
-	const tcpTimeWait, tcpClose = 6, 7 // include/net/tcp_states.h
-	var out []string
-	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		socks, err := nh.SocketDiagTCP(fam)
-		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-			t.Fatalf("sock_diag in %s: %v", l.ServerNS, err)
-		}
-		for _, s := range socks {
-			dst, ok := netip.AddrFromSlice(s.ID.Destination)
-			if !ok {
-				continue
-			}
-			dst = dst.Unmap()
-			if (dst != l.ClientV4 && dst != l.ClientV6) || s.State == tcpTimeWait || s.State == tcpClose {
-				continue
-			}
-			out = append(out, fmt.Sprintf("%v:%d <- %v:%d state %d", s.ID.Source, s.ID.SourcePort, dst, s.ID.DestinationPort, s.State))
-		}
-	}
-	return out
 }
 
 // rstNFTTables lists the nftables tables of namespace ns.

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/nftables"
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -204,7 +203,7 @@ func checkRSTLabServer(t *testing.T, l lab.Lab) {
 	t.Helper()
 	deadline := time.Now().Add(time.Second)
 	for {
-		left := rstLabServerConns(t, l)
+		left := labtest.ServerConns(t, l)
 		if len(left) == 0 {
 			return
 		}
@@ -214,40 +213,6 @@ func checkRSTLabServer(t *testing.T, l lab.Lab) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func rstLabServerConns(t *testing.T, l lab.Lab) []string {
-	t.Helper()
-	h, err := netns.GetFromName(l.ServerNS)
-	if err != nil {
-		t.Fatalf("open namespace %s: %v", l.ServerNS, err)
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h, unix.NETLINK_INET_DIAG)
-	if err != nil {
-		t.Fatalf("sock_diag in %s: %v", l.ServerNS, err)
-	}
-	defer nh.Close()
-	const tcpTimeWait, tcpClose = 6, 7 // include/net/tcp_states.h
-	var out []string
-	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		socks, err := nh.SocketDiagTCP(fam)
-		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-			t.Fatalf("sock_diag in %s: %v", l.ServerNS, err)
-		}
-		for _, s := range socks {
-			dst, ok := netip.AddrFromSlice(s.ID.Destination)
-			if !ok {
-				continue
-			}
-			dst = dst.Unmap()
-			if (dst != l.ClientV4 && dst != l.ClientV6) || s.State == tcpTimeWait || s.State == tcpClose {
-				continue
-			}
-			out = append(out, fmt.Sprintf("%v:%d <- %v:%d %s", s.ID.Source, s.ID.SourcePort, dst, s.ID.DestinationPort, observe.StateName(s.State)))
-		}
-	}
-	return out
 }
 
 // rstLabTables lists the nftables tables of namespace ns.
