@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -140,7 +141,7 @@ type demoStep struct {
 	exit  int // the exit status the step should end with
 }
 
-func demoSteps(l lab.Lab) []demoStep {
+func demoSteps(l lab.Lab, pcap string) []demoStep {
 	v4, v6 := l.ServerV4.String(), l.ServerV6.String()
 	return []demoStep{
 		{
@@ -185,6 +186,17 @@ func demoSteps(l lab.Lab) []demoStep {
 				"--observe-netns", l.ServerNS, "--view", "list"},
 		},
 		{
+			title: "An annotated capture",
+			says: "The same kind of connection, written to a pcapng file as it crossed the wire (-w): each packet\n" +
+				"carries its step as a comment, which Wireshark and tshark show as frame.comment.",
+			args: []string{"handshake", v4 + ":80", "--send", `GET / HTTP/1.0\r\n\r\n`, "--close", "wait", "-w", pcap, "--view", "list"},
+		},
+		{
+			title: "Reading a capture",
+			says:  "analyze finds the conversations in any pcap/pcapng and tells one step by step, both ends' states inferred.",
+			args:  []string{"analyze", pcap, "--conn", "1"},
+		},
+		{
 			title: "Resets against RFC 9293 and RFC 5961",
 			says:  "Each scenario on a fresh connection: what was sent, what came back, what the RFCs say, a verdict.",
 			args:  []string{"rst", v4 + ":9", "--closed-port", "81", "--observe-netns", l.ServerNS, "--view", "list"},
@@ -210,7 +222,9 @@ func labDemo(ctx context.Context, w, ew io.Writer, name string, keep bool) (err 
 	if err != nil {
 		return fmt.Errorf("lab demo: find own executable: %w", err)
 	}
-	for i, st := range demoSteps(l) {
+	pcap := filepath.Join(os.TempDir(), "tcpshake-demo-"+name+".pcapng")
+	defer fmt.Fprintf(w, "\nThe annotated capture is %s: open it in Wireshark, or run\n  tshark -r %s -T fields -e frame.number -e frame.comment\n", pcap, pcap)
+	for i, st := range demoSteps(l, pcap) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
