@@ -4,20 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
-	"fmt"
-	"net/netip"
 	"os"
 	"runtime"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
-
 	"tcpshake/lab"
-	"tcpshake/probe/observe"
 )
 
 // skipReason says why lab tests cannot run without privileges.
@@ -90,41 +82,4 @@ func New(t testing.TB) lab.Lab {
 		t.Fatalf("labtest: server of lab %s not ready after %v", l.Name, readyTimeout)
 	}
 	return l
-}
-
-// ServerConns lists the server namespace's TCP sockets whose remote end is
-// the lab client, both families, except those in TIME-WAIT or CLOSED: what
-// a test must not leave behind.
-func ServerConns(t testing.TB, l lab.Lab) []string {
-	t.Helper()
-	h, err := netns.GetFromName(l.ServerNS)
-	if err != nil {
-		t.Fatalf("open namespace %s: %v", l.ServerNS, err)
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h, unix.NETLINK_INET_DIAG)
-	if err != nil {
-		t.Fatalf("sock_diag in %s: %v", l.ServerNS, err)
-	}
-	defer nh.Close()
-	const tcpTimeWait, tcpClose = 6, 7 // include/net/tcp_states.h
-	var out []string
-	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		socks, err := nh.SocketDiagTCP(fam)
-		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-			t.Fatalf("sock_diag in %s: %v", l.ServerNS, err)
-		}
-		for _, s := range socks {
-			dst, ok := netip.AddrFromSlice(s.ID.Destination)
-			if !ok {
-				continue
-			}
-			dst = dst.Unmap()
-			if (dst != l.ClientV4 && dst != l.ClientV6) || s.State == tcpTimeWait || s.State == tcpClose {
-				continue
-			}
-			out = append(out, fmt.Sprintf("%v:%d <- %v:%d %s", s.ID.Source, s.ID.SourcePort, dst, s.ID.DestinationPort, observe.StateName(s.State)))
-		}
-	}
-	return out
 }

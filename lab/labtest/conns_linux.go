@@ -1,0 +1,52 @@
+package labtest
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"tcpshake/lab"
+	"tcpshake/probe/observe"
+)
+
+// ServerConns lists the server namespace's TCP sockets whose remote end is
+// the lab client, both families, except those in TIME-WAIT or CLOSED: what
+// a test must not leave behind.
+func ServerConns(t testing.TB, l lab.Lab) []string {
+	t.Helper()
+	h, err := netns.GetFromName(l.ServerNS)
+	if err != nil {
+		t.Fatalf("open namespace %s: %v", l.ServerNS, err)
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(h, unix.NETLINK_INET_DIAG)
+	if err != nil {
+		t.Fatalf("sock_diag in %s: %v", l.ServerNS, err)
+	}
+	defer nh.Close()
+	const tcpTimeWait, tcpClose = 6, 7 // include/net/tcp_states.h
+	var out []string
+	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		socks, err := nh.SocketDiagTCP(fam)
+		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+			t.Fatalf("sock_diag in %s: %v", l.ServerNS, err)
+		}
+		for _, s := range socks {
+			dst, ok := netip.AddrFromSlice(s.ID.Destination)
+			if !ok {
+				continue
+			}
+			dst = dst.Unmap()
+			if (dst != l.ClientV4 && dst != l.ClientV6) || s.State == tcpTimeWait || s.State == tcpClose {
+				continue
+			}
+			out = append(out, fmt.Sprintf("%v:%d <- %v:%d %s", s.ID.Source, s.ID.SourcePort, dst, s.ID.DestinationPort, observe.StateName(s.State)))
+		}
+	}
+	return out
+}
