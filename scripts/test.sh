@@ -33,12 +33,30 @@ GOOS=darwin go build ./...
 echo "== go test (unit, seam and lab tests)"
 go test -count=1 -timeout 20m ./...
 
+# fuzz runs one target; a failure that found an input (written under testdata/fuzz) fails the suite.
+# The fuzzing engine itself sometimes loses a worker on a loaded 2-core machine ("fuzzing process hung or
+# terminated unexpectedly") without finding anything: that run is repeated once, and its output shown.
+fuzz() {
+	local out
+	for attempt in 1 2; do
+		if out=$(go test -run='^$' -fuzz="^$2\$" -fuzztime="$FUZZTIME" -parallel=1 "$1" 2>&1); then
+			return 0
+		fi
+		echo "$out" | tail -20
+		if echo "$out" | grep -q 'Failing input written to'; then
+			return 1
+		fi
+		echo "(no failing input was found: the fuzzing engine failed; trying once more)"
+	done
+	return 1
+}
+
 echo "== fuzzing, ${FUZZTIME:=10s} per target"
 for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
 		echo "-- $pkg $target"
-		go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg" >/dev/null
+		fuzz "$pkg" "$target"
 	done
 done
 echo "== all tests passed"
