@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"tcpshake/probe/tcpstate"
-	"unicode/utf8"
 )
 
 // Session views: how the steps of a connection are drawn.
@@ -187,15 +186,6 @@ func firstLine(x []string) string {
 		return ""
 	}
 	return x[0]
-}
-
-func center(s string, w int) string {
-	n := utf8.RuneCountInString(s)
-	if n >= w {
-		return s
-	}
-	l := (w - n) / 2
-	return strings.Repeat(" ", l) + s + strings.Repeat(" ", w-n-l)
 }
 
 // sessionSummary closes a session.

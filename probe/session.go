@@ -128,38 +128,36 @@ type Session struct {
 	rcvNxt         craft.Seq
 	synced         bool // IRS known
 
-	peerMSS, mss   uint16
-	peerWnd        uint32 // scaled
-	sndShift       uint8  // shift the peer applies to our window... and we to its
-	rcvShift       uint8
-	wscaleOK       bool
-	tsOK           bool
-	tsRecent       uint32
-	sackOK         bool
-	queue          []*inflight
-	rto            time.Duration
-	rtoDeadline    time.Time
-	est            rttEstimator
-	ooo            map[craft.Seq][]byte
-	finRcvdSeq     craft.Seq
-	got            []byte
-	sentBytes      int
-	retransmits    int
-	steps          int
-	lastObserved   string
-	stream         *capture.Stream
-	manualAck      bool
-	collecting     bool
-	collected      []craft.Segment
-	sndMax         craft.Seq // the highest sequence number we ever sent (crafted segments included)
-	sndMaxSet      bool
-	peerAck        craft.Seq // the highest ack the peer sent: its RCV.NXT
-	command        string
-	rstSent        int // RSTs we sent
-	rstSeen        int // RSTs seen leaving this host
-	release        func() error
-	err            error
-	bytesAnnounced int
+	peerMSS, mss uint16
+	peerWnd      uint32 // the peer's receive window (SND.WND), scaled
+	rcvShift     uint8  // the peer's window scale shift, applied to the windows it sends
+	wscaleOK     bool
+	tsOK         bool
+	tsRecent     uint32
+	sackOK       bool
+	queue        []*inflight
+	rto          time.Duration
+	rtoDeadline  time.Time
+	est          rttEstimator
+	ooo          map[craft.Seq][]byte
+	finRcvdSeq   craft.Seq
+	got          []byte
+	sentBytes    int
+	retransmits  int
+	steps        int
+	lastObserved string
+	stream       *capture.Stream
+	manualAck    bool
+	collecting   bool
+	collected    []craft.Segment
+	sndMax       craft.Seq // the highest sequence number we ever sent (crafted segments included)
+	sndMaxSet    bool
+	peerAck      craft.Seq // the highest ack the peer sent: its RCV.NXT
+	command      string
+	rstSent      int // RSTs we sent
+	rstSeen      int // RSTs seen leaving this host
+	release      func() error
+	err          error
 }
 
 // NewSession prepares a session; nothing is sent until Open.
@@ -906,7 +904,7 @@ func (s *Session) negotiate(seg *craft.Segment) []string {
 		out = append(out, fmt.Sprintf("MSS: the peer accepts %d, we %d: segments carry at most min(%d, %d) = %d bytes", mss, ours, mss, ours, s.mss))
 	}
 	if ws, ok := seg.Options.WindowScale(); ok && s.cfg.SYN.WScale >= 0 {
-		s.wscaleOK, s.rcvShift, s.sndShift = true, ws, uint8(s.cfg.SYN.WScale)
+		s.wscaleOK, s.rcvShift = true, ws
 		out = append(out, fmt.Sprintf("window scale: the peer's windows count in units of 2^%d, ours of 2^%d (RFC 7323)", ws, s.cfg.SYN.WScale))
 	}
 	if seg.Options.SACKPermitted() && s.cfg.SYN.SACKOK {
@@ -979,6 +977,7 @@ func (s *Session) handleSynced(ctx context.Context, rep capture.Reply, seg *craf
 		if s.peerAck.LessThan(seg.Ack) {
 			s.peerAck = seg.Ack
 		}
+		s.peerWnd = uint32(seg.Window) << s.rcvShift // SND.WND, scaled (RFC 7323 §2.3)
 		switch {
 		case s.sndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(s.sndNxt):
 			why = append(why, s.explainAck(seg.Ack))
@@ -1086,12 +1085,38 @@ func (s *Session) explainOurAck(seg *craft.Segment, n uint32) []string {
 // Send sends data in segments of at most the negotiated MSS and waits until
 // the peer has acknowledged all of it, acknowledging what the peer sends
 // meanwhile.
+//
+// It respects the peer's receive window (RFC 9293 §3.8.6): what is in
+// flight never exceeds the window the peer last advertised, so a large
+// --send-file waits for ACKs instead of overrunning the peer.
 func (s *Session) Send(ctx context.Context, data []byte) error {
-	if err := s.Write(ctx, data); err != nil {
-		return err
+	mss := int(max(s.mss, 1))
+	for off := 0; off < len(data); {
+		room := int(s.peerWnd) - int(uint32(s.sndNxt-s.sndUna))
+		if room <= 0 {
+			una := s.sndUna
+			err := s.pump(ctx, func() bool { return una.LessThan(s.sndUna) || s.windowOpen() }, s.env.Now().Add(s.cfg.Timeout))
+			if errors.Is(err, errDeadline) {
+				return fmt.Errorf("the peer's receive window stayed full for %v (its application does not read)", s.cfg.Timeout)
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		n := min(len(data)-off, mss, room)
+		if err := s.Write(ctx, data[off:off+n]); err != nil {
+			return err
+		}
+		off += n
 	}
 	target := s.sndNxt
 	return s.pump(ctx, func() bool { return target.LessThanEq(s.sndUna) }, time.Time{})
+}
+
+// windowOpen reports whether the peer's window leaves room for more data.
+func (s *Session) windowOpen() bool {
+	return int(s.peerWnd)-int(uint32(s.sndNxt-s.sndUna)) > 0
 }
 
 func (s *Session) canSend() bool {
