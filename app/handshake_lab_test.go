@@ -17,9 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
-	"github.com/vishvananda/netns"
-
 	"tcpshake/lab"
 	"tcpshake/lab/labtest"
 	"tcpshake/probe/observe"
@@ -33,24 +30,10 @@ import (
 // that namespace (no nft binary needed).
 func guardTables(t *testing.T, ns string) []string {
 	t.Helper()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatalf("namespace %s: %v", ns, err)
-	}
-	defer h.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(h)))
-	if err != nil {
-		t.Fatalf("nftables in %s: %v", ns, err)
-	}
-	defer c.CloseLasting()
-	tables, err := c.ListTables()
-	if err != nil {
-		t.Fatalf("list nftables tables in %s: %v", ns, err)
-	}
 	var out []string
-	for _, tb := range tables {
-		if strings.HasPrefix(tb.Name, "tcpshake_") && tb.Name != "tcpshake_lab" {
-			out = append(out, tb.Name)
+	for _, name := range labtest.Tables(t, ns) {
+		if strings.HasPrefix(name, "tcpshake_") && name != "tcpshake_lab" {
+			out = append(out, name)
 		}
 	}
 	return out

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/nftables"
-	"github.com/vishvananda/netns"
 
 	"tcpshake/lab"
 	"tcpshake/lab/labtest"
@@ -151,30 +149,7 @@ func checkRSTLeftovers(t *testing.T, l lab.Lab) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if tables := rstNFTTables(t, l.ClientNS); len(tables) > 0 {
+	if tables := labtest.Tables(t, l.ClientNS); len(tables) > 0 {
 		t.Errorf("nftables tables left in %s: %v", l.ClientNS, tables)
 	}
-}
-
-// rstNFTTables lists the nftables tables of namespace ns.
-func rstNFTTables(t *testing.T, ns string) []string {
-	t.Helper()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatalf("open namespace %s: %v", ns, err)
-	}
-	defer h.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(h)))
-	if err != nil {
-		t.Fatalf("nftables in %s: %v", ns, err)
-	}
-	tables, err := c.ListTables()
-	if err != nil {
-		t.Fatalf("list nftables tables in %s: %v", ns, err)
-	}
-	var out []string
-	for _, tb := range tables {
-		out = append(out, tb.Name)
-	}
-	return out
 }

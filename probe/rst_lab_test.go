@@ -78,7 +78,7 @@ func openRSTLabWorld(t *testing.T, l lab.Lab, host netip.Addr) *rstLabWorld {
 			t.Errorf("close: %v", err)
 		}
 		// The guard's owner table goes with its socket.
-		if tables := rstLabTables(t, l.ClientNS); len(tables) > 0 {
+		if tables := labtest.Tables(t, l.ClientNS); len(tables) > 0 {
 			t.Errorf("nftables tables left in %s after the guard closed: %v", l.ClientNS, tables)
 		}
 	})
@@ -213,27 +213,4 @@ func checkRSTLabServer(t *testing.T, l lab.Lab) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// rstLabTables lists the nftables tables of namespace ns.
-func rstLabTables(t *testing.T, ns string) []string {
-	t.Helper()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatalf("open namespace %s: %v", ns, err)
-	}
-	defer h.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(h)))
-	if err != nil {
-		t.Fatalf("nftables in %s: %v", ns, err)
-	}
-	tables, err := c.ListTables()
-	if err != nil {
-		t.Fatalf("list nftables tables in %s: %v", ns, err)
-	}
-	var out []string
-	for _, tb := range tables {
-		out = append(out, tb.Name)
-	}
-	return out
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -47,6 +48,31 @@ func ServerConns(t testing.TB, l lab.Lab) []string {
 			}
 			out = append(out, fmt.Sprintf("%v:%d <- %v:%d %s", s.ID.Source, s.ID.SourcePort, dst, s.ID.DestinationPort, observe.StateName(s.State)))
 		}
+	}
+	return out
+}
+
+// Tables lists the nftables tables in network namespace ns (asked over a
+// netlink socket opened there: no nft binary needed). Tests use it to check
+// that no guard table is left behind.
+func Tables(t testing.TB, ns string) []string {
+	t.Helper()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		t.Fatalf("open namespace %s: %v", ns, err)
+	}
+	defer h.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(h)))
+	if err != nil {
+		t.Fatalf("nftables in %s: %v", ns, err)
+	}
+	tables, err := c.ListTables()
+	if err != nil {
+		t.Fatalf("list nftables tables in %s: %v", ns, err)
+	}
+	var out []string
+	for _, tb := range tables {
+		out = append(out, tb.Name)
 	}
 	return out
 }
