@@ -163,7 +163,7 @@ func openWorld(c *cli.Context, cmd string, sink event.Sink, pause func(context.C
 			return fail(err)
 		}
 		w.closers = append(w.closers, g.Close)
-		w.env.Guard = nftGuard{g}
+		w.env.Guard = g
 	}
 	if ns := c.String("observe-netns"); ns != "" || isLocalPeer(tg.addr) {
 		d, err := observe.Open(ns)
@@ -199,17 +199,6 @@ func (w *world) conn(port uint16) (s *probe.Session, release func() error, err e
 		cfg.Remote = netip.AddrPortFrom(cfg.Remote.Addr(), port)
 	}
 	return probe.NewSession(cfg, w.env), release, nil
-}
-
-// nftGuard adapts the nftables guard to the session's Guard.
-type nftGuard struct{ g *guard.Guard }
-
-func (n nftGuard) Block(local, remote netip.AddrPort) (func() error, error) {
-	r, err := n.g.Block(local, remote)
-	if err != nil {
-		return nil, err
-	}
-	return func() error { return n.g.Unblock(r) }, nil
 }
 
 // isLocalPeer: the peer's sockets live in our own network namespace.

@@ -31,17 +31,6 @@ import (
 // no rule; after the run the client namespace must have no nftables table.
 // Packets go only to the lab server.
 
-// rstLabGuard adapts guard.Guard to probe.Guard.
-type rstLabGuard struct{ g *guard.Guard }
-
-func (l rstLabGuard) Block(local, remote netip.AddrPort) (func() error, error) {
-	r, err := l.g.Block(local, remote)
-	if err != nil {
-		return nil, err
-	}
-	return func() error { return l.g.Unblock(r) }, nil
-}
-
 // rstLabWorld is what the scenarios of one address family run on.
 type rstLabWorld struct {
 	l     lab.Lab
@@ -139,7 +128,7 @@ func (w *rstLabWorld) dial(sink event.Sink) probe.Dialer {
 			Host: w.host.String(), Local: netip.AddrPortFrom(w.local, sport), Remote: netip.AddrPortFrom(w.host, port),
 			Window: 64240, TTL: 64, SYN: craft.SYNOptionSet{MSS: 1460, WScale: -1},
 		}
-		env := probe.SessionEnv{Env: w.live.Env(), Guard: rstLabGuard{w.g}, Observer: w.obs}
+		env := probe.SessionEnv{Env: w.live.Env(), Guard: w.g, Observer: w.obs}
 		env.Sink = sink
 		return probe.NewSession(cfg, env), release, nil
 	}

@@ -292,7 +292,7 @@ type rstRecordGuard struct {
 	blocked map[string]int
 }
 
-func (g *rstRecordGuard) Block(local, remote netip.AddrPort) (func() error, error) {
+func (g *rstRecordGuard) Hold(local, remote netip.AddrPort) (func() error, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	k := local.String() + " > " + remote.String()

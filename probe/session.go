@@ -42,7 +42,7 @@ const (
 
 // A Guard keeps the local kernel from resetting the connection tcpshake owns.
 type Guard interface {
-	Block(local, remote netip.AddrPort) (release func() error, err error)
+	Hold(local, remote netip.AddrPort) (release func() error, err error)
 }
 
 // An Observer reads a socket's real state from the peer's kernel, the
@@ -217,7 +217,7 @@ func (s *Session) Begin(command string) error {
 	}
 	s.stream = st
 	if s.env.Guard != nil {
-		rel, err := s.env.Guard.Block(s.cfg.Local, s.cfg.Remote)
+		rel, err := s.env.Guard.Hold(s.cfg.Local, s.cfg.Remote)
 		if err != nil {
 			return fmt.Errorf("kernel-RST guard: %w", err)
 		}

@@ -32,17 +32,6 @@ import (
 // from the server namespace with sock_diag. Packets go only to the lab's
 // server, 198.51.100.2.
 
-// labGuard adapts guard.Guard to probe.Guard.
-type labGuard struct{ g *guard.Guard }
-
-func (l labGuard) Block(local, remote netip.AddrPort) (func() error, error) {
-	r, err := l.g.Block(local, remote)
-	if err != nil {
-		return nil, err
-	}
-	return func() error { return l.g.Unblock(r) }, nil
-}
-
 // labSession opens the live sockets, the guard and the observer in the
 // client namespace and returns a session to the server's port, recording its
 // events.
@@ -92,7 +81,7 @@ func labSession(t *testing.T, l lab.Lab, port uint16, tune func(*probe.SessionCo
 		tune(&cfg)
 	}
 	rec := &sessEvents{}
-	env := probe.SessionEnv{Env: live.Env(), Guard: labGuard{g}, Observer: d}
+	env := probe.SessionEnv{Env: live.Env(), Guard: g, Observer: d}
 	env.Sink = rec
 	return probe.NewSession(cfg, env), rec
 }

@@ -77,7 +77,7 @@ type fakeGuard struct {
 	blocked, released int
 }
 
-func (g *fakeGuard) Block(local, remote netip.AddrPort) (func() error, error) {
+func (g *fakeGuard) Hold(local, remote netip.AddrPort) (func() error, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if local != sessLocal || remote != sessRemote {

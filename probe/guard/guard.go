@@ -25,3 +25,14 @@ type Rule struct {
 func (r Rule) String() string {
 	return fmt.Sprintf("drop RST %v > %v (handle %d)", r.Local, r.Remote, r.Handle)
 }
+
+// Hold blocks the local kernel's RSTs from local to remote (see Block) and
+// returns the function that lifts the block again: the shape a session's
+// guard has (probe.Guard), so *Guard serves there without an adapter.
+func (g *Guard) Hold(local, remote netip.AddrPort) (release func() error, err error) {
+	r, err := g.Block(local, remote)
+	if err != nil {
+		return nil, err
+	}
+	return func() error { return g.Unblock(r) }, nil
+}
