@@ -190,7 +190,7 @@ func (w *world) close() error {
 // target's port). release frees the port.
 func (w *world) conn(port uint16) (s *probe.Session, release func() error, err error) {
 	cfg := w.cfg
-	lport, release, err := reservePort(cfg.Local.Addr(), w.sport)
+	lport, release, err := probe.ReservePort(cfg.Local.Addr(), w.sport)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"tcpshake/capture"
 	"tcpshake/craft"
@@ -31,8 +30,10 @@ import (
 // no rule; after the run the client namespace must have no nftables table.
 // Packets go only to the lab server.
 
-// rstLabWorld is what the scenarios of one address family run on.
-type rstLabWorld struct {
+// labWorld is what lab sessions of one address family run on: the live
+// sockets and the guard, opened inside the client namespace, and sock_diag
+// on the server namespace. The session lab tests use it too.
+type labWorld struct {
 	l     lab.Lab
 	live  *probe.Live
 	g     *guard.Guard
@@ -41,9 +42,9 @@ type rstLabWorld struct {
 	host  netip.Addr
 }
 
-func openRSTLabWorld(t *testing.T, l lab.Lab, host netip.Addr) *rstLabWorld {
+func openLabWorld(t *testing.T, l lab.Lab, host netip.Addr) *labWorld {
 	t.Helper()
-	w := &rstLabWorld{l: l, host: host}
+	w := &labWorld{l: l, host: host}
 	err := lab.Do(l.ClientNS, func() error {
 		route, err := capture.Lookup(host, "", netip.Addr{})
 		if err != nil {
@@ -66,10 +67,6 @@ func openRSTLabWorld(t *testing.T, l lab.Lab, host netip.Addr) *rstLabWorld {
 		if err := errors.Join(w.g.Close(), w.live.Close()); err != nil {
 			t.Errorf("close: %v", err)
 		}
-		// The guard's owner table goes with its socket.
-		if tables := labtest.Tables(t, l.ClientNS); len(tables) > 0 {
-			t.Errorf("nftables tables left in %s after the guard closed: %v", l.ClientNS, tables)
-		}
 	})
 	if w.obs, err = observe.Open(l.ServerNS); err != nil {
 		t.Fatalf("observe %s: %v", l.ServerNS, err)
@@ -78,47 +75,24 @@ func openRSTLabWorld(t *testing.T, l lab.Lab, host netip.Addr) *rstLabWorld {
 	return w
 }
 
-// reserve binds (without listening) a TCP socket in the client namespace so
-// its kernel gives the port to nothing else while a scenario uses it.
-func (w *rstLabWorld) reserve() (uint16, func(), error) {
-	var fd int
+// reserve reserves a source port in the client namespace (probe.ReservePort
+// on a thread there) so its kernel gives the port to nothing else while a
+// scenario uses it.
+func (w *labWorld) reserve() (uint16, func(), error) {
 	var port uint16
+	var release func() error
 	err := lab.Do(w.l.ClientNS, func() error {
-		var sa unix.Sockaddr
-		fam := unix.AF_INET
-		if w.local.Is6() {
-			fam, sa = unix.AF_INET6, &unix.SockaddrInet6{Addr: w.local.As16()}
-		} else {
-			sa = &unix.SockaddrInet4{Addr: w.local.As4()}
-		}
 		var err error
-		if fd, err = unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
-			return err
-		}
-		if err := unix.Bind(fd, sa); err != nil {
-			unix.Close(fd)
-			return err
-		}
-		got, err := unix.Getsockname(fd)
-		if err != nil {
-			unix.Close(fd)
-			return err
-		}
-		switch a := got.(type) {
-		case *unix.SockaddrInet4:
-			port = uint16(a.Port)
-		case *unix.SockaddrInet6:
-			port = uint16(a.Port)
-		}
-		return nil
+		port, release, err = probe.ReservePort(w.local, 0)
+		return err
 	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("reserve a source port: %w", err)
 	}
-	return port, func() { unix.Close(fd) }, nil
+	return port, func() { release() }, nil
 }
 
-func (w *rstLabWorld) dial(sink event.Sink) probe.Dialer {
+func (w *labWorld) dial(sink event.Sink) probe.Dialer {
 	return func(port uint16) (*probe.Session, func(), error) {
 		sport, release, err := w.reserve()
 		if err != nil {
@@ -135,7 +109,7 @@ func (w *rstLabWorld) dial(sink event.Sink) probe.Dialer {
 }
 
 // rules counts the rules in the guard's chain.
-func (w *rstLabWorld) rules(t *testing.T) int {
+func (w *labWorld) rules(t *testing.T) int {
 	t.Helper()
 	h, err := netns.GetFromName(w.l.ClientNS)
 	if err != nil {
@@ -157,7 +131,14 @@ func TestRSTLabScenarios(t *testing.T) {
 	l := labtest.New(t)
 	for _, host := range []netip.Addr{l.ServerV4, l.ServerV6} {
 		t.Run(host.String(), func(t *testing.T) {
-			w := openRSTLabWorld(t, l, host)
+			// Registered first, so it runs after the world is closed: the
+			// guard's owner table goes with its socket.
+			t.Cleanup(func() {
+				if tables := labtest.Tables(t, l.ClientNS); len(tables) > 0 {
+					t.Errorf("nftables tables left in %s after the guard closed: %v", l.ClientNS, tables)
+				}
+			})
+			w := openLabWorld(t, l, host)
 			for _, name := range probe.Scenarios() {
 				t.Run(name, func(t *testing.T) {
 					rec := &rstEvents{}

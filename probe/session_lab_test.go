@@ -22,8 +22,6 @@ import (
 	"tcpshake/lab"
 	"tcpshake/lab/labtest"
 	"tcpshake/probe"
-	"tcpshake/probe/guard"
-	"tcpshake/probe/observe"
 )
 
 // Lab session tests play real connections against the lab's kernel: sockets
@@ -37,51 +35,20 @@ import (
 // events.
 func labSession(t *testing.T, l lab.Lab, port uint16, tune func(*probe.SessionConfig)) (*probe.Session, *sessEvents) {
 	t.Helper()
-	var (
-		live *probe.Live
-		g    *guard.Guard
-		cfg  probe.SessionConfig
-	)
-	err := lab.Do(l.ClientNS, func() error {
-		route, err := capture.Lookup(l.ServerV4, "", netip.Addr{})
-		if err != nil {
-			return err
-		}
-		if live, err = probe.OpenLive(l.ServerV4, route, ""); err != nil {
-			return err
-		}
-		if g, err = guard.Open(); err != nil {
-			live.Close()
-			return err
-		}
-		var b [2]byte
-		rand.Read(b[:])
-		sport := 40000 + binary.BigEndian.Uint16(b[:])%20000
-		cfg = probe.SessionConfig{
-			Host: l.ServerV4.String(), Local: netip.AddrPortFrom(route.Src, sport),
-			Remote: netip.AddrPortFrom(l.ServerV4, port), Window: 64240, TTL: 64,
-			SYN: craft.SYNOptionSet{MSS: 1460, WScale: -1}, TimeWait: 100 * time.Millisecond,
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("open sockets in %s: %v", l.ClientNS, err)
+	w := openLabWorld(t, l, l.ServerV4)
+	var b [2]byte
+	rand.Read(b[:])
+	sport := 40000 + binary.BigEndian.Uint16(b[:])%20000
+	cfg := probe.SessionConfig{
+		Host: l.ServerV4.String(), Local: netip.AddrPortFrom(w.local, sport),
+		Remote: netip.AddrPortFrom(l.ServerV4, port), Window: 64240, TTL: 64,
+		SYN: craft.SYNOptionSet{MSS: 1460, WScale: -1}, TimeWait: 100 * time.Millisecond,
 	}
-	t.Cleanup(func() {
-		if err := errors.Join(g.Close(), live.Close()); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
-	d, err := observe.Open(l.ServerNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
 	if tune != nil {
 		tune(&cfg)
 	}
 	rec := &sessEvents{}
-	env := probe.SessionEnv{Env: live.Env(), Guard: g, Observer: d}
+	env := probe.SessionEnv{Env: w.live.Env(), Guard: w.g, Observer: w.obs}
 	env.Sink = rec
 	return probe.NewSession(cfg, env), rec
 }
