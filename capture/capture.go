@@ -43,3 +43,10 @@ type Key struct {
 
 // Reverse is the key as the peer sees it.
 func (k Key) Reverse() Key { return Key{Local: k.Remote, Remote: k.Local} }
+
+// A Route is how a packet to a destination leaves this host.
+type Route struct {
+	Src     netip.Addr
+	IfIndex int
+	IfName  string
+}

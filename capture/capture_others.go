@@ -34,12 +34,5 @@ func (s *RawSender) Send(pkt []byte, dst netip.Addr) error { return errNotLinux 
 // Close does nothing on this system.
 func (s *RawSender) Close() error { return nil }
 
-// Route is how a packet leaves this host.
-type Route struct {
-	Src     netip.Addr
-	IfIndex int
-	IfName  string
-}
-
 // Lookup returns an error on this system.
 func Lookup(dst netip.Addr, iface string, src netip.Addr) (Route, error) { return Route{}, errNotLinux }

@@ -9,13 +9,6 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// A Route is how a packet to a destination leaves this host.
-type Route struct {
-	Src     netip.Addr
-	IfIndex int
-	IfName  string
-}
-
 // Lookup asks the kernel's routing table how to reach dst. A non-empty iface
 // must exist and is used instead of the route's interface; a valid src must
 // be an address of this host and is used instead of the route's preferred
