@@ -165,7 +165,7 @@ func openWorld(c *cli.Context, cmd string, sink event.Sink, pause func(context.C
 		w.closers = append(w.closers, g.Close)
 		w.env.Guard = g
 	}
-	if ns := c.String("observe-netns"); ns != "" || isLocalPeer(tg.addr) {
+	if ns := c.String("observe-netns"); ns != "" || isLocalPeer(tg.addr, route) {
 		d, err := observe.Open(ns)
 		if err != nil {
 			return fail(usagef("--observe-netns: %v", err))
@@ -201,13 +201,10 @@ func (w *world) conn(port uint16) (s *probe.Session, release func() error, err e
 	return probe.NewSession(cfg, w.env), release, nil
 }
 
-// isLocalPeer: the peer's sockets live in our own network namespace.
-func isLocalPeer(a netip.Addr) bool {
-	if a.IsLoopback() {
-		return true
-	}
-	r, err := capture.Lookup(a, "", netip.Addr{})
-	return err == nil && r.IfName == "lo"
+// isLocalPeer: the peer's sockets live in our own network namespace (its
+// address is ours, so the route to it is the loopback interface).
+func isLocalPeer(a netip.Addr, route capture.Route) bool {
+	return a.IsLoopback() || route.IfName == "lo"
 }
 
 // sessionSink picks the renderer for a session.
