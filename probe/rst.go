@@ -248,9 +248,24 @@ func (r *rstRun) alive(ctx context.Context, res *event.Scenario) (bool, string) 
 	return false, "one byte of data was not acknowledged"
 }
 
-// gone checks that the peer has no connection left: its kernel shows none,
+// survived is alive, with how it was checked added to what was observed.
+func (r *rstRun) survived(ctx context.Context, res *event.Scenario) bool {
+	ok, how := r.alive(ctx, res)
+	res.Observed += "; " + how
+	return ok
+}
+
+// gone checks that the peer has no connection left, and adds how it was
+// checked to what was observed: its kernel shows none,
 // or a bare ACK on the tuple draws <SEQ=SEG.ACK><CTL=RST>.
-func (r *rstRun) gone(ctx context.Context, res *event.Scenario) (bool, string) {
+func (r *rstRun) gone(ctx context.Context, res *event.Scenario) bool {
+	ok, how := r.goneHow(ctx, res)
+	res.Observed += "; " + how
+	return ok
+}
+
+// goneHow is gone without the note.
+func (r *rstRun) goneHow(ctx context.Context, res *event.Scenario) (bool, string) {
 	if r.s.Observing() {
 		return res.ObservedAfter == "CLOSED", "the peer's kernel shows " + res.ObservedAfter
 	}
@@ -385,8 +400,7 @@ func exactRST(ctx context.Context, r *rstRun) event.Scenario {
 	if len(got) > 0 {
 		return deviates(res, "the peer answered an acceptable RST")
 	}
-	ok, how := r.gone(ctx, &res)
-	res.Observed += "; " + how
+	ok := r.gone(ctx, &res)
 	if !ok {
 		return deviates(res, "the connection survived an exact RST")
 	}
@@ -411,8 +425,7 @@ func inWindowRST(ctx context.Context, r *rstRun) event.Scenario {
 		}
 		return deviates(res, "no challenge ACK came back")
 	}
-	alive, how := r.alive(ctx, &res)
-	res.Observed += "; " + how
+	alive := r.survived(ctx, &res)
 	if !alive {
 		return deviates(res, "a challenge ACK came, but the connection did not survive")
 	}
@@ -430,8 +443,7 @@ func outOfWindowRST(ctx context.Context, r *rstRun) event.Scenario {
 	if err != nil {
 		return inconclusive(res, err.Error())
 	}
-	alive, how := r.alive(ctx, &res)
-	res.Observed += "; " + how
+	alive := r.survived(ctx, &res)
 	switch {
 	case !alive:
 		return deviates(res, "the connection did not survive an out-of-window RST")
@@ -454,8 +466,7 @@ func synInEstablished(ctx context.Context, r *rstRun) event.Scenario {
 	}
 	// Count before alive: its probe byte moves SND.NXT on.
 	n := challenge(got, s.SndNxt())
-	alive, how := r.alive(ctx, &res)
-	res.Observed += "; " + how
+	alive := r.survived(ctx, &res)
 	switch {
 	case n == 0 && !alive:
 		return deviates(res, "the SYN aborted the connection (RFC 793's old rule, which RFC 5961 replaced)")
@@ -543,8 +554,7 @@ func ackOfUnsent(ctx context.Context, r *rstRun) event.Scenario {
 		return inconclusive(res, err.Error())
 	}
 	n := challenge(got, s.SndNxt())
-	alive, how := r.alive(ctx, &res)
-	res.Observed += "; " + how
+	alive := r.survived(ctx, &res)
 	switch {
 	case !alive:
 		return deviates(res, "the connection did not survive")
@@ -572,8 +582,7 @@ func challengeBurst(ctx context.Context, r *rstRun) event.Scenario {
 	r.after(&res)
 	n := challenge(got, s.SndNxt())
 	res.Observed = fmt.Sprintf("%d challenge ACK(s) for %d RSTs", n, burst)
-	alive, how := r.alive(ctx, &res)
-	res.Observed += "; " + how
+	alive := r.survived(ctx, &res)
 	switch {
 	case !alive:
 		return deviates(res, "the connection did not survive")
