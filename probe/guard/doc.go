@@ -19,7 +19,7 @@
 // [Guard]. Over it, one nfnetlink batch (NFNL_MSG_BATCH_BEGIN ... END)
 // creates:
 //
-//	table inet tcpshake_<pid> {
+//	table inet tcpshake_<pid>_<8 hex digits> {
 //		flags owner
 //		chain out {
 //			type filter hook output priority -300; policy accept;
@@ -65,9 +65,10 @@
 //
 // The table lives in the network namespace of the thread that calls [Open];
 // callers working in a lab namespace lock the OS thread and switch to the
-// namespace first. The table name contains the process id, so one process can
-// hold one Guard per network namespace at a time; a second [Open] in the same
-// namespace fails with EEXIST until the first Guard is closed. Creating the
+// namespace first. The table name (see [TableName]) is the process id and 32
+// random bits: processes with the same pid in different PID namespaces that
+// share a network namespace get different tables, and so do two Guards of one
+// process; [IsTable] recognises the names. Creating the
 // table needs CAP_NET_ADMIN; without it errors satisfy
 // errors.Is(err, os.ErrPermission). Only Linux is supported; elsewhere every
 // function returns an error.

@@ -1,9 +1,56 @@
 package guard
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 )
+
+// TablePrefix starts the name of every guard table. The lab's own table,
+// "tcpshake_lab", shares the prefix but not the shape: use [IsTable] to
+// tell guard tables apart.
+const TablePrefix = "tcpshake_"
+
+// TableName returns a fresh guard table name for process pid:
+// "tcpshake_<pid>_<8 hex digits>", the digits from crypto/rand. The pid
+// tells a reader of "nft list ruleset" which process holds the table (in
+// that process's PID namespace); the random part keeps the names of two
+// processes apart that have the same pid in different PID namespaces but
+// share one network namespace (containers, "unshare --pid"), and of two
+// Guards of one process.
+func TableName(pid int) (string, error) {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("random table name: %w", err)
+	}
+	return TablePrefix + strconv.Itoa(pid) + "_" + hex.EncodeToString(b[:]), nil
+}
+
+// IsTable reports whether name has the shape of a guard table name (see
+// [TableName]), so that tests and tools can find the tables tcpshake
+// processes hold in a network namespace.
+func IsTable(name string) bool {
+	rest, ok := strings.CutPrefix(name, TablePrefix)
+	if !ok {
+		return false
+	}
+	pid, suffix, ok := strings.Cut(rest, "_")
+	if !ok || len(suffix) != 8 || pid == "" {
+		return false
+	}
+	if _, err := strconv.ParseUint(pid, 10, 31); err != nil {
+		return false
+	}
+	for _, c := range suffix {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return false
+		}
+	}
+	return true
+}
 
 // Mark is the socket mark (SO_MARK) of tcpshake's own raw socket. The guard's
 // rules let marked segments pass, so a reset tcpshake sends on purpose is not

@@ -29,9 +29,14 @@ type Guard struct {
 	seq  uint32        // last netlink sequence number used
 }
 
-// Open creates the owner-flagged table "tcpshake_<pid>" and its chain in the
-// calling thread's network namespace. It needs CAP_NET_ADMIN; without it the
-// error satisfies errors.Is(err, os.ErrPermission).
+// createAttempts bounds how many fresh names Open tries when a table of the
+// same name exists already (a 1 in 2^32 chance per attempt; see TableName).
+const createAttempts = 3
+
+// Open creates an owner-flagged table with a fresh name (see [TableName]) and
+// its chain in the calling thread's network namespace. It needs
+// CAP_NET_ADMIN; without it the error satisfies
+// errors.Is(err, os.ErrPermission).
 func Open() (*Guard, error) {
 	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
 	if err != nil {
@@ -41,28 +46,43 @@ func Open() (*Guard, error) {
 	// which only makes messages shorter.
 	_ = conn.SetOption(netlink.ExtendedAcknowledge, true)
 
-	g := &Guard{table: fmt.Sprintf("tcpshake_%d", os.Getpid()), conn: conn}
+	g := &Guard{conn: conn}
+	for attempt := 1; ; attempt++ {
+		if g.table, err = TableName(os.Getpid()); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("guard: %w", err)
+		}
+		err = g.create()
+		if err == nil {
+			return g, nil
+		}
+		if !errors.Is(err, unix.EEXIST) || attempt == createAttempts {
+			conn.Close()
+			return nil, fmt.Errorf("guard: create table %s: %w", g.table, err)
+		}
+	}
+}
+
+// create sends the batch that makes g's table and chain.
+func (g *Guard) create() error {
 	table, err := newTableMessage(g.table)
 	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("guard: create table %s: %w", g.table, err)
+		return err
 	}
 	chain, err := newChainMessage(g.table)
 	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("guard: create table %s: %w", g.table, err)
+		return err
 	}
 	if _, err := g.exchange([]netlink.Message{table, chain}, true); err != nil {
 		if errors.Is(err, os.ErrPermission) && g.tableExists() {
 			// The kernel answers EPERM, not EEXIST, when the table exists
 			// but belongs to another socket; say so rather than blaming
 			// missing privileges.
-			err = fmt.Errorf("owned by another netlink socket (another Guard of this process?): %w", unix.EEXIST)
+			return fmt.Errorf("owned by another netlink socket: %w", unix.EEXIST)
 		}
-		conn.Close()
-		return nil, fmt.Errorf("guard: create table %s: %w", g.table, err)
+		return err
 	}
-	return g, nil
+	return nil
 }
 
 // tableExists reports whether the kernel lists g's table. Without
@@ -77,7 +97,7 @@ func (g *Guard) tableExists() bool {
 }
 
 // Table returns the name of the guard's nftables table (family inet),
-// "tcpshake_<pid>".
+// "tcpshake_<pid>_<8 hex digits>" (see [TableName]).
 func (g *Guard) Table() string { return g.table }
 
 // Block drops TCP segments with RST set from local to remote: the exact

@@ -176,8 +176,8 @@ func TestOpenClose(t *testing.T) {
 	}
 	t.Cleanup(func() { g.Close() })
 
-	if got, want := g.Table(), fmt.Sprintf("tcpshake_%d", os.Getpid()); got != want {
-		t.Errorf("Table() = %q, want %q", got, want)
+	if got, prefix := g.Table(), fmt.Sprintf("tcpshake_%d_", os.Getpid()); !strings.HasPrefix(got, prefix) || !IsTable(got) {
+		t.Errorf("Table() = %q, want %s<8 hex digits>", got, prefix)
 	}
 
 	tb := findTable(t, ns, g.Table())
@@ -234,6 +234,8 @@ func TestOpenClose(t *testing.T) {
 	}
 }
 
+// TestOpenTwiceInOneNamespace: two Guards of one process in one network
+// namespace get two tables, and each works and goes on its own.
 func TestOpenTwiceInOneNamespace(t *testing.T) {
 	ns := enterNetNS(t)
 
@@ -242,29 +244,139 @@ func TestOpenTwiceInOneNamespace(t *testing.T) {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() { first.Close() })
-
 	second, err := Open()
-	if !errors.Is(err, unix.EEXIST) || errors.Is(err, os.ErrPermission) {
-		second.Close()
-		t.Fatalf("second Open: err = %v, want EEXIST and not a permission error", err)
+	if err != nil {
+		t.Fatalf("second Open: %v", err)
 	}
-	// The failed Open must not have disturbed the first Guard.
-	if _, err := first.Block(netip.MustParseAddrPort("[::1]:1"), netip.MustParseAddrPort("[::1]:2")); err != nil {
-		t.Errorf("Block on the first Guard: %v", err)
+	t.Cleanup(func() { second.Close() })
+	if first.Table() == second.Table() {
+		t.Fatalf("two Guards share the table name %q", first.Table())
+	}
+	for _, g := range []*Guard{first, second} {
+		if findTable(t, ns, g.Table()) == nil {
+			t.Errorf("table inet %s not listed", g.Table())
+		}
+		if _, err := g.Block(netip.MustParseAddrPort("[::1]:1"), netip.MustParseAddrPort("[::1]:2")); err != nil {
+			t.Errorf("Block on %s: %v", g.Table(), err)
+		}
 	}
 	if err := first.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	third, err := Open()
-	if err != nil {
-		t.Fatalf("Open after Close: %v", err)
-	}
-	if err := third.Close(); err != nil {
-		t.Errorf("Close: %v", err)
-	}
-	if tb := findTable(t, ns, first.Table()); tb != nil {
+	if findTable(t, ns, first.Table()) != nil {
 		t.Errorf("table inet %s still listed after Close", first.Table())
 	}
+	if findTable(t, ns, second.Table()) == nil {
+		t.Errorf("closing %s removed %s too", first.Table(), second.Table())
+	}
+	if err := second.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
+// TestTableName checks the documented shape, "tcpshake_<pid>_<8 hex
+// digits>", and that IsTable tells guard tables from others.
+func TestTableName(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		name, err := TableName(4242)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(name, "tcpshake_4242_") || len(name) != len("tcpshake_4242_")+8 || !IsTable(name) {
+			t.Fatalf("TableName(4242) = %q, want tcpshake_4242_<8 hex digits>", name)
+		}
+		if seen[name] {
+			t.Fatalf("TableName repeated %q within 100 names", name)
+		}
+		seen[name] = true
+	}
+	for _, tt := range []struct {
+		name string
+		want bool
+	}{
+		{"tcpshake_1_0123abcd", true},
+		{"tcpshake_4194304_ffffffff", true},
+		{"tcpshake_lab", false},
+		{"tcpshake_11513", false}, // the old shape
+		{"tcpshake__0123abcd", false},
+		{"tcpshake_1_0123abc", false},
+		{"tcpshake_1_0123ABCD", false},
+		{"tcpshake_x_0123abcd", false},
+		{"tcpshake_-1_0123abcd", false},
+		{"nat", false},
+	} {
+		if got := IsTable(tt.name); got != tt.want {
+			t.Errorf("IsTable(%q) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestOpenInTwoPIDNamespaces runs two helper processes that both have pid 1,
+// each in a PID namespace of its own, in one network namespace, at the same
+// time: each must get a table of its own (with names from the pid alone, the
+// second would find the first's table and fail).
+func TestOpenInTwoPIDNamespaces(t *testing.T) {
+	ns := enterNetNS(t)
+	var tables []string
+	for range 2 {
+		tables = append(tables, startHelper(t, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}))
+	}
+	if tables[0] == tables[1] {
+		t.Fatalf("both helpers hold %q", tables[0])
+	}
+	for _, table := range tables {
+		if !strings.HasPrefix(table, "tcpshake_1_") || !IsTable(table) {
+			t.Errorf("helper in a new PID namespace holds %q, want tcpshake_1_<8 hex digits> (it is pid 1 there)", table)
+		}
+		if findTable(t, ns, table) == nil {
+			t.Errorf("table inet %s not listed while its helper runs", table)
+		}
+	}
+}
+
+// startHelper starts the test binary as a guard-holding helper (runHelper)
+// from this locked thread, so it inherits the thread's network namespace,
+// and returns the table it announces. Cleanup kills it.
+func startHelper(t *testing.T, attr *syscall.SysProcAttr) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	cmd.SysProcAttr = attr
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start helper: %v", err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-waited
+	})
+	lines := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		lines <- strings.TrimSpace(line)
+	}()
+	select {
+	case line := <-lines:
+		table, ok := strings.CutPrefix(line, "ready ")
+		if !ok {
+			t.Fatalf("helper said %q, want \"ready <table>\"; stderr: %s", line, stderr.String())
+		}
+		return table
+	case err := <-waited:
+		waited <- err // for the cleanup
+		t.Fatalf("helper ended before it was ready: %v; stderr: %s", err, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("helper not ready after 10s; stderr: %s", stderr.String())
+	}
+	return ""
 }
 
 func TestOpenWithoutCapability(t *testing.T) {
@@ -573,10 +685,11 @@ func TestTableVanishesWhenOwnerDies(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatalf("helper not ready after 10s; stderr: %s", stderr.String())
 			}
-			table := fmt.Sprintf("tcpshake_%d", cmd.Process.Pid)
-			if want := "ready " + table; line != want {
-				t.Fatalf("helper said %q, want %q; stderr: %s", line, want, stderr.String())
+			prefix := fmt.Sprintf("ready tcpshake_%d_", cmd.Process.Pid)
+			if !strings.HasPrefix(line, prefix) || !IsTable(line[len("ready "):]) {
+				t.Fatalf("helper said %q, want %s<8 hex digits>; stderr: %s", line, prefix, stderr.String())
 			}
+			table := line[len("ready "):]
 			tb := findTable(t, ns, table)
 			if tb == nil {
 				t.Fatalf("table inet %s of the running helper not listed", table)
