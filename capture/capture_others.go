@@ -36,3 +36,6 @@ func (s *RawSender) Close() error { return nil }
 
 // Lookup returns an error on this system.
 func Lookup(dst netip.Addr, iface string, src netip.Addr) (Route, error) { return Route{}, errNotLinux }
+
+// CheckRoute returns err unchanged on this system.
+func CheckRoute(dst netip.Addr, err error) error { return err }
