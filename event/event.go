@@ -43,7 +43,7 @@ func (Start) EventType() string { return "start" }
 type Step struct {
 	N         int      `json:"n"`
 	TimeMs    float64  `json:"t_ms"`
-	Direction string   `json:"direction"` // "sent", "received", or "note" (a timer or decision, no segment)
+	Direction string   `json:"direction"` // "sent", "received", "note" (a timer or decision, no segment) or DirectionObserved
 	Src       string   `json:"src"`
 	Dst       string   `json:"dst"`
 	Flags     string   `json:"flags"`      // tcpdump letters, e.g. "S."
@@ -64,7 +64,10 @@ type Step struct {
 	Local     string   `json:"local_state,omitempty"`
 	Remote    string   `json:"remote_state,omitempty"`
 	Observed  string   `json:"observed_state,omitempty"`
-	Probe     bool     `json:"-"` // a probe's step: the text view shows received ones only
+	// Agreement compares Observed with Remote (see [Agreement]); set by the
+	// observer together with Observed.
+	Agreement Agreement `json:"observed_agreement,omitempty"`
+	Probe     bool      `json:"-"` // a probe's step: the text view shows received ones only
 }
 
 // EventType implements Event.
