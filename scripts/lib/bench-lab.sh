@@ -56,8 +56,6 @@ bench_setup() {
 	((EUID == 0)) || bench_die "needs root (raw sockets, network namespaces)"
 	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 	BENCH_DIR=$(mktemp -d "/tmp/${prefix}.XXXXXX")
-	BENCH_LAB=$prefix$$
-	BENCH_CLIENT=$BENCH_LAB-client
 	BENCH_PIDS=()
 	trap bench_cleanup EXIT
 	trap 'exit 130' INT
@@ -68,6 +66,9 @@ bench_setup() {
 		(cd "$repo" && CGO_ENABLED=0 go build -o "$TCPSHAKE" .) || bench_die "go build failed"
 	fi
 	[[ -x $TCPSHAKE ]] || bench_die "TCPSHAKE=$TCPSHAKE is not an executable"
+	# Named only now, so that a failed build does not try to take down a lab that was never made.
+	BENCH_LAB=$prefix$$
+	BENCH_CLIENT=$BENCH_LAB-client
 	"$TCPSHAKE" lab up --name "$BENCH_LAB" >"$BENCH_DIR/lab-up.log" 2>&1 ||
 		{ cat "$BENCH_DIR/lab-up.log" >&2; bench_die "lab up failed"; }
 	bench_check_isolated
