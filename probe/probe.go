@@ -19,7 +19,7 @@ type Config struct {
 	Src   netip.Addr // our address (from the route, or -s)
 	Iface string     // the interface the probes leave by, for display
 
-	SPort   uint16 // 0: a random source port per probe
+	SPort   uint16 // our source port, reserved by the caller (ReservePort); 0: a random one per probe
 	Flags   craft.Flags
 	Seq     *craft.Seq // nil: a random ISN per probe
 	Ack     *craft.Seq // nil: 0, or random when ACK is set
