@@ -7,13 +7,13 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"syscall"
 
 	"tcpshake/app"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Every signal of app.Signals cancels ctx; context.Cause(ctx) names it.
+	ctx, stop := signal.NotifyContext(context.Background(), app.Signals()...)
 	a := app.New(os.Stdout, os.Stderr)
 	code := app.Main(a, func(args []string) error { return a.RunContext(ctx, args) }, os.Args)
 	stop()
