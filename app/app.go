@@ -10,13 +10,15 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"tcpshake/capture"
 )
 
 // Exit codes, documented in docs/cli.md.
 const (
 	ExitOK      = 0 // probe: a port was open; other commands: success
 	ExitNone    = 1 // probe: no port open
-	ExitFailure = 2 // usage or runtime error
+	ExitFailure = 2 // usage or runtime error, an interrupt, or no route to the peer
 )
 
 // New returns the application writing to stdout and stderr.
@@ -90,8 +92,46 @@ func Main(app *cli.App, run func([]string) error, args []string) int {
 
 // Friendly turns errors the user can fix into advice.
 func Friendly(err error) string {
-	if errors.Is(err, os.ErrPermission) {
+	var re *capture.RouteError
+	var ce *capErr
+	switch {
+	case errors.As(err, &re):
+		// Not a privilege: a firewall's or a prohibit route's EPERM and
+		// EACCES would otherwise draw the capability advice.
+		return err.Error()
+	case errors.As(err, &ce):
+		return fmt.Sprintf("%v; run as root, or grant the capabilities once: sudo setcap %s+ep $(command -v tcpshake)", err, ce.setcap)
+	case errors.Is(err, os.ErrPermission):
 		return fmt.Sprintf("%v; run as root, or grant the capabilities once: sudo setcap cap_net_raw,cap_net_admin+ep $(command -v tcpshake)", err)
 	}
 	return err.Error()
+}
+
+// capErr is an operation refused because the process lacks a capability
+// other than the usual CAP_NET_RAW and CAP_NET_ADMIN; its message names the
+// capability.
+type capErr struct {
+	what   string // the operation, e.g. "--observe-netns srv: entering another network namespace"
+	cap    string // e.g. "CAP_SYS_ADMIN"
+	setcap string // the capability list that grants it, for setcap(8)
+	err    error
+}
+
+func (e *capErr) Error() string { return fmt.Sprintf("%s needs %s: %v", e.what, e.cap, e.err) }
+
+func (e *capErr) Unwrap() error { return e.err }
+
+// observeError names CAP_SYS_ADMIN when opening the observer for network
+// namespace ns was refused: setns(2) into another network namespace needs
+// it, CAP_NET_ADMIN is not enough.
+func observeError(ns string, err error) error {
+	if ns != "" && errors.Is(err, os.ErrPermission) {
+		return &capErr{
+			what:   fmt.Sprintf("--observe-netns %s: reading the peer's sockets in another network namespace (setns)", ns),
+			cap:    "CAP_SYS_ADMIN",
+			setcap: "cap_net_raw,cap_net_admin,cap_sys_admin",
+			err:    err,
+		}
+	}
+	return usagef("--observe-netns: %v", err)
 }

@@ -28,13 +28,13 @@ func sessionFlags() []cli.Flag {
 		&cli.StringFlag{Name: "isn", Usage: "our initial sequence `NUMBER` (default: random from crypto/rand)"},
 		&cli.StringFlag{Name: "window", Value: "64240", Usage: "our receive window `SIZE`"},
 		&cli.StringFlag{Name: "ttl", Value: "64", Usage: "IPv4 TTL or IPv6 hop limit `N`"},
-		&cli.StringFlag{Name: "mss", Value: "1460", Usage: "MSS option `BYTES` in our SYN (0: none)"},
+		mssFlag("in our SYN"),
 		&cli.StringFlag{Name: "wscale", Usage: "window scale option `SHIFT` in our SYN (0-14)"},
 		&cli.BoolFlag{Name: "sackok", Usage: "SACK-permitted option in our SYN"},
 		&cli.BoolFlag{Name: "timestamp", Usage: "timestamps option in our SYN (then on every segment)"},
 		&cli.StringFlag{Name: "rto", Value: "1s", Usage: "initial retransmission timeout `DURATION` (RFC 6298; doubles on each retry)"},
 		&cli.StringFlag{Name: "retries", Value: "6", Usage: "retransmissions of one segment `N` before giving up"},
-		&cli.StringFlag{Name: "time-wait", Value: "2s", Usage: "how long TIME-WAIT lasts here, `DURATION` (RFC 9293: 2·MSL = 4 min)"},
+		&cli.StringFlag{Name: "time-wait", Value: "2s", Usage: "how long TIME-WAIT lasts here, `DURATION` (RFC 9293: 2·MSL = 4 min; 0: skip it)"},
 		&cli.StringFlag{Name: "timeout", Value: "10s", Usage: "how long to wait for the peer's data or FIN, `DURATION`"},
 		&cli.StringFlag{Name: "observe-netns", Usage: "read the peer's real socket state in network namespace `NAME` (automatic for local peers)"},
 		&cli.BoolFlag{Name: "no-guard", Usage: "do not hold back our kernel's RSTs (to see why the guard exists)"},
@@ -124,8 +124,11 @@ func openWorld(c *cli.Context, cmd string, sink event.Sink, pause func(context.C
 		SYN:      synOptions(c, &p),
 		RTO:      p.duration("rto"),
 		Retries:  int(p.uint("retries", 1, 30)),
-		TimeWait: p.duration("time-wait"),
+		TimeWait: p.durationOrZero("time-wait"),
 		Timeout:  p.duration("timeout"),
+	}
+	if cfg.TimeWait == 0 {
+		cfg.TimeWait = probe.NoTimeWait
 	}
 	if c.IsSet("isn") {
 		isn := craft.Seq(p.uint("isn", 0, 1<<32-1))
@@ -135,9 +138,15 @@ func openWorld(c *cli.Context, cmd string, sink event.Sink, pause func(context.C
 	if p.err != nil {
 		return nil, p.err
 	}
-	route, err := capture.Lookup(tg.addr, tg.iface, tg.src)
+	route, err := lookup(tg.addr, tg.iface, tg.src)
 	if err != nil {
-		return nil, usagef("%v", err)
+		return nil, err
+	}
+	// Our segments never exceed the route's MTU, and the MSS we offer is
+	// what fits in it unless --mss says otherwise.
+	cfg.MTU = route.MTU
+	if !c.IsSet("mss") {
+		cfg.SYN.MSS = routeMSS(route, tg.addr)
 	}
 	cfg.Local = netip.AddrPortFrom(route.Src, 0)
 	cfg.Remote = netip.AddrPortFrom(tg.addr, tg.ports[0])
@@ -152,6 +161,7 @@ func openWorld(c *cli.Context, cmd string, sink event.Sink, pause func(context.C
 	}
 	w.closers = append(w.closers, live.Close)
 	w.env = probe.SessionEnv{Env: live.Env(), Pause: pause}
+	w.env.Sender = routeSender{w.env.Sender}
 	var finish func() error
 	w.env.Sink, finish = record(c, live.Matcher, sink, route.IfName)
 	if !c.Bool("no-guard") {
@@ -168,7 +178,7 @@ func openWorld(c *cli.Context, cmd string, sink event.Sink, pause func(context.C
 	if ns := c.String("observe-netns"); ns != "" || isLocalPeer(tg.addr, route) {
 		d, err := observe.Open(ns)
 		if err != nil {
-			return fail(usagef("--observe-netns: %v", err))
+			return fail(observeError(ns, err))
 		}
 		w.closers = append(w.closers, d.Close)
 		w.env.Observer = d

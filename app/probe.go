@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -9,7 +10,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"tcpshake/capture"
 	"tcpshake/craft"
 	"tcpshake/event"
 	"tcpshake/probe"
@@ -29,13 +29,13 @@ func probeCommand() *cli.Command {
 			"Exit status: 0 if any port is open, 1 if none, 2 on usage or runtime errors.",
 		Flags: append(targetFlags(),
 			&cli.StringFlag{Name: "ports", Aliases: []string{"p"}, Usage: "`PORTS` to probe: 80, 22,80,443 or 1000-1010"},
-			&cli.StringFlag{Name: "sport", Usage: "source `PORT` (default: random per probe)"},
+			&cli.StringFlag{Name: "sport", Usage: "source `PORT`, reserved while the probe runs (default: a free one the kernel picks)"},
 			&cli.StringFlag{Name: "flags", Value: "S", Usage: "TCP `FLAGS`: words (syn,ack), tcpdump letters (S.) or hping3 letters (SA)"},
 			&cli.StringFlag{Name: "seq", Usage: "sequence `NUMBER` (default: random per probe, from crypto/rand)"},
 			&cli.StringFlag{Name: "ack", Usage: "acknowledgment `NUMBER` (default: 0, random when ACK is set)"},
 			&cli.StringFlag{Name: "window", Value: "64240", Usage: "window `SIZE`"},
 			&cli.StringFlag{Name: "ttl", Value: "64", Usage: "IPv4 TTL or IPv6 hop limit `N` (1-255)"},
-			&cli.StringFlag{Name: "mss", Value: "1460", Usage: "MSS option `BYTES` on SYNs (0: none)"},
+			mssFlag("on SYNs"),
 			&cli.StringFlag{Name: "wscale", Usage: "window scale option `SHIFT` on SYNs (0-14)"},
 			&cli.BoolFlag{Name: "sackok", Usage: "SACK-permitted option on SYNs"},
 			&cli.BoolFlag{Name: "timestamp", Usage: "timestamps option on SYNs"},
@@ -60,17 +60,31 @@ func runProbe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	route, err := capture.Lookup(cfg.Addr, iface, cfg.Src)
+	route, err := lookup(cfg.Addr, iface, cfg.Src)
 	if err != nil {
-		return usagef("%v", err)
+		return err
 	}
 	cfg.Src, cfg.Iface = route.Src, route.IfName
+	if !c.IsSet("mss") {
+		cfg.SYN.MSS = routeMSS(route, cfg.Addr)
+	}
+	// Our kernel must not hand the port to a connection of its own while we
+	// probe from it, and a port a live connection uses is refused here: a
+	// SYN on that connection's 4-tuple would be answered (or dropped) as
+	// part of it, and look like a filtered port.
+	sport, release, err := probe.ReservePort(route.Src, cfg.SPort)
+	if err != nil {
+		return fmt.Errorf("--sport: %w", err)
+	}
+	defer release()
+	cfg.SPort = sport
 	live, err := probe.OpenLive(cfg.Addr, route, iface)
 	if err != nil {
 		return err
 	}
 	defer live.Close()
 	env := live.Env()
+	env.Sender = routeSender{env.Sender}
 	var finish func() error
 	env.Sink, finish = record(c, live.Matcher, sink(c), route.IfName)
 	out, err := probe.Run(c.Context, cfg, env)
@@ -78,8 +92,8 @@ func runProbe(c *cli.Context) error {
 		err = ferr
 	}
 	if err != nil {
-		if errors.Is(err, c.Context.Err()) {
-			return fmt.Errorf("interrupted")
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("interrupted (%v)", context.Cause(c.Context))
 		}
 		return err
 	}
@@ -254,26 +268,44 @@ func (p *numParser) uint(name string, lo, hi uint64) uint64 {
 	return v
 }
 
-// duration accepts Go durations (1s, 250ms, 1m) or plain seconds (0.5).
+// duration accepts Go durations (1s, 250ms, 1m) or plain seconds (0.5),
+// more than zero.
 func (p *numParser) duration(name string) time.Duration {
+	d, ok := p.anyDuration(name)
+	if ok && d <= 0 {
+		p.err = usagef("--%s %s: must be more than zero", name, p.c.String(name))
+		return 0
+	}
+	return d
+}
+
+// durationOrZero is duration, but 0 is allowed too (--time-wait 0: skip
+// it).
+func (p *numParser) durationOrZero(name string) time.Duration {
+	d, ok := p.anyDuration(name)
+	if ok && d < 0 {
+		p.err = usagef("--%s %s: must not be negative", name, p.c.String(name))
+		return 0
+	}
+	return d
+}
+
+// anyDuration parses the flag; ok is false after an error.
+func (p *numParser) anyDuration(name string) (d time.Duration, ok bool) {
 	s := p.c.String(name)
 	if p.err != nil {
-		return 0
+		return 0, false
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
 		f, ferr := strconv.ParseFloat(s, 64)
 		if ferr != nil {
 			p.err = usagef("--%s %s: want a duration like 1s or 200ms", name, s)
-			return 0
+			return 0, false
 		}
 		d = time.Duration(f * float64(time.Second))
 	}
-	if d <= 0 {
-		p.err = usagef("--%s %s: must be more than zero", name, s)
-		return 0
-	}
-	return d
+	return d, true
 }
 
 // Unescape turns \r \n \t \\ \0 and \xNN into bytes.
