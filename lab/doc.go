@@ -17,10 +17,19 @@
 //   - port 81 (closed) has no listener, so the kernel answers a SYN with RST;
 //   - port 82 (dropped) silently drops SYNs in nftables;
 //   - port 83 (rejected) answers with ICMP port unreachable from nftables;
-//   - port 84 (prohibited) answers with ICMP administratively prohibited from nftables.
+//   - port 84 (prohibited) answers with ICMP administratively prohibited from nftables;
+//   - port 85 (v4only) echoes like port 7, but listens on 0.0.0.0 only: over IPv6 nothing listens there.
 //
 // All firewall rules live in the inet table "tcpshake_lab" of the server namespace; [Lab.SetLoss] adds random
-// loss of incoming TCP segments there.
+// loss of incoming TCP segments there. [Lab.SetSynCookies] makes the server's kernel answer every SYN with a
+// SYN cookie (net.ipv4.tcp_syncookies=2).
+//
+// # Forger
+//
+// With [Lab.Forger] set, the client and the server are joined through a bridge in a third namespace,
+// NAME-forger, instead of one veth pair (each keeps its veth0 and addresses). From there [Lab.Flood] puts
+// unrelated TCP on the lab link and [Lab.Forge] sniffs a connection and sends the client forged segments on its
+// 4-tuple, as hostile or stray traffic would arrive. Both are bounded in count and time.
 //
 // # Privileges
 //

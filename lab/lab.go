@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -22,6 +23,7 @@ const (
 	PortDropped    = 82 // dropped: nftables drops SYNs silently
 	PortRejected   = 83 // rejected: nftables answers ICMP port unreachable
 	PortProhibited = 84 // prohibited: nftables answers ICMP administratively prohibited
+	PortV4Only     = 85 // v4only: an echo service on 0.0.0.0 only, so IPv6 finds nothing listening
 )
 
 // Defaults of the tunable fields of Lab.
@@ -42,6 +44,8 @@ const tableName = "tcpshake_lab"
 type Lab struct {
 	Name               string // prefix of every name that belongs to the lab
 	ClientNS, ServerNS string // "<name>-client", "<name>-server"
+	// ForgerNS is the third namespace, "<name>-forger", that exists only when Forger is set.
+	ForgerNS           string
 	ClientIf, ServerIf string // veth interface inside each namespace
 	ClientV4, ServerV4 netip.Addr
 	ClientV6, ServerV6 netip.Addr
@@ -54,6 +58,10 @@ type Lab struct {
 	IdleTimeout time.Duration
 	// RunDir holds the daemon's pidfile and log. Empty means DefaultRunDir.
 	RunDir string
+	// Forger makes Up join client and server through a bridge in ForgerNS instead of one veth pair, so that
+	// a program in the forger namespace sees every frame of the lab link and can put its own frames on it
+	// (see Flood and Forge). The client and server ends keep their names and addresses.
+	Forger bool
 }
 
 // Prefix lengths of the lab subnets.
@@ -73,6 +81,7 @@ func New(name string) Lab {
 		Name:         name,
 		ClientNS:     name + "-client",
 		ServerNS:     name + "-server",
+		ForgerNS:     name + "-forger",
 		ClientIf:     "veth0",
 		ServerIf:     "veth0",
 		ClientV4:     netip.MustParseAddr("198.51.100.1"),
@@ -111,6 +120,9 @@ func (l Lab) check() error {
 	}
 	if l.ClientNS == "" || l.ServerNS == "" || l.ClientNS == l.ServerNS {
 		return fmt.Errorf("lab: %s: client and server namespaces must be set and differ", l.Name)
+	}
+	if l.Forger && (l.ForgerNS == "" || l.ForgerNS == l.ClientNS || l.ForgerNS == l.ServerNS) {
+		return fmt.Errorf("lab: %s: the forger namespace must be set and differ from client and server", l.Name)
 	}
 	if l.ClientIf == "" || l.ServerIf == "" {
 		return fmt.Errorf("lab: %s: interface names must be set", l.Name)
@@ -165,6 +177,8 @@ type Status struct {
 	Link               bool // both veth ends are up and carry their addresses
 	Firewall           bool // the nftables table with its chains exists in the server namespace
 	LossPercent        int  // random loss set by SetLoss, 0 when none
+	SynCookies         int  // the server namespace's net.ipv4.tcp_syncookies (0 off, 1 on overflow, 2 always)
+	ForgerNS           bool // the forger namespace exists (the lab link runs through its bridge)
 	DaemonPID          int  // pid of a live lab daemon, 0 when none
 	Listening          []netip.AddrPort
 	Missing            []string // what Up or Serve would still have to create, in words
@@ -190,6 +204,12 @@ func (s Status) String() string {
 		fw += fmt.Sprintf(" (random loss %d%%)", s.LossPercent)
 	}
 	fmt.Fprintf(&b, "  firewall:   %s\n", fw)
+	if s.SynCookies == 2 {
+		fmt.Fprintf(&b, "  syncookies: always (net.ipv4.tcp_syncookies=2 in the server)\n")
+	}
+	if s.ForgerNS {
+		fmt.Fprintf(&b, "  forger:     namespace %s-forger bridges the link\n", s.Name)
+	}
 	if s.DaemonPID > 0 {
 		fmt.Fprintf(&b, "  daemon:     running, pid %d\n", s.DaemonPID)
 	} else {
@@ -213,6 +233,46 @@ func (s Status) String() string {
 		}
 	}
 	return b.String()
+}
+
+// namespaces lists the lab's namespaces: client, server and, with Forger, the forger.
+func (l Lab) namespaces() []string {
+	if l.Forger {
+		return []string{l.ClientNS, l.ServerNS, l.ForgerNS}
+	}
+	return []string{l.ClientNS, l.ServerNS}
+}
+
+// parseNetstat reads the counters of the lines starting with prefix in /proc/net/netstat format: a line of names
+// followed by a line of values, both starting with prefix.
+func parseNetstat(text, prefix string) (map[string]int64, error) {
+	out := map[string]int64{}
+	var names []string
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != prefix {
+			continue
+		}
+		if names == nil {
+			names = f[1:]
+			continue
+		}
+		if len(f)-1 != len(names) {
+			return nil, fmt.Errorf("lab: netstat: %d values for %d names under %s", len(f)-1, len(names), prefix)
+		}
+		for i, v := range f[1:] {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("lab: netstat: %s %s: %w", names[i], v, err)
+			}
+			out[names[i]] = n
+		}
+		names = nil
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("lab: netstat: no %s counters", prefix)
+	}
+	return out, nil
 }
 
 // services lists the ports Serve listens on, in order.

@@ -22,7 +22,7 @@ func (l Lab) Up(ctx context.Context) error {
 	if err := l.check(); err != nil {
 		return err
 	}
-	for _, ns := range []string{l.ClientNS, l.ServerNS} {
+	for _, ns := range l.namespaces() {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("lab: up: %w", err)
 		}
@@ -37,6 +37,9 @@ func (l Lab) Up(ctx context.Context) error {
 		return fmt.Errorf("lab: up: %w", err)
 	}
 	if err := l.ensureLinks(); err != nil {
+		return fmt.Errorf("lab: up: %w", err)
+	}
+	if err := l.ensureBridge(); err != nil {
 		return fmt.Errorf("lab: up: %w", err)
 	}
 	if err := l.waitOperUp(ctx); err != nil {
@@ -112,7 +115,11 @@ func (l Lab) ensureLinks() error {
 	}
 	defer closeAll()
 
-	if err := l.ensurePair(ch, sh, sns); err != nil {
+	if l.Forger {
+		if err := l.ensureForgerPairs(ch, sh); err != nil {
+			return err
+		}
+	} else if err := l.ensurePair(ch, sh, sns); err != nil {
 		return err
 	}
 
@@ -278,7 +285,12 @@ func (l Lab) Down() error {
 			errs = append(errs, err)
 		}
 	}
-	for _, ns := range []string{l.ClientNS, l.ServerNS} {
+	// The forger namespace goes whether or not l.Forger is set: a lab brought up with a forger is taken down
+	// by any Lab of its name.
+	for _, ns := range []string{l.ClientNS, l.ServerNS, l.ForgerNS} {
+		if ns == "" {
+			continue
+		}
 		if err := removeNS(ns); err != nil {
 			errs = append(errs, fmt.Errorf("delete namespace %s: %w", ns, err))
 		}
@@ -289,23 +301,36 @@ func (l Lab) Down() error {
 	return nil
 }
 
-// removeVeth deletes the client end of the veth pair, which deletes the server end too.
+// removeVeth deletes the client end of the veth pair, which deletes the server end too; with a forger (whose
+// namespace exists), the server end is deleted as well, since its peer is the forger's bridge port.
 func (l Lab) removeVeth() error {
-	return inNS(l.ClientNS, func() error {
+	if ok, _ := nsExists(l.ForgerNS); ok && l.ForgerNS != "" {
+		if ok, _ := nsExists(l.ServerNS); ok {
+			if err := deleteLink(l.ServerNS, l.ServerIf); err != nil {
+				return err
+			}
+		}
+	}
+	return deleteLink(l.ClientNS, l.ClientIf)
+}
+
+// deleteLink deletes the link ifname in namespace ns; a missing one is fine.
+func deleteLink(ns, ifname string) error {
+	return inNS(ns, func() error {
 		h, err := netlink.NewHandle()
 		if err != nil {
-			return fmt.Errorf("netlink handle in %s: %w", l.ClientNS, err)
+			return fmt.Errorf("netlink handle in %s: %w", ns, err)
 		}
 		defer h.Close()
-		link, err := h.LinkByName(l.ClientIf)
+		link, err := h.LinkByName(ifname)
 		if isLinkNotFound(err) {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("find %s in %s: %w", l.ClientIf, l.ClientNS, err)
+			return fmt.Errorf("find %s in %s: %w", ifname, ns, err)
 		}
-		if err := h.LinkDel(link); err != nil {
-			return fmt.Errorf("delete %s in %s: %w", l.ClientIf, l.ClientNS, err)
+		if err := h.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("delete %s in %s: %w", ifname, ns, err)
 		}
 		return nil
 	})
@@ -352,6 +377,14 @@ func (l Lab) Status() (Status, error) {
 	if s.Firewall, s.LossPercent, err = l.firewallState(); err != nil {
 		return s, fmt.Errorf("lab: status: %w", err)
 	}
+	if s.SynCookies, err = l.SynCookies(); err != nil {
+		return s, fmt.Errorf("lab: status: %w", err)
+	}
+	if l.ForgerNS != "" {
+		if s.ForgerNS, err = nsExists(l.ForgerNS); err != nil {
+			return s, fmt.Errorf("lab: status: %w", err)
+		}
+	}
 	if !s.Firewall {
 		s.Missing = append(s.Missing, "nftables table inet "+tableName+" in "+l.ServerNS)
 	}
@@ -372,6 +405,9 @@ func (l Lab) Status() (Status, error) {
 				notListening = append(notListening, netip.AddrPortFrom(a, uint16(port)).String())
 			}
 		}
+	}
+	if !listensOn(s.Listening, netip.IPv4Unspecified(), PortV4Only) {
+		notListening = append(notListening, netip.AddrPortFrom(netip.IPv4Unspecified(), PortV4Only).String())
 	}
 	if len(notListening) > 0 {
 		s.Missing = append(s.Missing, "server listening on "+strings.Join(notListening, " "))

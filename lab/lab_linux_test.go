@@ -99,6 +99,7 @@ func TestUpIsIdempotent(t *testing.T) {
 			want = append(want, netip.AddrPortFrom(a, p))
 		}
 	}
+	want = append(want, netip.AddrPortFrom(netip.IPv4Unspecified(), lab.PortV4Only))
 	less := func(a, b netip.AddrPort) bool { return a.Compare(b) < 0 }
 	if diff := cmp.Diff(want, st.Listening, cmpAddrPorts(), cmpSort(less)); diff != "" {
 		t.Errorf("Listening (-want +got):\n%s", diff)

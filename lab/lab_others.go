@@ -39,3 +39,22 @@ func (l Lab) SetLoss(percent int) error { return errNotImplemented("set loss") }
 
 // Do is not implemented on this system.
 func Do(ns string, fn func() error) error { return errNotImplemented("enter namespace") }
+
+// SetSynCookies is not implemented on this system.
+func (l Lab) SetSynCookies(mode int) error { return errNotImplemented("set syncookies") }
+
+// SynCookies is not implemented on this system.
+func (l Lab) SynCookies() (int, error) { return 0, errNotImplemented("read syncookies") }
+
+// Netstat is not implemented on this system.
+func Netstat(ns string) (map[string]int64, error) { return nil, errNotImplemented("read netstat") }
+
+// Flood is not implemented on this system.
+func (l Lab) Flood(ctx context.Context, cfg FloodConfig) (FloodStats, error) {
+	return FloodStats{}, errNotImplemented("flood")
+}
+
+// Forge is not implemented on this system.
+func (l Lab) Forge(ctx context.Context, cfg ForgeConfig) (ForgeStats, error) {
+	return ForgeStats{}, errNotImplemented("forge")
+}

@@ -45,6 +45,7 @@ func TestNew(t *testing.T) {
 		Name:         DefaultName,
 		ClientNS:     "tcpshake-client",
 		ServerNS:     "tcpshake-server",
+		ForgerNS:     "tcpshake-forger",
 		ClientIf:     "veth0",
 		ServerIf:     "veth0",
 		ClientV4:     netip.MustParseAddr("198.51.100.1"),

@@ -7,7 +7,8 @@ import (
 	"net/netip"
 )
 
-// Serve opens the service listeners (tcp4 and tcp6 for each service port) inside the server namespace, calls ready
+// Serve opens the service listeners (tcp4 and tcp6 for each service port, and the IPv4-only echo on 0.0.0.0:85)
+// inside the server namespace, calls ready
 // (if not nil) once all are open, and serves from ordinary goroutines until ctx is done. It then closes the
 // listeners and every connection, waits for them, and returns nil. It returns an error if a listener cannot be
 // opened, for instance because another server already serves the lab.
@@ -31,6 +32,12 @@ func (l Lab) Serve(ctx context.Context, ready func()) error {
 				bs = append(bs, binding{svc: svc, ln: ln})
 			}
 		}
+		// The IPv4-only echo listens on the IPv4 wildcard only: an IPv6 SYN to the port finds no listener.
+		ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4zero, Port: PortV4Only})
+		if err != nil {
+			return fmt.Errorf("listen for the IPv4-only echo: %w", err)
+		}
+		bs = append(bs, binding{svc: echoService, ln: ln})
 		return nil
 	})
 	if err != nil {

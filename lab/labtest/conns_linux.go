@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/nftables"
@@ -47,6 +48,20 @@ func ServerConns(t testing.TB, l lab.Lab) []string {
 				continue
 			}
 			out = append(out, fmt.Sprintf("%v:%d <- %v:%d %s", s.ID.Source, s.ID.SourcePort, dst, s.ID.DestinationPort, observe.StateName(s.State)))
+		}
+	}
+	return out
+}
+
+// ServerConnsFrom is ServerConns limited to the connections from the client's port sport: what one run of a
+// test (with its own --sport) must not leave behind, while other runs share the lab.
+func ServerConnsFrom(t testing.TB, l lab.Lab, sport uint16) []string {
+	t.Helper()
+	var out []string
+	suffix := fmt.Sprintf(":%d ", sport)
+	for _, c := range ServerConns(t, l) {
+		if strings.Contains(c, suffix) {
+			out = append(out, c)
 		}
 	}
 	return out

@@ -48,12 +48,43 @@ func Name(t testing.TB) string {
 	return "t" + hex.EncodeToString(b)
 }
 
-// New creates a uniquely named lab, brings it up, serves it from a goroutine of the test process and waits until
-// every listener is open. t.Cleanup stops the server and tears the lab down, also when the test fails.
-func New(t testing.TB) lab.Lab {
+// Option changes the lab New builds.
+type Option func(*config)
+
+type config struct {
+	lab        func(*lab.Lab)
+	synCookies int // -1: the kernel's default
+	loss       int
+}
+
+// Forger joins client and server through the forger namespace's bridge (lab.Lab.Forger), for Flood and Forge.
+func Forger() Option {
+	return func(c *config) { prev := c.lab; c.lab = func(l *lab.Lab) { prev(l); l.Forger = true } }
+}
+
+// HoldAfterEOF sets how long the hold service (port 9) stays in CLOSE-WAIT after the peer's FIN.
+func HoldAfterEOF(d time.Duration) Option {
+	return func(c *config) { prev := c.lab; c.lab = func(l *lab.Lab) { prev(l); l.HoldAfterEOF = d } }
+}
+
+// SynCookies sets net.ipv4.tcp_syncookies in the server namespace (2: every SYN-ACK carries a cookie).
+func SynCookies(mode int) Option { return func(c *config) { c.synCookies = mode } }
+
+// Loss makes the server drop percent % of the TCP segments it receives (lab.Lab.SetLoss).
+func Loss(percent int) Option { return func(c *config) { c.loss = percent } }
+
+// New creates a uniquely named lab, brings it up (changed by opts), serves it from a goroutine of the test process
+// and waits until every listener is open. t.Cleanup stops the server and tears the lab down, also when the test
+// fails.
+func New(t testing.TB, opts ...Option) lab.Lab {
 	t.Helper()
 	RequireRoot(t)
+	cfg := config{lab: func(*lab.Lab) {}, synCookies: -1}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	l := lab.New(Name(t))
+	cfg.lab(&l)
 	t.Cleanup(func() {
 		if err := l.Down(); err != nil {
 			t.Errorf("labtest: %v", err)
@@ -61,6 +92,16 @@ func New(t testing.TB) lab.Lab {
 	})
 	if err := l.Up(t.Context()); err != nil {
 		t.Fatalf("labtest: %v", err)
+	}
+	if cfg.synCookies >= 0 {
+		if err := l.SetSynCookies(cfg.synCookies); err != nil {
+			t.Fatalf("labtest: %v", err)
+		}
+	}
+	if cfg.loss > 0 {
+		if err := l.SetLoss(cfg.loss); err != nil {
+			t.Fatalf("labtest: %v", err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
