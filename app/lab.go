@@ -26,13 +26,28 @@ func labCommand() *cli.Command {
 		Description: "Client 198.51.100.1 / 2001:db8::1 and server 198.51.100.2 / 2001:db8::2, joined by a veth pair.\n" +
 			"Server ports: 7 echo, 9 hold (stays in CLOSE-WAIT a while after your FIN), 13 half (half-closes first),\n" +
 			"80 http (answers and closes first), 81 closed (RST), 82 dropped (silence),\n" +
-			"83 rejected (ICMP port-unreachable), 84 prohibited (ICMP admin-prohibited).",
+			"83 rejected (ICMP port-unreachable), 84 prohibited (ICMP admin-prohibited),\n" +
+			"85 v4only (an echo on 0.0.0.0 only: nothing listens there over IPv6).",
 		Subcommands: []*cli.Command{
 			{
-				Name:   "up",
-				Usage:  "create the lab and start its server (idempotent)",
-				Flags:  []cli.Flag{name},
-				Action: func(c *cli.Context) error { return labUp(c.Context, c.App.Writer, c.String("name"), true) },
+				Name:  "up",
+				Usage: "create the lab and start its server (idempotent)",
+				Flags: []cli.Flag{name,
+					&cli.IntFlag{Name: "syncookies", Value: -1, Usage: "set net.ipv4.tcp_syncookies in the server to `MODE` (0 never, 1 on SYN-queue overflow, 2 always: every SYN-ACK carries a cookie; default: the kernel's, 1)"},
+					&cli.BoolFlag{Name: "forger", Usage: "join client and server through a bridge in a third namespace, NAME-forger, from which a program can see the link and put forged or stray frames on it"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := labUp(c.Context, c.App.Writer, c.String("name"), true, c.Bool("forger")); err != nil {
+						return err
+					}
+					if m := c.Int("syncookies"); m >= 0 {
+						if err := lab.New(c.String("name")).SetSynCookies(m); err != nil {
+							return err
+						}
+						fmt.Fprintf(c.App.Writer, "the server in lab %s now has net.ipv4.tcp_syncookies=%d\n", c.String("name"), m)
+					}
+					return nil
+				},
 			},
 			{
 				Name:  "down",
@@ -102,8 +117,9 @@ func labCommand() *cli.Command {
 	}
 }
 
-func labUp(ctx context.Context, w io.Writer, name string, tell bool) error {
+func labUp(ctx context.Context, w io.Writer, name string, tell, forger bool) error {
 	l := lab.New(name)
+	l.Forger = forger
 	if err := l.Up(ctx); err != nil {
 		return err
 	}
@@ -120,7 +136,7 @@ func labUp(ctx context.Context, w io.Writer, name string, tell bool) error {
 	}
 	fmt.Fprintf(w, "lab %s is up (server pid %d)\n", name, pid)
 	fmt.Fprintf(w, "  client %s  %v  %v\n  server %s  %v  %v\n", l.ClientNS, l.ClientV4, l.ClientV6, l.ServerNS, l.ServerV4, l.ServerV6)
-	fmt.Fprintf(w, "  ports: 7 echo, 9 hold, 13 half-close, 80 http, 81 closed, 82 dropped, 83 ICMP port-unreachable, 84 ICMP admin-prohibited\n")
+	fmt.Fprintf(w, "  ports: 7 echo, 9 hold, 13 half-close, 80 http, 81 closed, 82 dropped, 83 ICMP port-unreachable, 84 ICMP admin-prohibited, 85 IPv4-only echo\n")
 	fmt.Fprintf(w, "run commands as the client:\n")
 	fmt.Fprintf(w, "  ip netns exec %s tcpshake probe %v -p 80,81,82,83\n", l.ClientNS, l.ServerV4)
 	fmt.Fprintf(w, "watch the server's sockets:\n")
@@ -207,7 +223,7 @@ func demoSteps(l lab.Lab, pcap string) []demoStep {
 func labDemo(ctx context.Context, w, ew io.Writer, name string, keep bool) (err error) {
 	l := lab.New(name)
 	fmt.Fprintf(w, "== tcpshake lab demo ==\nCreating lab %q: two network namespaces joined by a veth pair, a real server in one of them.\n", name)
-	if err := labUp(ctx, w, name, false); err != nil {
+	if err := labUp(ctx, w, name, false, false); err != nil {
 		return err
 	}
 	if !keep {
