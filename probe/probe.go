@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -73,6 +74,9 @@ type flight struct {
 }
 
 // Run probes every port Count times and reports steps, results and a summary.
+// When the run ends early (its context is cancelled, a send fails), every
+// port that has no answer and whose wait had not run out is reported
+// "undecided", with why, never as filtered.
 func Run(ctx context.Context, cfg Config, env Env) (Outcome, error) {
 	start := env.Now()
 	ports := make([]*port, len(cfg.Ports))
@@ -83,7 +87,7 @@ func Run(ctx context.Context, cfg Config, env Env) (Outcome, error) {
 	r.emitStart()
 	if cfg.Timeout == 0 && !cfg.NoEcho {
 		if err := r.sendEcho(); err != nil {
-			return r.finish(ports), err
+			return r.finish(ports, err), err
 		}
 		defer env.Matcher.ForgetEcho(cfg.Addr, r.echoID, 1)
 	}
@@ -91,14 +95,14 @@ func Run(ctx context.Context, cfg Config, env Env) (Outcome, error) {
 		if round > 0 && cfg.Interval > 0 {
 			next := start.Add(time.Duration(round) * cfg.Interval)
 			if err := sleepUntil(ctx, env.Now, next); err != nil {
-				return r.finish(ports), err
+				return r.finish(ports, err), err
 			}
 		}
 		if err := r.round(ctx, ports); err != nil {
-			return r.finish(ports), err
+			return r.finish(ports, err), err
 		}
 	}
-	return r.finish(ports), nil
+	return r.finish(ports, nil), nil
 }
 
 type runner struct {
@@ -411,6 +415,18 @@ func (r *runner) noAnswer(pt *port) event.Result {
 	return res
 }
 
+// undecided is the verdict for a port whose probe got no answer before the
+// run ended early, for the reason err: its wait had not run out (or its
+// probe never left), so silence says nothing yet.
+func (r *runner) undecided(pt *port, err error) event.Result {
+	res := r.baseResult(pt)
+	res.State, res.Reason = "undecided", "error"
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		res.Reason = "interrupted"
+	}
+	return res
+}
+
 // classify turns an accepted TCP answer into a port state, nmap's reason
 // word and the explanation in words.
 func classify(sent, got *craft.Segment) (state, reason string, why []string) {
@@ -471,12 +487,17 @@ func trimBrackets(s string) string {
 	return s
 }
 
-func (r *runner) finish(ports []*port) Outcome {
+// finish reports every port's result and the summary. err is why the run
+// ended early, or nil.
+func (r *runner) finish(ports []*port, err error) Outcome {
 	var out Outcome
 	for _, pt := range ports {
 		res := pt.result
 		if pt.best == rankUnset {
 			res = r.noAnswer(pt)
+			if err != nil {
+				res = r.undecided(pt, err)
+			}
 		}
 		res.Sent, res.Received = pt.sent, pt.received
 		if res.State == "open" {

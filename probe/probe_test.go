@@ -538,20 +538,27 @@ func TestJSONLines(t *testing.T) {
 	}
 }
 
-// TestSendError checks that a failing sender ends the run with its error.
+// TestSendError checks that a failing sender ends the run with its error,
+// and that the port it could not probe is undecided, not filtered.
 func TestSendError(t *testing.T) {
 	peer := peertest.New(nil)
-	f := newFixture(t, peer, &recorder{})
+	rec := &recorder{}
+	f := newFixture(t, peer, rec)
 	peer.Close()
 	if _, err := probe.Run(t.Context(), config(false, craft.SYN, 80), f.env); err == nil {
 		t.Error("Run with a closed sender: no error")
 	}
+	checkResults(t, rec, map[uint16]string{80: "undecided/error"})
 }
 
-// TestCancel checks that cancelling the context ends a run that waits.
+// TestCancel checks that cancelling the context ends a run that waits, that
+// the ports still waiting are undecided (interrupted), not filtered, and
+// that a port whose wait ran out in an earlier round keeps its verdict.
 func TestCancel(t *testing.T) {
 	peer := peertest.New(map[uint16]peertest.Script{80: {Answer: peertest.Silent}})
-	f := newFixture(t, peer, &recorder{})
+	rec := &recorder{}
+	f := newFixture(t, peer, rec)
+	f.env.Now = time.Now
 	cfg := config(false, craft.SYN, 80)
 	cfg.Timeout = time.Minute
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
@@ -563,5 +570,34 @@ func TestCancel(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("Run took %v after cancel", d)
+	}
+	checkResults(t, rec, map[uint16]string{80: "undecided/interrupted"})
+
+	// Round 1 times out (filtered, decided); the interrupt comes in the
+	// wait before round 2.
+	rec = &recorder{}
+	f = newFixture(t, peertest.New(map[uint16]peertest.Script{81: {Answer: peertest.Silent}}), rec)
+	f.env.Now = time.Now
+	cfg = config(false, craft.SYN, 81)
+	cfg.Timeout, cfg.Count, cfg.Interval = 20*time.Millisecond, 2, time.Minute
+	ctx2, cancel2 := context.WithCancel(t.Context())
+	time.AfterFunc(200*time.Millisecond, cancel2)
+	if _, err := probe.Run(ctx2, cfg, f.env); err != context.Canceled {
+		t.Errorf("Run error %v, want %v", err, context.Canceled)
+	}
+	checkResults(t, rec, map[uint16]string{81: "filtered/no-response"})
+}
+
+// checkResults compares the state/reason of every result event.
+func checkResults(t *testing.T, rec *recorder, want map[uint16]string) {
+	t.Helper()
+	got := map[uint16]string{}
+	for _, e := range rec.events {
+		if r, ok := e.(event.Result); ok {
+			got[r.Port] = r.State + "/" + r.Reason
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
 	}
 }
