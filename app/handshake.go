@@ -13,11 +13,11 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"tcpshake/capture"
-	"tcpshake/craft"
 	"tcpshake/event"
 	"tcpshake/probe"
 	"tcpshake/probe/guard"
 	"tcpshake/probe/observe"
+	"tcpshake/probe/tcpstate"
 )
 
 // sessionFlags are shared by handshake and shell.
@@ -108,7 +108,7 @@ type world struct {
 
 // openWorld resolves the target, opens the sockets, the guard and the
 // observer.
-func openWorld(c *cli.Context, cmd string, sink event.Sink, pause func(context.Context, event.Step) error) (*world, error) {
+func openWorld(c *cli.Context, cmd string, sink event.Sink, step probe.Stepper) (*world, error) {
 	tg, err := parseTarget(c, cmd)
 	if err != nil {
 		return nil, err
@@ -116,28 +116,11 @@ func openWorld(c *cli.Context, cmd string, sink event.Sink, pause func(context.C
 	if len(tg.ports) != 1 {
 		return nil, usagef("%s talks to one port (got %d)", cmd, len(tg.ports))
 	}
-	p := numParser{c: c}
-	cfg := probe.SessionConfig{
-		Host:     tg.host,
-		Window:   uint16(p.uint("window", 0, 65535)),
-		TTL:      uint8(p.uint("ttl", 1, 255)),
-		SYN:      synOptions(c, &p),
-		RTO:      p.duration("rto"),
-		Retries:  int(p.uint("retries", 1, 30)),
-		TimeWait: p.durationOrZero("time-wait"),
-		Timeout:  p.duration("timeout"),
+	cfg, sport, err := sessionConfig(c, tg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.TimeWait == 0 {
-		cfg.TimeWait = probe.NoTimeWait
-	}
-	if c.IsSet("isn") {
-		isn := craft.Seq(p.uint("isn", 0, 1<<32-1))
-		cfg.ISN = &isn
-	}
-	w := &world{target: tg, sport: uint16(p.uint("sport", 1, 65535))}
-	if p.err != nil {
-		return nil, p.err
-	}
+	w := &world{target: tg, sport: sport}
 	route, err := lookup(tg.addr, tg.iface, tg.src)
 	if err != nil {
 		return nil, err
@@ -160,7 +143,7 @@ func openWorld(c *cli.Context, cmd string, sink event.Sink, pause func(context.C
 		return fail(err)
 	}
 	w.closers = append(w.closers, live.Close)
-	w.env = probe.SessionEnv{Env: live.Env(), Pause: pause}
+	w.env = probe.SessionEnv{Env: live.Env(), Stepper: step}
 	w.env.Sender = routeSender{w.env.Sender}
 	var finish func() error
 	w.env.Sink, finish = record(c, live.Matcher, sink, route.IfName)
@@ -181,7 +164,7 @@ func openWorld(c *cli.Context, cmd string, sink event.Sink, pause func(context.C
 			return fail(observeError(ns, err))
 		}
 		w.closers = append(w.closers, d.Close)
-		w.env.Observer = d
+		w.env.Observer = probe.DiagObserver(d)
 	}
 	w.closers = append(w.closers, finish)
 	return w, nil
@@ -271,11 +254,11 @@ func runHandshake(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var pause func(context.Context, event.Step) error
+	var step probe.Stepper
 	if c.Bool("step") {
-		pause = stepper(c.App.ErrWriter, os.Stdin)
+		step = newStepper(c.Context, c.App.ErrWriter, os.Stdin)
 	}
-	return runSession(c, "handshake", sink, pause, func(ctx context.Context, s *probe.Session) error {
+	return runSession(c, "handshake", sink, step, func(ctx context.Context, s *probe.Session) error {
 		if err := s.Open(ctx); err != nil {
 			return err
 		}
@@ -294,11 +277,11 @@ func runHandshake(c *cli.Context) error {
 }
 
 // runSession opens the world and one connection, runs body on it, resets
-// the peer if body failed (nothing stays half-open), reports the summary and
-// maps the outcome to the exit status.
-func runSession(c *cli.Context, cmd string, sink event.Sink, pause func(context.Context, event.Step) error,
+// the peer if body failed or was interrupted (nothing stays half-open),
+// reports the summary and maps the outcome to the exit status.
+func runSession(c *cli.Context, cmd string, sink event.Sink, step probe.Stepper,
 	body func(ctx context.Context, s *probe.Session) error) error {
-	w, err := openWorld(c, cmd, sink, pause)
+	w, err := openWorld(c, cmd, sink, step)
 	if err != nil {
 		return err
 	}
@@ -309,21 +292,31 @@ func runSession(c *cli.Context, cmd string, sink event.Sink, pause func(context.
 	}
 	defer release()
 	err = body(c.Context, s)
+	before := s.State()
+	reset := false
 	if err != nil {
-		s.Abort()
+		reset = s.Abort(err)
 	}
+	s.End()
 	sum := s.Summary()
-	sum.Outcome = outcome(err)
+	sum.Outcome = outcome(err, before, reset)
 	sink.Emit(sum)
 	return sessionExit(err)
 }
 
-func outcome(err error) string {
+// outcome words how the session ended, true to what was sent.
+func outcome(err error, before tcpstate.State, reset bool) string {
 	switch {
 	case err == nil:
 		return "ok"
+	case errors.Is(err, context.Canceled) && reset:
+		return fmt.Sprintf("interrupted in %s: we sent RST so nothing stays half-open on the peer", before)
+	case errors.Is(err, context.Canceled) && before == tcpstate.TimeWait:
+		return "interrupted in TIME-WAIT: the connection had already closed cleanly, nothing to reset"
 	case errors.Is(err, context.Canceled):
-		return "interrupted (the peer was reset so nothing stays half-open)"
+		return fmt.Sprintf("interrupted in %s: no connection on the peer to reset", before)
+	case reset:
+		return err.Error() + "; we sent RST so nothing stays half-open on the peer"
 	default:
 		return err.Error()
 	}
@@ -336,7 +329,7 @@ func sessionExit(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, probe.ErrRefused), errors.Is(err, probe.ErrNoAnswer), errors.Is(err, probe.ErrReset),
-		errors.Is(err, probe.ErrPeerStays), errors.As(err, &unreach):
+		errors.Is(err, probe.ErrPeerStays), errors.Is(err, probe.ErrExpect), errors.As(err, &unreach):
 		return exitCode(ExitNone)
 	case errors.Is(err, context.Canceled):
 		return exitCode(ExitFailure)
@@ -344,24 +337,41 @@ func sessionExit(err error) error {
 	return err
 }
 
-// stepper shows the next segment and waits for Enter on in.
-func stepper(w io.Writer, in io.Reader) func(context.Context, event.Step) error {
-	r := bufio.NewReader(in)
-	return func(ctx context.Context, next event.Step) error {
-		fmt.Fprintf(w, "next: %s [%s] seq %d ack %d len %d — press Enter to send (Ctrl-C to stop) ", next.Direction, next.Flags, next.Seq, next.Ack, next.Len)
-		done := make(chan error, 1)
-		go func() {
-			_, err := r.ReadString('\n')
-			done <- err
-		}()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-done:
-			if err != nil && !errors.Is(err, io.EOF) {
-				return err
-			}
-			return nil
-		}
-	}
+// stepper is --step: it prints the segment the plan will send next and
+// hands each Enter to the session, which keeps running meanwhile.
+type stepper struct {
+	w io.Writer
+	c chan error
 }
+
+func newStepper(ctx context.Context, w io.Writer, in io.Reader) *stepper {
+	st := &stepper{w: w, c: make(chan error, 1)}
+	go func() {
+		r := bufio.NewReader(in)
+		for {
+			_, err := r.ReadString('\n')
+			if err != nil && !errors.Is(err, io.EOF) {
+				err = fmt.Errorf("--step: %w", err)
+			} else if err != nil {
+				err = fmt.Errorf("--step: end of input: nothing more will be sent")
+			}
+			select {
+			case st.c <- err:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return st
+}
+
+// Ask implements probe.Stepper.
+func (st *stepper) Ask(next event.Step) {
+	fmt.Fprintf(st.w, "will send [%s] seq %d ack %d len %d — press Enter to send it (Ctrl-C stops) ", next.Flags, next.Seq, next.Ack, next.Len)
+}
+
+// C implements probe.Stepper.
+func (st *stepper) C() <-chan error { return st.c }
