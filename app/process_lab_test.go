@@ -67,7 +67,7 @@ func TestMSSFromRoute(t *testing.T) {
 		}
 	}
 	for _, step := range []struct {
-		mtu        int
+		mtu          int
 		want4, want6 string
 	}{
 		{1500, "[mss 1460]", "[mss 1440]"},
