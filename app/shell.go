@@ -2,12 +2,15 @@ package app
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -32,17 +35,24 @@ func shellCommand() *cli.Command {
 	}
 }
 
-const shellHelp = `  syn                 send our SYN (the handshake's first step)
+const shellHelp = `  syn                 send our SYN and wait for the answer (SYN-ACK, RST, ICMP error, or the last timeout)
   ack                 acknowledge what arrived (the handshake's third step)
-  send TEXT           send data (escapes \r \n \t \xNN)
-  fin                 send our FIN
+  send TEXT           send data (escapes \r \n \t \xNN) and wait for its ACK (at most --timeout)
+  fin                 send our FIN and wait for its ACK
   rst                 abort with RST
   rst exact|in-window|out-of-window
                       an RFC 5961 test RST, with the RFC's verdict (see tcpshake rst)
   scenario NAME       run an in-connection scenario of tcpshake rst here: exact-rst, in-window-rst,
                       out-of-window-rst, syn-in-established, data-after-reset, ack-of-unsent-data, challenge-ack-burst
-  segment FLAGS [seq=N|+N|-N] [ack=N] [win=N] [data=TEXT]
-                      any crafted segment; seq=+N is N past SND.NXT; unset fields are what the peer expects
+  segment FLAGS [seq=N|+N|-N] [ack=N|+N|-N] [win=N] [data=TEXT]
+                      any crafted segment, sent exactly as written; seq=+N is N past SND.NXT, ack=+N N past RCV.NXT;
+                      unset fields are what the peer expects. A SYN in CLOSED opens the connection (and waits like
+                      syn); data or a FIN at SND.NXT is ours to deliver (and waits for its ACK)
+  expect FLAGS [seq=N|+N] [ack=N|+N] [len=N]
+                      the peer's next segment (since the previous command began) must be this, waiting for it
+                      at most --timeout; +N is relative to the peer's ISN (seq) or ours (ack), as the steps show;
+                      a failed expect prints one line and ends the shell with exit status 1
+  nowait CMD          run syn, send, fin or segment without waiting for the answer
   wait [DURATION]     let time pass (default 1s), showing what arrives
   state               our state, the peer's (inferred and observed), and the sequence variables
   help                this list
@@ -56,9 +66,11 @@ func runShell(c *cli.Context) error {
 	}
 	w := c.App.Writer
 	var lines <-chan string
+	intr := &interruptReader{r: os.Stdin}
 	if isTerminal(os.Stdin) && isTerminal(w) {
 		// Line editing and history: x/term's Terminal also redraws the
-		// prompt around what the peer's segments print meanwhile.
+		// prompt around what the peer's segments print meanwhile. In raw
+		// mode Ctrl-C is a byte, not a signal: interruptReader notices it.
 		fd := int(os.Stdin.Fd())
 		old, err := term.MakeRaw(fd)
 		if err != nil {
@@ -68,7 +80,7 @@ func runShell(c *cli.Context) error {
 		t := term.NewTerminal(struct {
 			io.Reader
 			io.Writer
-		}{os.Stdin, w}, "tcpshake> ")
+		}{intr, w}, "tcpshake> ")
 		w = t
 		lines = terminalLines(c.Context, t)
 	} else {
@@ -90,8 +102,28 @@ func runShell(c *cli.Context) error {
 		if err := s.Interact(ctx, lines, sh.exec); err != nil {
 			return err
 		}
+		if intr.seen.Load() {
+			return fmt.Errorf("Ctrl-C at the prompt: %w", context.Canceled)
+		}
+		if sh.failed != nil {
+			return sh.failed
+		}
 		return sh.finish(mode)
 	})
+}
+
+// interruptReader passes a terminal's bytes on and remembers a Ctrl-C.
+type interruptReader struct {
+	r    io.Reader
+	seen atomic.Bool
+}
+
+func (ir *interruptReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	if bytes.IndexByte(p[:n], 3) >= 0 {
+		ir.seen.Store(true)
+	}
+	return n, err
 }
 
 // readLines feeds input lines (a pipe or a file) to the session loop.
@@ -135,12 +167,14 @@ func terminalLines(ctx context.Context, t *term.Terminal) <-chan string {
 }
 
 type shell struct {
-	s   *probe.Session
-	w   io.Writer
-	ctx context.Context
+	s      *probe.Session
+	w      io.Writer
+	ctx    context.Context
+	failed error // a failed expect: the shell stops, exit status 1
 }
 
-// exec runs one command line; it reports true to stop.
+// exec runs one command line; it reports true to stop. Each command waits
+// for what it expects before the next line is read.
 func (sh *shell) exec(line string) bool {
 	if i := strings.IndexByte(line, '#'); i >= 0 {
 		line = line[:i]
@@ -149,40 +183,78 @@ func (sh *shell) exec(line string) bool {
 	if len(fields) == 0 {
 		return false
 	}
+	wait := true
+	if fields[0] == "nowait" {
+		wait = false
+		fields = fields[1:]
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "nowait"))
+		if len(fields) == 0 {
+			fmt.Fprintln(sh.w, "nowait CMD: e.g. nowait syn")
+			return false
+		}
+	}
 	cmd, rest := fields[0], strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), fields[0]))
+	if cmd != "expect" {
+		sh.s.ExpectFrom(sh.s.InboxMark())
+	}
 	var err error
+	s, ctx := sh.s, sh.ctx
 	switch cmd {
 	case "syn":
-		err = sh.s.SYN(sh.ctx)
+		if err = s.SYN(ctx); err == nil && wait {
+			err = s.WaitOpen(ctx)
+		}
 	case "ack":
-		err = sh.s.ACK(sh.ctx)
+		err = s.ACK(ctx)
 	case "send":
 		var data []byte
 		if data, err = Unescape(rest); err == nil {
-			if len(data) == 0 {
+			switch {
+			case len(data) == 0:
 				err = fmt.Errorf("send what? e.g. send hello\\n")
-			} else {
-				err = sh.s.Write(sh.ctx, data)
+			case wait:
+				err = s.Send(ctx, data)
+			default:
+				err = s.Write(ctx, data)
 			}
 		}
 	case "fin":
-		err = sh.s.FIN(sh.ctx)
+		if err = s.FIN(ctx); err == nil && wait {
+			err = s.WaitAcked(ctx, "our FIN")
+		}
 	case "rst":
 		if len(fields) > 1 {
-			_, err = probe.RunInConnection(sh.ctx, strings.TrimSuffix(fields[1], "-rst")+"-rst", sh.s, 0)
+			_, err = probe.RunInConnection(ctx, strings.TrimSuffix(fields[1], "-rst")+"-rst", s, 0)
 			break
 		}
-		err = sh.s.RST(sh.ctx)
+		err = s.RST(ctx)
 	case "scenario":
 		if len(fields) != 2 {
 			err = fmt.Errorf("scenario NAME: one of %s", strings.Join(probe.InConnection(), ", "))
 			break
 		}
-		_, err = probe.RunInConnection(sh.ctx, fields[1], sh.s, 0)
+		_, err = probe.RunInConnection(ctx, fields[1], s, 0)
 	case "segment":
 		var c probe.Crafted
 		if c, err = sh.parseSegment(fields[1:], rest); err == nil {
-			err = sh.s.Craft(sh.ctx, c)
+			var res probe.CraftResult
+			res, err = s.Craft(ctx, c)
+			switch {
+			case err != nil || !wait:
+			case res == probe.CraftOpen:
+				err = s.WaitOpen(ctx)
+			case res == probe.CraftOwn:
+				err = s.WaitAcked(ctx, "the crafted segment")
+			}
+		}
+	case "expect":
+		var e probe.Expectation
+		if e, err = parseExpect(fields[1:]); err == nil {
+			if err = s.Expect(ctx, e); errors.Is(err, probe.ErrExpect) {
+				fmt.Fprintf(sh.w, "%v\n", err)
+				sh.failed = err
+				return true
+			}
 		}
 	case "wait":
 		d := time.Second
@@ -193,9 +265,9 @@ func (sh *shell) exec(line string) bool {
 				break
 			}
 		}
-		err = sh.s.Hold(sh.ctx, d)
+		err = s.Hold(ctx, d)
 	case "state":
-		fmt.Fprintln(sh.w, sh.s.Numbers())
+		fmt.Fprintln(sh.w, s.Numbers())
 	case "help", "?":
 		fmt.Fprint(sh.w, shellHelp)
 	case "quit", "exit":
@@ -205,9 +277,49 @@ func (sh *shell) exec(line string) bool {
 		return false
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return true // interrupted: Interact returns and the session is reset
+		}
 		fmt.Fprintf(sh.w, "%s: %v\n", cmd, err)
 	}
 	return false
+}
+
+// parseExpect reads `expect FLAGS [seq=N|+N] [ack=N|+N] [len=N]`.
+func parseExpect(args []string) (probe.Expectation, error) {
+	var e probe.Expectation
+	if len(args) == 0 {
+		return e, fmt.Errorf("expect needs flags, e.g. expect S. ack=+1")
+	}
+	f, err := craft.ParseFlags(args[0])
+	if err != nil {
+		return e, err
+	}
+	e.Flags, e.Text = f, strings.Join(args, " ")
+	for _, a := range args[1:] {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			return e, fmt.Errorf("%q: want key=value", a)
+		}
+		rel := strings.HasPrefix(v, "+")
+		n, err := strconv.ParseUint(strings.TrimPrefix(v, "+"), 0, 32)
+		if err != nil {
+			return e, fmt.Errorf("%s=%s: want a number, or +N relative", k, v)
+		}
+		u := uint32(n)
+		switch k {
+		case "seq":
+			e.Seq, e.SeqRel = &u, rel
+		case "ack":
+			e.Ack, e.AckRel = &u, rel
+		case "len":
+			l := int(n)
+			e.Len = &l
+		default:
+			return e, fmt.Errorf("unknown field %q (seq, ack, len)", k)
+		}
+	}
+	return e, nil
 }
 
 // parseSegment reads `segment FLAGS [seq=N|+N|-N] [ack=N] [win=N] [data=TEXT]`;
@@ -281,11 +393,11 @@ func number(v string) (int64, bool, error) {
 
 // finish ends the connection at quit or end of input.
 func (sh *shell) finish(mode probe.CloseMode) error {
-	switch sh.s.State().String() {
-	case "CLOSED":
-		return nil
-	case "SYN-SENT":
-		return sh.s.RST(sh.ctx)
+	if err := sh.s.Ended(); err != nil {
+		if errors.Is(err, probe.ErrAborted) {
+			return nil // the user's own rst
+		}
+		return err // refused, reset, unreachable or unanswered: the outcome and exit status say so
 	}
 	return sh.s.Close(sh.ctx, mode)
 }

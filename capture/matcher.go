@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"tcpshake/craft"
+	"tcpshake/probe/tcpstate"
 )
 
 // A Reply is a packet matched to a probe or delivered to a stream.
@@ -51,6 +52,7 @@ type Stream struct {
 	key     Key
 	c       chan Reply
 	dropped atomic.Uint64
+	m       *Matcher
 }
 
 // C delivers the conversation's packets in the order they crossed the wire.
@@ -58,6 +60,13 @@ func (s *Stream) C() <-chan Reply { return s.c }
 
 // Dropped counts packets lost because the stream's buffer was full.
 func (s *Stream) Dropped() uint64 { return s.dropped.Load() }
+
+// Dead is closed when the matcher stopped reading (its source failed or was
+// closed): nothing more will arrive, and Err says why.
+func (s *Stream) Dead() <-chan struct{} { return s.m.Dead() }
+
+// Err is why the matcher stopped reading, once Dead is closed.
+func (s *Stream) Err() error { return s.m.Err() }
 
 // A Matcher reads a [Source], parses every packet once and hands it to the
 // probe or stream it belongs to. Packets nobody asked for are counted by
@@ -72,6 +81,9 @@ type Matcher struct {
 	tap     func(*Frame)
 	tapKeys map[Key]bool
 	echoes  map[echoKey]*echoWait
+
+	dead    chan struct{} // closed when Run returns
+	deadErr error
 }
 
 // echoKey names one ICMP echo exchange: the peer, the identifier and the
@@ -145,6 +157,27 @@ func NewMatcher() *Matcher {
 		streams: map[Key]*Stream{},
 		ignored: map[string]uint64{},
 		parser:  craft.NewParser(),
+		dead:    make(chan struct{}),
+	}
+}
+
+// ErrStopped is the error of a matcher whose source was closed while
+// conversations still waited on it.
+var ErrStopped = errors.New("capture: the packet capture stopped")
+
+// Dead is closed when Run has returned: a waiter that selects on it learns
+// that nothing more will arrive instead of taking the silence for the
+// peer's.
+func (m *Matcher) Dead() <-chan struct{} { return m.dead }
+
+// Err is why Run returned (ErrStopped when its source was just closed),
+// once Dead is closed.
+func (m *Matcher) Err() error {
+	select {
+	case <-m.dead:
+		return m.deadErr
+	default:
+		return nil
 	}
 }
 
@@ -178,7 +211,7 @@ func (m *Matcher) Forget(p *Probe) {
 // Stream registers a conversation and returns its stream; buf is the
 // channel's capacity.
 func (m *Matcher) Stream(k Key, buf int) (*Stream, error) {
-	s := &Stream{key: k, c: make(chan Reply, buf)}
+	s := &Stream{key: k, c: make(chan Reply, buf), m: m}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, busy := m.streams[k]; busy {
@@ -214,16 +247,26 @@ func (m *Matcher) Ignored() map[string]uint64 {
 
 // Run reads src until ctx is done or src fails, dispatching every packet.
 // Cancelling ctx closes src, which unblocks the read.
-func (m *Matcher) Run(ctx context.Context, src Source) error {
+//
+// When it returns, Dead is closed, so every stream's waiter learns that the
+// reader is gone.
+func (m *Matcher) Run(ctx context.Context, src Source) (err error) {
 	stop := context.AfterFunc(ctx, func() { src.Close() })
 	defer stop()
+	defer func() {
+		m.deadErr = err
+		if err == nil {
+			m.deadErr = ErrStopped
+		}
+		close(m.dead)
+	}()
 	var f Frame
 	for {
 		if err := src.Read(&f); err != nil {
 			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 				return nil
 			}
-			return err
+			return fmt.Errorf("capture: read: %w", err)
 		}
 		m.Dispatch(&f)
 	}
@@ -287,7 +330,7 @@ func (m *Matcher) dispatchTCP(f *Frame) {
 	if p == nil {
 		return // our own segment looped back, or someone else's
 	}
-	if ok, why := Answers(&p.Sent, seg); !ok {
+	if ok, why := tcpstate.Answers(&p.Sent, seg); !ok {
 		m.ignored[why]++
 		return
 	}
@@ -343,50 +386,4 @@ func (m *Matcher) deliver(s *Stream, f *Frame, out bool) {
 
 func cloneTCP(p *craft.Packet) craft.Packet {
 	return craft.Packet{Kind: craft.KindTCP, Seg: p.Seg.Clone()}
-}
-
-// Answers reports whether got is an acceptable answer to the probe sent, by
-// the rules a closed or listening RFC 9293 endpoint follows, and if not, why.
-//
-//   - We sent a SYN (we are in SYN-SENT, §3.10.7.3): a SYN-ACK or RST is
-//     acceptable only if its ACK acknowledges our SYN (SND.UNA < SEG.ACK =<
-//     SND.NXT, i.e. ack = ISN+1 for a plain SYN). An RST without ACK is
-//     dropped.
-//   - We sent a segment with ACK but no SYN (§3.10.7.1, CLOSED state): the
-//     reset is <SEQ=SEG.ACK><CTL=RST>.
-//   - We sent a segment without ACK (FIN, NULL, Xmas...): the reset is
-//     <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
-func Answers(sent, got *craft.Segment) (bool, string) {
-	switch {
-	case sent.Flags.Has(craft.SYN) && !sent.Flags.Has(craft.ACK):
-		if !got.Flags.Has(craft.ACK) {
-			if got.Flags.Has(craft.RST) {
-				return false, "rst-without-ack"
-			}
-			return false, "no-ack"
-		}
-		if !sent.Seq.LessThan(got.Ack) || sent.End().LessThan(got.Ack) {
-			return false, "bad-ack"
-		}
-		if got.Flags.Has(craft.RST) || got.Flags.Has(craft.SYN) {
-			return true, ""
-		}
-		return false, "unexpected-flags"
-	case sent.Flags.Has(craft.ACK):
-		if !got.Flags.Has(craft.RST) {
-			return false, "unexpected-flags"
-		}
-		if got.Seq != sent.Ack {
-			return false, "bad-seq"
-		}
-		return true, ""
-	default:
-		if !got.Flags.Has(craft.RST) || !got.Flags.Has(craft.ACK) {
-			return false, "unexpected-flags"
-		}
-		if got.Ack != sent.End() {
-			return false, "bad-ack"
-		}
-		return true, ""
-	}
 }

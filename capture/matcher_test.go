@@ -13,6 +13,7 @@ import (
 	"tcpshake/capture"
 	"tcpshake/craft"
 	"tcpshake/internal/peertest"
+	"tcpshake/probe/tcpstate"
 )
 
 var (
@@ -57,7 +58,7 @@ func TestAnswers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ok, reason := capture.Answers(&tt.sent, &tt.got)
+			ok, reason := tcpstate.Answers(&tt.sent, &tt.got)
 			if ok != tt.ok || reason != tt.reason {
 				t.Errorf("Answers(%v, %v) = %v, %q; want %v, %q", tt.sent.String(), tt.got.String(), ok, reason, tt.ok, tt.reason)
 			}

@@ -8,6 +8,7 @@ import (
 
 	"tcpshake/craft"
 	"tcpshake/event"
+	"tcpshake/probe/tcpstate"
 )
 
 // Verdicts of a scenario.
@@ -129,7 +130,7 @@ func RunRST(ctx context.Context, names []string, cfg RSTConfig, dial Dialer, sin
 		r := &rstRun{s: s, cfg: cfg, dial: dial}
 		res := func() event.Scenario {
 			defer closeFn()
-			defer s.Abort()
+			defer s.Abort(nil)
 			if err := s.Begin("rst " + sc.name); err != nil {
 				return event.Scenario{Verdict: Inconclusive, Why: err.Error()}
 			}
@@ -183,8 +184,13 @@ func (r *rstRun) establish(ctx context.Context) (string, bool) {
 	if err := s.SYN(ctx); err != nil {
 		return err.Error(), false
 	}
-	if _, err := s.Collect(ctx, 3*time.Second, 1); err != nil {
+	if err := s.WaitOpenWithin(ctx, 3*time.Second); err != nil {
 		return err.Error(), false
+	}
+	if s.State() == tcpstate.Established {
+		if err := s.ACK(ctx); err != nil {
+			return err.Error(), false
+		}
 	}
 	if s.State().String() != "ESTABLISHED" {
 		return fmt.Sprintf("no connection to port %d (we are in %s): the scenario needs a listening port", s.cfg.Remote.Port(), s.State()), false
@@ -197,7 +203,10 @@ func (r *rstRun) establish(ctx context.Context) (string, bool) {
 }
 
 // send crafts a segment for the scenario.
-func (r *rstRun) send(ctx context.Context, c Crafted) error { return r.s.Craft(ctx, c) }
+func (r *rstRun) send(ctx context.Context, c Crafted) error {
+	_, err := r.s.Craft(ctx, c)
+	return err
+}
 
 // collect gathers the peer's answers.
 func (r *rstRun) collect(ctx context.Context, enough int) []craft.Segment {
@@ -206,12 +215,14 @@ func (r *rstRun) collect(ctx context.Context, enough int) []craft.Segment {
 }
 
 // before records the peer's state before the test segment.
-func (r *rstRun) before(res *event.Scenario) {
+func (r *rstRun) before(ctx context.Context, res *event.Scenario) {
+	r.s.Settle(ctx)
 	res.RemoteBefore = r.s.PeerState().String()
 	res.ObservedBefore = r.s.Observed()
 }
 
-func (r *rstRun) after(res *event.Scenario) {
+func (r *rstRun) after(ctx context.Context, res *event.Scenario) {
+	r.s.Settle(ctx)
 	res.RemoteAfter = r.s.PeerState().String()
 	res.ObservedAfter = r.s.Observed()
 }
@@ -286,12 +297,12 @@ func (r *rstRun) goneHow(ctx context.Context, res *event.Scenario) (bool, string
 // 0: wait the whole time), recording the peer's state before and after and
 // what came back. A failure to send is the scenario's end (inconclusive).
 func (r *rstRun) exchange(ctx context.Context, res *event.Scenario, c Crafted, enough int) ([]craft.Segment, error) {
-	r.before(res)
+	r.before(ctx, res)
 	if err := r.send(ctx, c); err != nil {
 		return nil, err
 	}
 	got := r.collect(ctx, enough)
-	r.after(res)
+	r.after(ctx, res)
 	res.Observed = describeSegs(got)
 	return got, nil
 }
@@ -340,12 +351,12 @@ func closedPort(ctx context.Context, r *rstRun) event.Scenario {
 		Sent:     fmt.Sprintf("SYN seq %d (our ISN) to port %d", uint32(s.ISS()), s.cfg.Remote.Port()),
 		Expected: fmt.Sprintf("RST,ACK with seq 0 and ack %d = ISN + 1: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>", uint32(s.ISS())+1),
 	}
-	r.before(&res)
+	r.before(ctx, &res)
 	if err := s.SYN(ctx); err != nil {
 		return inconclusive(res, err.Error())
 	}
 	got := r.collect(ctx, 1)
-	r.after(&res)
+	r.after(ctx, &res)
 	res.Observed = describeSegs(got)
 	sg := first(got)
 	switch {
@@ -571,7 +582,7 @@ func challengeBurst(ctx context.Context, r *rstRun) event.Scenario {
 		Sent:     fmt.Sprintf("%d RSTs back to back, seq RCV.NXT+1 … RCV.NXT+%d (all in the window, none exact)", burst, burst),
 		Expected: fmt.Sprintf("at least one challenge ACK, and fewer than %d: RFC 5961 §7 asks for a limit on challenge ACKs", burst),
 	}
-	r.before(&res)
+	r.before(ctx, &res)
 	for i := uint32(1); i <= burst; i++ {
 		seq := s.SndNxt().Add(i)
 		if err := r.send(ctx, Crafted{Flags: craft.RST, Seq: &seq}); err != nil {
@@ -579,7 +590,7 @@ func challengeBurst(ctx context.Context, r *rstRun) event.Scenario {
 		}
 	}
 	got := r.collect(ctx, 0)
-	r.after(&res)
+	r.after(ctx, &res)
 	n := challenge(got, s.SndNxt())
 	res.Observed = fmt.Sprintf("%d challenge ACK(s) for %d RSTs", n, burst)
 	alive := r.survived(ctx, &res)
@@ -607,12 +618,12 @@ func finInSynReceived(ctx context.Context, r *rstRun) event.Scenario {
 	fin := s.SndNxt().Add(1)
 	res.Sent = fmt.Sprintf("SYN, then FIN,ACK seq %d ack %d instead of the final ACK", uint32(s.SndNxt()), uint32(s.RcvNxt()))
 	res.Expected = fmt.Sprintf("the ACK completes the handshake and the FIN is acknowledged (ack %d); the peer moves to CLOSE-WAIT", uint32(fin))
-	r.before(&res)
+	r.before(ctx, &res)
 	if err := s.FIN(ctx); err != nil {
 		return inconclusive(res, err.Error())
 	}
 	got := r.collect(ctx, 0)
-	r.after(&res)
+	r.after(ctx, &res)
 	res.Observed = describeSegs(got)
 	acked := false
 	for i := range got {

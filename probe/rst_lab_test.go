@@ -102,7 +102,7 @@ func (w *labWorld) dial(sink event.Sink) probe.Dialer {
 			Host: w.host.String(), Local: netip.AddrPortFrom(w.local, sport), Remote: netip.AddrPortFrom(w.host, port),
 			Window: 64240, TTL: 64, SYN: craft.SYNOptionSet{MSS: 1460, WScale: -1},
 		}
-		env := probe.SessionEnv{Env: w.live.Env(), Guard: w.g, Observer: w.obs}
+		env := probe.SessionEnv{Env: w.live.Env(), Guard: w.g, Observer: probe.DiagObserver(w.obs)}
 		env.Sink = sink
 		return probe.NewSession(cfg, env), release, nil
 	}

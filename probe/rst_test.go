@@ -18,6 +18,8 @@ import (
 	"tcpshake/event"
 	"tcpshake/internal/peertest"
 	"tcpshake/probe"
+	"tcpshake/probe/observe"
+	"tcpshake/probe/tcpstate"
 )
 
 // The rst seam tests run probe.RunRST against rstServer, a small TCP server
@@ -234,6 +236,18 @@ func (sv *rstServer) State(local, remote netip.AddrPort) (string, error) {
 	return "CLOSED", nil
 }
 
+// reading is State as the observer reads it.
+func (sv *rstServer) reading(local, remote netip.AddrPort) observe.Reading {
+	name, _ := sv.State(local, remote)
+	r := observe.Reading{At: time.Now(), Exists: name != "CLOSED"}
+	for st := tcpstate.Closed; st <= tcpstate.TimeWait; st++ {
+		if st.String() == name {
+			r.State = st
+		}
+	}
+	return r
+}
+
 // Listening implements probe.Observer.
 func (sv *rstServer) Listening(local netip.AddrPort) (bool, error) {
 	return local.Port() == rstListenPort && !sv.bad.silent, nil
@@ -336,7 +350,7 @@ func runRSTSeam(t *testing.T, names []string, bad rstMisbehave, observe bool) rs
 		g := &rstRecordGuard{blocked: map[string]int{}}
 		var obs probe.Observer
 		if observe {
-			obs = sv
+			obs = probe.ObserverFunc(sv.reading, sv.Listening)
 		}
 		sport := uint16(40000)
 		dial := func(port uint16) (*probe.Session, func(), error) {
@@ -491,7 +505,7 @@ func TestRSTDeviations(t *testing.T) {
 		},
 		{
 			name: "silent: no connection for in-window-rst", scenario: "in-window-rst", bad: rstMisbehave{silent: true},
-			verdict: probe.Inconclusive, why: "no connection to port 9 (we are in SYN-SENT)",
+			verdict: probe.Inconclusive, why: "no connection to port 9 within 3s (we are in SYN-SENT)",
 		},
 		{
 			name: "silent: no SYN-ACK for rst-in-syn-received", scenario: "rst-in-syn-received", bad: rstMisbehave{silent: true},

@@ -48,9 +48,11 @@ func labSession(t *testing.T, l lab.Lab, port uint16, tune func(*probe.SessionCo
 		tune(&cfg)
 	}
 	rec := &sessEvents{}
-	env := probe.SessionEnv{Env: w.live.Env(), Guard: w.g, Observer: w.obs}
+	env := probe.SessionEnv{Env: w.live.Env(), Guard: w.g, Observer: probe.DiagObserver(w.obs)}
 	env.Sink = rec
-	return probe.NewSession(cfg, env), rec
+	s := probe.NewSession(cfg, env)
+	t.Cleanup(s.End)
+	return s, rec
 }
 
 // rstCounter counts TCP resets sent by the client, as the server's side of
@@ -171,9 +173,10 @@ func TestLabSession(t *testing.T) {
 			ctx := t.Context()
 			err := handshakeScript(tt.send, tt.close)(ctx, s)
 			if err != nil {
-				s.Abort()
+				s.Abort(err)
 				t.Fatalf("session: %v", err)
 			}
+			s.End() // flushes the observer: every step has its observation
 			steps := rec.steps()
 			if got := string(s.Received()); !tt.wantData(got) {
 				t.Errorf("received %q", got)
@@ -226,7 +229,7 @@ func TestLabSessionLoss(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 			defer cancel()
 			if err := handshakeScript(data, probe.CloseFIN)(ctx, s); err != nil {
-				s.Abort()
+				s.Abort(err)
 				t.Fatalf("session: %v", err)
 			}
 			if got := string(s.Received()); got != data {
@@ -259,7 +262,7 @@ func TestLabSessionRefused(t *testing.T) {
 				c.Retries = 2
 			})
 			err := s.Open(t.Context())
-			s.Abort()
+			s.Abort(err)
 			if !errors.Is(err, tt.want) {
 				t.Errorf("%v, want %v", err, tt.want)
 			}

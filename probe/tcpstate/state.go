@@ -62,14 +62,39 @@ type Endpoint struct {
 	FinRcvd bool
 	// Passive: this end was listening (an RST in SYN-RECEIVED returns it to LISTEN).
 	Passive bool
+
+	// The windows (RFC 9293 §3.3.1, RFC 7323 §2.3). SndWnd is the window the
+	// other end last advertised, scaled: how much this end may have in
+	// flight. RcvWnd is the window this end last advertised, scaled; 0 means
+	// the window is not modelled (a capture replayed without it), and then
+	// any sequence number from RCV.NXT on is acceptable. ModelWindow makes
+	// Send record RcvWnd from the segments this end sends, and Input apply
+	// the window tests.
+	ModelWindow bool
+	SndWnd      uint32
+	SndWL1      craft.Seq // the segment seq of the last window update
+	SndWL2      craft.Seq // the segment ack of the last window update
+	MaxSndWnd   uint32    // the largest SND.WND seen (RFC 5961 §5.2)
+	RcvWnd      uint32
+	// SndShift is the shift applied to the windows the other end sends;
+	// RcvShift the shift this end applies to its own (RFC 7323: both 0
+	// unless window scaling was negotiated).
+	SndShift, RcvShift uint8
+	// KeepData makes the endpoint keep the bytes it receives: Delivered is
+	// the in-order stream, out-of-order bytes wait in held.
+	KeepData  bool
+	Delivered []byte
+
 	// held are out-of-order segments kept until the gap before them is
 	// filled, as a receiver reassembles them: start → end (and FIN).
-	held map[craft.Seq]heldSeg
+	held      map[craft.Seq]heldSeg
+	heldBytes int
 }
 
 type heldSeg struct {
-	end craft.Seq
-	fin bool
+	end  craft.Seq
+	fin  bool
+	data []byte // with KeepData
 }
 
 // NewActive is an endpoint about to open a connection (CLOSED).
@@ -117,6 +142,13 @@ func (e *Endpoint) Send(seg *craft.Segment) Change {
 		}
 		return e.move(Closed, "sent RST: the connection is aborted")
 	}
+	if e.ModelWindow {
+		if f.Has(craft.SYN) {
+			e.RcvWnd = uint32(seg.Window) // a SYN's window is never scaled
+		} else if f.Has(craft.ACK) {
+			e.RcvWnd = uint32(seg.Window) << e.RcvShift
+		}
+	}
 	if f.Has(craft.SYN) {
 		e.ISS, e.SndUna, e.SndNxt = seg.Seq, seg.Seq, seg.End()
 	} else if end := seg.End(); e.SndNxt.LessThan(end) {
@@ -147,145 +179,6 @@ func (e *Endpoint) Send(seg *craft.Segment) Change {
 		}
 	}
 	return e.stay()
-}
-
-// Receive records a segment this endpoint receives, applying RFC 9293
-// §3.10.7's checks in order: RST first, then SYN, then ACK, then FIN.
-func (e *Endpoint) Receive(seg *craft.Segment) Change {
-	f := seg.Flags
-	switch e.State {
-	case Closed:
-		return e.stay()
-	case Listen:
-		if f.Has(craft.RST) || f.Has(craft.ACK) || !f.Has(craft.SYN) {
-			return e.stay()
-		}
-		e.IRS, e.RcvNxt = seg.Seq, seg.Seq.Add(1)
-		return e.move(SynReceived, "received SYN: a listener answers with SYN-ACK")
-	case SynSent:
-		ackOK := f.Has(craft.ACK) && e.ISS.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.SndNxt)
-		if f.Has(craft.RST) {
-			if ackOK {
-				return e.move(Closed, "received RST acknowledging our SYN: connection refused")
-			}
-			return e.stay()
-		}
-		if f.Has(craft.ACK) && !ackOK {
-			return e.stay()
-		}
-		if !f.Has(craft.SYN) {
-			return e.stay()
-		}
-		e.IRS, e.RcvNxt = seg.Seq, seg.Seq.Add(1)
-		if ackOK {
-			e.SndUna = seg.Ack
-			return e.move(Established, "received SYN-ACK acknowledging our SYN")
-		}
-		return e.move(SynReceived, "received a SYN without ACK: simultaneous open")
-	}
-
-	// Synchronized states and SYN-RECEIVED.
-	if f.Has(craft.RST) {
-		if !e.inWindow(seg) {
-			return e.stay()
-		}
-		if seg.Seq != e.RcvNxt {
-			return e.stay() // RFC 5961 §3.2: only an exact RST aborts; others get a challenge ACK
-		}
-		if e.State == SynReceived && e.Passive {
-			return e.move(Listen, "received RST: the embryonic connection is dropped, back to LISTEN")
-		}
-		return e.move(Closed, "received RST: the connection is aborted")
-	}
-	if f.Has(craft.SYN) {
-		// Simultaneous open (RFC 9293 Figure 8): the peer's SYN-ACK repeats
-		// its SYN and acknowledges ours; Linux accepts exactly this one
-		// (tcp_validate_incoming). Any other SYN gets a challenge ACK and
-		// changes nothing (RFC 5961 §4).
-		if e.State == SynReceived && !e.Passive && f.Has(craft.ACK) && seg.Seq.Add(1) == e.RcvNxt && seg.Ack == e.SndNxt {
-			e.SndUna = seg.Ack
-			return e.move(Established, "received the SYN-ACK acknowledging our SYN: simultaneous open complete")
-		}
-		return e.stay()
-	}
-	if !f.Has(craft.ACK) {
-		return e.stay()
-	}
-	c := e.stay()
-	ackedFIN := e.FinSent && e.FinSeq.LessThan(seg.Ack)
-	if e.SndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.SndNxt) {
-		e.SndUna = seg.Ack
-	}
-	switch e.State {
-	case SynReceived:
-		if e.ISS.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.SndNxt) {
-			c = e.move(Established, "received the ACK of our SYN")
-			if e.FinSent && ackedFIN {
-				c = e.move(FinWait2, "received the ACK of our FIN")
-			}
-		}
-	case FinWait1:
-		if ackedFIN {
-			c = e.move(FinWait2, "received the ACK of our FIN")
-		}
-	case Closing:
-		if ackedFIN {
-			c = e.move(TimeWait, "received the ACK of our FIN: wait 2·MSL")
-		}
-	case LastAck:
-		if ackedFIN {
-			return e.move(Closed, "received the ACK of our FIN: connection closed")
-		}
-	}
-	// Text and FIN processing: in-order data advances RCV.NXT, out-of-order
-	// data is held until the gap before it is filled.
-	end := seg.Seq.Add(uint32(len(seg.Payload)))
-	fin := f.Has(craft.FIN)
-	switch {
-	case e.RcvNxt.LessThan(seg.Seq):
-		if e.held == nil {
-			e.held = map[craft.Seq]heldSeg{}
-		}
-		e.held[seg.Seq] = heldSeg{end: end, fin: fin}
-		return c
-	case e.RcvNxt.LessThan(end):
-		e.RcvNxt = end
-	case !(fin && end == e.RcvNxt):
-		return c // old data, nothing new
-	}
-	for {
-		h, ok := e.held[e.RcvNxt]
-		if !ok {
-			break
-		}
-		delete(e.held, e.RcvNxt)
-		if e.RcvNxt.LessThan(h.end) {
-			e.RcvNxt = h.end
-		}
-		fin = fin || h.fin
-	}
-	if fin && !e.FinRcvd {
-		e.FinRcvd = true
-		e.RcvNxt = e.RcvNxt.Add(1)
-		from := c.From
-		switch e.State {
-		case SynReceived, Established:
-			c = e.move(CloseWait, "received FIN: the peer has finished sending")
-		case FinWait1:
-			c = e.move(Closing, "received FIN before the ACK of ours: simultaneous close")
-		case FinWait2:
-			c = e.move(TimeWait, "received FIN: wait 2·MSL before closing")
-		}
-		c.From = from
-	}
-	return c
-}
-
-// inWindow is the RST acceptability test of RFC 9293 §3.10.7.4: the RST's
-// sequence number must be in the receive window. The window is not modelled,
-// so anything from RCV.NXT on within 2^30 counts.
-func (e *Endpoint) inWindow(seg *craft.Segment) bool {
-	return seg.Seq.InWindow(e.RcvNxt, 1<<30)
 }
 
 // Expire ends TIME-WAIT after its 2·MSL wait.

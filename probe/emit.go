@@ -1,0 +1,233 @@
+package probe
+
+import (
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"tcpshake/capture"
+	"tcpshake/craft"
+	"tcpshake/event"
+)
+
+// One clock for events: a received segment is timed by the kernel when it
+// crossed the capture point, and so is a sent one — its step is held until
+// its own copy leaving the interface is read from the same packet socket,
+// and then carries that copy's kernel timestamp. Both directions come out
+// of one socket in the order they crossed it, so the steps are in time
+// order. A sent segment whose copy is not seen (a capture that misses it)
+// is timed by our clock, never earlier than the step before it.
+
+// copyWait is how long a sent step waits for its copy on the wire.
+const copyWait = 20 * time.Millisecond
+
+type heldStep struct {
+	ev      event.Event // a Step, or a Warning
+	seg     craft.Segment
+	at      time.Time // our clock when sent or noted
+	waiting bool      // a sent step waiting for its copy
+}
+
+// emitter puts the session's events into the stream in time order. Sent
+// steps wait for their copies; notes and warnings wait behind the sent
+// steps before them (they happened after), so the story keeps its order.
+// Received steps go out at their kernel time at once: a sent step still
+// waiting left the interface after them.
+type emitter struct {
+	s        *Session
+	held     []heldStep
+	lastMs   float64
+	sent     int // segments sent
+	received int // segments received from the peer
+	lastStep *event.Step
+}
+
+// sentStep holds the step of a segment we just sent until its wire copy.
+func (e *emitter) sentStep(st event.Step, seg craft.Segment, at time.Time) {
+	e.sent++
+	e.held = append(e.held, heldStep{ev: st, seg: seg, at: at, waiting: true})
+}
+
+// later queues a note or warning behind what is held, or emits it.
+func (e *emitter) later(ev event.Event, at time.Time) {
+	e.held = append(e.held, heldStep{ev: ev, at: at})
+	e.pop()
+}
+
+// copySeen pairs an outgoing frame with the held step it belongs to,
+// emitting it with the frame's kernel time (and, before it, any older sent
+// step whose copy was missed). It reports whether the frame was one of ours.
+func (e *emitter) copySeen(rep capture.Reply) bool {
+	seg := &rep.Packet.Seg
+	for i := range e.held {
+		h := &e.held[i]
+		if h.waiting && h.seg.Seq == seg.Seq && h.seg.Ack == seg.Ack && h.seg.Flags == seg.Flags && len(h.seg.Payload) == len(seg.Payload) {
+			for j := 0; j < i; j++ {
+				e.held[j].waiting = false // the socket is in order: their copies were missed
+			}
+			h.waiting, h.at = false, rep.Time
+			r := rep
+			e.pop()
+			// the frame goes to -w with its step
+			e.recordLast(&r)
+			return true
+		}
+	}
+	return false
+}
+
+// pop emits from the head what no longer waits.
+func (e *emitter) pop() {
+	for len(e.held) > 0 && !e.held[0].waiting {
+		h := e.held[0]
+		e.held = e.held[1:]
+		e.out(h.ev, h.at, nil)
+	}
+}
+
+// recordLast hands the frame of the step just emitted to -w.
+func (e *emitter) recordLast(rep *capture.Reply) {
+	if e.s.env.Record != nil && e.lastStep != nil {
+		e.s.env.Record(*rep, e.lastStep)
+	}
+}
+
+// before releases sent steps sent well before t (their copies evidently
+// missed), ahead of an event at t.
+func (e *emitter) before(t time.Time) {
+	for i := range e.held {
+		if e.held[i].waiting && e.held[i].at.Add(copyWait/4).Before(t) {
+			for j := 0; j <= i; j++ {
+				e.held[j].waiting = false
+			}
+		}
+	}
+	e.pop()
+}
+
+// due is when the oldest held step stops waiting for its copy.
+func (e *emitter) due() time.Time {
+	if len(e.held) == 0 {
+		return time.Time{}
+	}
+	return e.held[0].at.Add(copyWait)
+}
+
+// expire releases the held steps whose copies did not come in time.
+func (e *emitter) expire(now time.Time) {
+	for i := range e.held {
+		if e.held[i].waiting && !now.Before(e.held[i].at.Add(copyWait)) {
+			for j := 0; j <= i; j++ {
+				e.held[j].waiting = false
+			}
+		}
+	}
+	e.pop()
+}
+
+func (e *emitter) flushAll() {
+	for i := range e.held {
+		e.held[i].waiting = false
+	}
+	e.pop()
+}
+
+// now emits a received step at t (its kernel time) at once.
+func (e *emitter) now(st *event.Step, t time.Time, rep *capture.Reply) {
+	e.before(t)
+	e.out(*st, t, rep)
+}
+
+func (e *emitter) out(ev event.Event, t time.Time, rep *capture.Reply) {
+	s := e.s
+	st, ok := ev.(event.Step)
+	if !ok {
+		s.sink.Emit(ev)
+		return
+	}
+	if !t.IsZero() {
+		st.TimeMs = ms(t.Sub(s.start))
+	}
+	if st.TimeMs < e.lastMs {
+		st.TimeMs = e.lastMs
+	}
+	e.lastMs = st.TimeMs
+	if st.Direction != "note" {
+		s.steps++
+		st.N = s.steps
+	}
+	s.sink.Emit(st)
+	e.lastStep = &st
+	if rep != nil && s.env.Record != nil {
+		s.env.Record(*rep, &st)
+	}
+}
+
+// inbox keeps the peer's segments for `expect` and for rst's Collect: what
+// arrived since a mark, bounded.
+type inbox struct {
+	segs []craft.Segment
+	base int // index of segs[0] in the whole sequence of arrivals
+	next int // the next arrival `expect` examines
+}
+
+const inboxMax = 512
+
+func (b *inbox) add(seg *craft.Segment) {
+	b.segs = append(b.segs, seg.Clone())
+	if len(b.segs) > inboxMax {
+		drop := len(b.segs) - inboxMax
+		b.segs = b.segs[drop:]
+		b.base += drop
+	}
+}
+
+// mark is the position of the next arrival.
+func (b *inbox) mark() int { return b.base + len(b.segs) }
+
+// since returns the arrivals from mark m on.
+func (b *inbox) since(m int) []craft.Segment {
+	i := max(m-b.base, 0)
+	if i >= len(b.segs) {
+		return nil
+	}
+	return b.segs[i:]
+}
+
+// rateLimit allows burst events per period (our challenge ACKs and ACKs to
+// unacceptable segments: RFC 5961 §7 asks for a limit, so a flood of forged
+// segments is not answered one for one).
+type rateLimit struct {
+	per   time.Duration
+	burst int
+	start time.Time
+	n     int
+}
+
+func (r *rateLimit) allow(now time.Time) bool {
+	if now.Sub(r.start) >= r.per {
+		r.start, r.n = now, 0
+	}
+	if r.n >= r.burst {
+		return false
+	}
+	r.n++
+	return true
+}
+
+// showData renders a payload as text when it is printable UTF-8, else hex.
+func showData(b []byte) string {
+	if utf8.Valid(b) {
+		printable := true
+		for _, r := range string(b) {
+			if r < 0x20 && r != '\r' && r != '\n' && r != '\t' {
+				printable = false
+				break
+			}
+		}
+		if printable {
+			return string(b)
+		}
+	}
+	return fmt.Sprintf("hex:%x", b)
+}

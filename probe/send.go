@@ -1,0 +1,234 @@
+package probe
+
+import (
+	"fmt"
+	"time"
+
+	"tcpshake/craft"
+	"tcpshake/event"
+	"tcpshake/probe/tcpstate"
+)
+
+// sendKind says what a segment is to the TCBs.
+type sendKind uint8
+
+const (
+	sendOwn     sendKind = iota // ours in earnest: both TCBs follow it
+	sendRetrans                 // a copy of a queued segment: nothing changes
+	sendCrafted                 // a test segment: the peer's model judges it, ours does not move
+	sendAbort                   // our RST that ends the connection
+)
+
+// segment builds a segment from the TCB's current numbers.
+func (s *Session) segment(flags craft.Flags, payload []byte) craft.Segment {
+	seg := craft.Segment{
+		Src: s.cfg.Local, Dst: s.cfg.Remote, Seq: s.me.SndNxt, Flags: flags,
+		Window: s.window(flags), TTL: s.cfg.TTL, ID: uint16(s.env.Rand()), Payload: payload,
+	}
+	if flags.Has(craft.ACK) {
+		seg.Ack = s.me.RcvNxt
+	}
+	s.refreshOptions(&seg)
+	return seg
+}
+
+// window is the window field we advertise: our window in bytes, scaled down
+// by our shift once window scaling is agreed (never in a SYN, RFC 7323 §2.2).
+func (s *Session) window(flags craft.Flags) uint16 {
+	w := uint32(s.cfg.Window)
+	if s.opt.wscale && !flags.Has(craft.SYN) {
+		w >>= s.me.RcvShift
+	}
+	return uint16(min(w, 0xffff))
+}
+
+// refreshOptions gives a non-SYN segment the options the connection uses
+// now: timestamps (RFC 7323) and SACK blocks for held data (RFC 2018).
+func (s *Session) refreshOptions(seg *craft.Segment) {
+	if seg.Flags.Has(craft.SYN) {
+		return
+	}
+	var o craft.Options
+	if s.opt.ts && !seg.Flags.Has(craft.RST) {
+		o = append(o, craft.NOP(), craft.NOP(), craft.Timestamps(s.tsVal(), s.opt.tsRecent))
+	}
+	if s.opt.sack && seg.Flags.Has(craft.ACK) && !seg.Flags.Has(craft.RST) {
+		n := 4
+		if s.opt.ts {
+			n = 3
+		}
+		if r := s.me.HeldRanges(n); len(r) > 0 {
+			var blocks []craft.SACKBlock
+			for _, b := range r {
+				blocks = append(blocks, craft.SACKBlock{Left: b[0], Right: b[1]})
+			}
+			o = append(o, craft.NOP(), craft.NOP(), craft.SACK(blocks...))
+		}
+	}
+	seg.Options = o
+}
+
+// tsVal is our timestamp clock: milliseconds since the session started.
+func (s *Session) tsVal() uint32 { return uint32(s.env.Now().Sub(s.start)/time.Millisecond) + 1 }
+
+// maxSegment is the most payload one segment may carry: the negotiated MSS,
+// and never more than the route's MTU allows.
+func (s *Session) maxSegment() int {
+	hdr := 40
+	if s.cfg.Remote.Addr().Is6() {
+		hdr = 60
+	}
+	opts := 0
+	if s.opt.ts {
+		opts = 12
+	}
+	return max(min(int(max(s.opt.mss, 1)), s.cfg.MTU-hdr-opts), 1)
+}
+
+// sendSeg puts one segment on the wire, lets the TCBs follow it and holds
+// its step until the wire copy gives it a kernel time. A send error ends
+// the connection (s.ended).
+func (s *Session) sendSeg(seg craft.Segment, why []string, kind sendKind) bool {
+	st := StepOf(0, 0, "sent", &seg)
+	s.relNumbers(&st, &seg)
+	st.Explain, st.Retrans = why, kind == sendRetrans
+	pkt, err := seg.Marshal()
+	if err != nil {
+		s.fail(fmt.Errorf("session: build segment: %w", err))
+		return false
+	}
+	now := s.env.Now()
+	if err := s.env.Sender.Send(pkt, s.cfg.Remote.Addr()); err != nil {
+		s.fail(fmt.Errorf("session: send %s: %w", st.Flags, err))
+		return false
+	}
+	if seg.Flags.Has(craft.RST) {
+		s.rstSent++
+	} else if end := seg.End(); s.sndMax.LessThan(end) {
+		s.sndMax = end
+	}
+	switch kind {
+	case sendRetrans:
+		s.retransmits++
+	case sendOwn, sendAbort:
+		chg := s.me.Send(&seg)
+		prx := s.peer.Input(&seg)
+		st.Explain = append(st.Explain, changes(chg, prx.Change)...)
+	case sendCrafted:
+		prx := s.peer.Input(&seg)
+		st.Explain = append(st.Explain, changes(tcpstate.Change{}, prx.Change)...)
+	}
+	s.sentBytes += len(seg.Payload)
+	if seg.Flags.Has(craft.ACK) && !seg.Flags.Has(craft.RST) {
+		s.ackDue, s.ackNow = 0, false
+	}
+	s.states(&st)
+	s.emit.sentStep(st, seg.Clone(), now)
+	s.emit.before(now) // nothing older may wait behind it
+	return true
+}
+
+// fail ends the connection with a local error (the send failed).
+func (s *Session) fail(err error) {
+	if s.ended == nil {
+		s.ended = err
+	}
+	s.snd.queue, s.snd.deadline = nil, time.Time{}
+}
+
+// transmit sends a segment that occupies sequence space from SND.NXT (SYN,
+// data, FIN) and queues it for retransmission until acknowledged.
+func (s *Session) transmit(seg craft.Segment, why []string) bool {
+	seg.Seq = s.me.SndNxt
+	if seg.Flags.Has(craft.ACK) {
+		seg.Ack = s.me.RcvNxt
+	}
+	if !s.sendSeg(seg, why, sendOwn) {
+		return false
+	}
+	s.snd.sent(seg.Clone(), s.env.Now())
+	return true
+}
+
+// relNumbers adds our relative numbers to a step.
+func (s *Session) relNumbers(st *event.Step, seg *craft.Segment) {
+	synced := s.me.State != tcpstate.SynSent && s.me.State != tcpstate.Closed || s.me.FinRcvd || s.ackSent
+	if st.Direction == "sent" {
+		st.RelSeq = uint32(seg.Seq - s.me.ISS)
+		if seg.Flags.Has(craft.ACK) && (synced || s.me.IRS != 0) {
+			st.RelAck = uint32(seg.Ack - s.me.IRS)
+		}
+	} else {
+		irs := s.me.IRS
+		if s.me.State == tcpstate.SynSent && seg.Flags.Has(craft.SYN) {
+			irs = seg.Seq
+		}
+		st.RelSeq = uint32(seg.Seq - irs)
+		if seg.Flags.Has(craft.ACK) {
+			st.RelAck = uint32(seg.Ack - s.me.ISS)
+		}
+	}
+	if len(seg.Payload) > 0 {
+		st.Data = showData(seg.Payload)
+	}
+}
+
+// flushAck sends the ACK that is due: at once after an out-of-order
+// segment, a FIN or a challenge, otherwise once the burst that arrived is
+// handled (at least every second segment, RFC 9293 §3.8.6.3).
+func (s *Session) flushAck() {
+	if !s.ackNow && s.ackDue == 0 {
+		return
+	}
+	if !s.ackNow && s.begun && len(s.stream.C()) > 0 && s.ackDue < 2 {
+		return
+	}
+	if s.ended != nil || s.me.State == tcpstate.Closed || s.me.State == tcpstate.SynSent {
+		s.ackDue, s.ackNow = 0, false
+		return
+	}
+	if s.manualAck && !s.ackSent {
+		s.ackDue, s.ackNow = 0, false // the shell's user gives the handshake's ACK
+		return
+	}
+	why := s.ackWhy
+	if len(why) == 0 {
+		why = []string{fmt.Sprintf("ACK: ack %d = RCV.NXT, the next byte we expect; seq %d = SND.NXT", uint32(s.me.RcvNxt), uint32(s.me.SndNxt))}
+	}
+	s.ackWhy = nil
+	s.sendSeg(s.segment(craft.ACK, nil), why, sendOwn)
+}
+
+// resetSegment is the RST the peer will accept: seq = its RCV.NXT. That is
+// our SND.UNA while data or our FIN is unacknowledged (the peer has not
+// taken it), what it acknowledged beyond SND.NXT when crafted data was
+// taken, else SND.NXT (RFC 5961 §3.2: only an exact RST aborts).
+func (s *Session) resetSegment() craft.Segment {
+	rst := s.segment(craft.RST|craft.ACK, nil)
+	rst.Seq = s.peerRcvNxt()
+	return rst
+}
+
+// peerRcvNxt is our best knowledge of the peer's RCV.NXT.
+func (s *Session) peerRcvNxt() craft.Seq {
+	switch {
+	case s.me.SndNxt.LessThan(s.peerAck) && s.peerAck.LessThanEq(s.sndMax):
+		return s.peerAck
+	case s.me.State == tcpstate.SynSent:
+		return s.me.ISS.Add(1)
+	default:
+		return s.me.SndUna
+	}
+}
+
+// changes words the state transitions a segment caused.
+func changes(me, peer tcpstate.Change) []string {
+	var out []string
+	if me.Changed() {
+		out = append(out, fmt.Sprintf("we: %s → %s (%s)", me.From, me.To, me.Why))
+	}
+	if peer.Changed() {
+		out = append(out, fmt.Sprintf("peer: %s → %s (%s)", peer.From, peer.To, peer.Why))
+	}
+	return out
+}
