@@ -115,6 +115,9 @@ func (e *RouteError) Error() string {
 	case "throw":
 		return fmt.Sprintf("no route to %v: the routing table says throw%s and no later table has a route", e.Dst, route)
 	}
+	if errors.Is(e.Err, syscall.EPERM) {
+		return fmt.Sprintf("cannot send to %v: %s", e.Dst, e.reason())
+	}
 	return fmt.Sprintf("no route to %v: %s", e.Dst, e.reason())
 }
 

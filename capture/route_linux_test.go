@@ -206,7 +206,7 @@ func TestRouteErrors(t *testing.T) {
 		t.Errorf("CheckRoute(EINVAL without a blackhole) = %v, want it unchanged", err)
 	}
 	// EPERM from a send is the firewall's.
-	if err := CheckRoute(netip.MustParseAddr("10.9.0.2"), unix.EPERM); err == nil || !strings.Contains(err.Error(), "firewall") {
+	if err := CheckRoute(netip.MustParseAddr("10.9.0.2"), unix.EPERM); err == nil || !strings.HasPrefix(err.Error(), "cannot send to 10.9.0.2: a firewall rule") {
 		t.Errorf("CheckRoute(EPERM) = %v, want the firewall named", err)
 	}
 }
