@@ -1,10 +1,12 @@
 package probe
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"tcpshake/capture"
@@ -106,17 +108,18 @@ func Run(ctx context.Context, cfg Config, env Env) (Outcome, error) {
 }
 
 type runner struct {
-	cfg    Config
-	env    Env
-	start  time.Time
-	echoC  chan capture.Reply
-	echoID uint16
-	echoAt time.Time
-	est    rttEstimator
-	stats  rttStats
-	sent   int
-	recv   int
-	steps  int
+	cfg     Config
+	env     Env
+	start   time.Time
+	echoC   chan capture.Reply
+	echoID  uint16
+	echoAt  time.Time
+	est     rttEstimator
+	stats   rttStats
+	sent    int
+	recv    int
+	steps   int          // steps emitted so far
+	pending []event.Step // steps of this round, not yet emitted (flush)
 }
 
 func (r *runner) emitStart() {
@@ -165,8 +168,10 @@ func (r *runner) sport() uint16 {
 	return uint16(32768 + r.env.Rand()%(61000-32768))
 }
 
-// round sends one probe to every port and waits for the answers.
+// round sends one probe to every port and waits for the answers; their steps
+// are emitted in time order when it ends.
 func (r *runner) round(ctx context.Context, ports []*port) error {
+	defer r.flush()
 	replies := make(chan capture.Reply, len(ports))
 	inflight := make(map[*capture.Probe]*flight, len(ports))
 	defer func() {
@@ -259,8 +264,8 @@ func (r *runner) echoed(rep capture.Reply) {
 	}
 	r.est.sample(d)
 	rtt := ms(d)
-	r.env.Sink.Emit(event.Step{
-		N: r.nextStep(), TimeMs: ms(rep.Time.Sub(r.start)), Direction: "received", Src: rep.Packet.Echo.Src.String(),
+	r.emitStep(event.Step{
+		TimeMs: ms(rep.Time.Sub(r.start)), Direction: "received", Src: rep.Packet.Echo.Src.String(),
 		Dst: rep.Packet.Echo.Dst.String(), ICMP: "echo-reply", RTTMs: &rtt, Probe: true,
 		Explain: []string{fmt.Sprintf("ICMP echo reply: a round trip of %s before any probe was answered, so the probes wait %v instead of %v (RFC 6298 estimate, at least %v)",
 			fmtDur(d), r.est.timeout(), InitialTimeout, MinTimeout)},
@@ -285,7 +290,7 @@ func (r *runner) send(f *flight, retrans bool) error {
 	if retrans {
 		st.Explain = []string{fmt.Sprintf("no answer within the timeout: the same segment again (retransmission %d of %d)", f.retrans, r.cfg.Retries)}
 	}
-	r.env.Sink.Emit(st)
+	r.emitStep(st)
 	return nil
 }
 
@@ -320,11 +325,11 @@ func (r *runner) answered(f *flight, rep capture.Reply) error {
 	if rep.Packet.Kind == craft.KindICMP {
 		ic := &rep.Packet.ICMP
 		st := event.Step{
-			N: r.nextStep(), TimeMs: ms(rep.Time.Sub(r.start)), Direction: "received",
+			TimeMs: ms(rep.Time.Sub(r.start)), Direction: "received",
 			Src: ic.From.String(), Dst: r.cfg.Src.String(), ICMP: ic.Reason(), RTTMs: &rtt, Probe: true,
 			Explain: []string{fmt.Sprintf("ICMP %s from %v quoting our segment to port %d (seq %d): something on the way rejected it, so the port is filtered", ic.Reason(), ic.From, pt.num, uint32(sent.Seq))},
 		}
-		r.env.Sink.Emit(st)
+		r.emitStep(st)
 		res := r.baseResult(pt)
 		res.State, res.Reason, res.RTTMs = "filtered", ic.Reason(), &rtt
 		res.From = ic.From.String()
@@ -339,7 +344,7 @@ func (r *runner) answered(f *flight, rep capture.Reply) error {
 	st.Probe = true
 	st.Explain = why
 	st.RelSeq, st.RelAck = 0, uint32(got.Ack-sent.Seq)
-	r.env.Sink.Emit(st)
+	r.emitStep(st)
 
 	res := r.baseResult(pt)
 	res.State, res.Reason, res.RTTMs = state, reason, &rtt
@@ -348,7 +353,7 @@ func (r *runner) answered(f *flight, rep capture.Reply) error {
 	rank := rankRST
 	if got.Flags.Has(craft.SYN) {
 		rank = rankSYNACK
-		if err := r.reset(got); err != nil {
+		if err := r.reset(got, rep.Time); err != nil {
 			return err
 		}
 	}
@@ -360,7 +365,7 @@ func (r *runner) answered(f *flight, rep capture.Reply) error {
 // leaves SYN-RECEIVED at once instead of retransmitting its SYN-ACK: the
 // reset for a segment with ACK set is <SEQ=SEG.ACK><CTL=RST> (RFC 9293
 // §3.10.7.1).
-func (r *runner) reset(synack *craft.Segment) error {
+func (r *runner) reset(synack *craft.Segment, at time.Time) error {
 	rst := craft.Segment{
 		Src: synack.Dst, Dst: synack.Src, Seq: synack.Ack, Flags: craft.RST,
 		TTL: r.cfg.TTL, ID: uint16(r.env.Rand()),
@@ -373,10 +378,13 @@ func (r *runner) reset(synack *craft.Segment) error {
 	if err := r.env.Sender.Send(pkt, r.cfg.Addr); err != nil {
 		return err
 	}
+	if now.Before(at) {
+		now = at // never before the SYN-ACK it answers (only a frozen test clock says so)
+	}
 	st := r.step("sent", &rst, now)
 	st.Probe = true
 	st.Explain = []string{fmt.Sprintf("RST seq %d = the SYN-ACK's ack: we never meant to connect, so the peer drops its half-open connection (leaves SYN-RECEIVED)", uint32(rst.Seq))}
-	r.env.Sink.Emit(st)
+	r.emitStep(st)
 	return nil
 }
 
@@ -455,9 +463,24 @@ func classify(sent, got *craft.Segment) (state, reason string, why []string) {
 	}
 }
 
-func (r *runner) nextStep() int {
-	r.steps++
-	return r.steps
+// emitStep keeps a step of the current round for flush. Sent steps carry our
+// clock at the send and received ones the kernel's arrival timestamp, so in
+// the order they are handled an answer to the first probe can come after the
+// send of a later one it preceded.
+func (r *runner) emitStep(st event.Step) {
+	r.pending = append(r.pending, st)
+}
+
+// flush emits the kept steps in time order, numbering them as it goes, so
+// that the output and its t_ms read in the order things happened.
+func (r *runner) flush() {
+	slices.SortStableFunc(r.pending, func(a, b event.Step) int { return cmp.Compare(a.TimeMs, b.TimeMs) })
+	for _, st := range r.pending {
+		r.steps++
+		st.N = r.steps
+		r.env.Sink.Emit(st)
+	}
+	r.pending = r.pending[:0]
 }
 
 // step describes seg as an event; relative numbers are left for the caller.
@@ -465,7 +488,7 @@ func (r *runner) step(dir string, seg *craft.Segment, at time.Time) event.Step {
 	if at.IsZero() {
 		at = r.env.Now()
 	}
-	return StepOf(r.nextStep(), at.Sub(r.start), dir, seg)
+	return StepOf(0, at.Sub(r.start), dir, seg)
 }
 
 // StepOf describes one segment as a step event (absolute numbers; relative
