@@ -3,7 +3,6 @@ package event
 import (
 	"fmt"
 	"strings"
-	"tcpshake/probe/tcpstate"
 )
 
 // Session views: how the steps of a connection are drawn.
@@ -98,23 +97,60 @@ func (t *Text) colourOf(e Step) string {
 	return cNote
 }
 
+// observed is the kernel's state beside the inferred one, marked by the
+// step's Agreement (decided by the observer, never here).
 func (t *Text) observed(e Step) string {
-	switch {
-	case e.Observed == "":
-		return ""
-	case e.Observed == e.Remote:
+	switch e.Agreement {
+	case "":
+		if e.Observed == "" {
+			return ""
+		}
 		return t.paint(cDim, "kernel: "+e.Observed)
-	case tcpstate.Ahead(e.Remote, e.Observed):
+	case Agrees:
+		return t.paint(cDim, "kernel: "+e.Observed)
+	case Ahead:
 		return t.paint(cDim, "kernel: "+e.Observed+" (ahead)")
-	default:
-		return t.paint(cAlert, "kernel: "+e.Observed+" ≠ inferred")
+	case Cookie:
+		return t.paint(cDim, "kernel: no socket (SYN cookie)")
+	case Unknown:
+		if e.Observed == "" {
+			return t.paint(cNote, "kernel: not read")
+		}
+		return t.paint(cNote, "kernel: "+e.Observed)
 	}
+	return t.paint(cAlert, "kernel: "+e.Observed+" ≠ inferred")
+}
+
+// kernelStep draws a change of the peer's kernel state that no segment of
+// ours caused: one dim line under the peer's column.
+func (t *Text) kernelStep(e Step) {
+	time := fmt.Sprintf("%.3f ms", e.TimeMs)
+	fmt.Fprintf(t.W, "%-3s %11s  %-*s  %*s  %s\n", "", time, stateW, "", arrowW, "",
+		t.paint(cDim, "kernel: "+e.Observed+agreementMark(e.Agreement)))
+	pad := strings.Repeat(" ", indentW)
+	for _, x := range e.Explain {
+		fmt.Fprintf(t.W, "%s%s\n", pad, t.paint(cDim, x))
+	}
+}
+
+// agreementMark is the short word after an observed step's state.
+func agreementMark(a Agreement) string {
+	switch a {
+	case Ahead:
+		return " (ahead)"
+	case Differs:
+		return " (≠ inferred)"
+	}
+	return ""
 }
 
 func (t *Text) ladderStep(e Step) {
 	time := fmt.Sprintf("%.3f ms", e.TimeMs)
 	col := t.colourOf(e)
 	switch e.Direction {
+	case DirectionObserved:
+		t.kernelStep(e)
+		return
 	case "note":
 		fmt.Fprintf(t.W, "%-3s %11s  %-*s  %s  %-*s %s\n", "", time, stateW, e.Local,
 			t.paint(col, strings.Repeat("┄", arrowW)), stateW, e.Remote, t.observed(e))
@@ -150,6 +186,14 @@ func (t *Text) explain(lines []string, data string) {
 }
 
 func (t *Text) listStep(e Step) {
+	if e.Direction == DirectionObserved {
+		fmt.Fprintf(t.W, "%-3s %11s  %-8s  %s   us %s · peer %s\n", "", fmt.Sprintf("%.3f ms", e.TimeMs), "kernel",
+			t.paint(cDim, e.Observed+agreementMark(e.Agreement)), e.Local, e.Remote)
+		for _, x := range e.Explain {
+			fmt.Fprintf(t.W, "      %s\n", t.paint(cDim, x))
+		}
+		return
+	}
 	if e.Direction == "note" {
 		fmt.Fprintf(t.W, "%-3s %11s  note      %s   us %s · peer %s%s\n", "", fmt.Sprintf("%.3f ms", e.TimeMs),
 			t.paint(cNote, firstLine(e.Explain)), e.Local, e.Remote, paren(t.observed(e)))

@@ -1,0 +1,611 @@
+package observe
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"tcpshake/event"
+	"tcpshake/probe/tcpstate"
+)
+
+// MergeTiming is how long a [Merger] looks for a step's observation.
+type MergeTiming struct {
+	// Window: a step at T takes the first reading in [T, T+Window] that
+	// agrees or is ahead; with none, the last one in it (differs).
+	Window time.Duration
+	// Grace: how long after a window closes a reading taken in it may still be
+	// on its way from the watcher.
+	Grace time.Duration
+	// CookieWait: how long our SYN is held, when the peer's kernel shows no
+	// socket after it, waiting for the answer that tells a SYN cookie from a
+	// SYN that has not arrived.
+	CookieWait time.Duration
+}
+
+// DefaultMergeTiming is the timing of [NewMerger]: a 30 ms window, 5 ms
+// grace, and our SYN held for up to 1 s (the first SYN retransmission).
+func DefaultMergeTiming() MergeTiming {
+	return MergeTiming{Window: 30 * time.Millisecond, Grace: 5 * time.Millisecond, CookieWait: time.Second}
+}
+
+// keepReadings is how long readings and decisions are kept after their
+// windows closed, for steps that arrive late.
+const keepReadings = time.Second
+
+// maxReadings bounds the readings kept, whatever the watcher sends.
+const maxReadings = 1 << 14
+
+// A Merger turns a watcher's readings into observations of a session's steps
+// without the session waiting. It is an [event.Sink]: the session emits every
+// event into it (Emit never blocks: an internal queue), and the merger's
+// goroutine forwards them to the next sink in the order they were emitted,
+// after annotating each [event.Step] that carries an inferred peer state
+// (Remote) with the observed state and an [event.Agreement]. A change of the
+// kernel's state with no step near it becomes a step of its own, with
+// Direction [event.DirectionObserved], in time order. Each step kicks the
+// watcher, so the kernel is read closely right after every segment.
+//
+// A step at T is held until the first reading in [T, T+Window] that agrees or
+// is ahead arrives, or until its window closed (then it takes the window's
+// last reading and differs, or is unknown when there was none); events after
+// it wait behind it. See docs/states.md.
+type Merger struct {
+	next   event.Sink
+	w      Watcher
+	start  time.Time
+	timing MergeTiming
+
+	mu     sync.Mutex
+	inbox  []*item
+	latest Reading
+	direct bool // the goroutine has ended: Emit forwards at once
+
+	wake     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+
+	// Owned by the goroutine.
+	queue        []*item
+	readings     []Reading // in time order
+	prev         Reading   // the last reading without an error
+	havePrev     bool
+	cands        []cand
+	history      []item // decided steps already forwarded
+	readingsDone bool
+	stopping     bool
+	last         *event.Step // the last step forwarded that had states
+	cookie       *cookieSeen // a SYN cookie seen; the final ACK not yet
+}
+
+// An item is one event waiting in the merger's queue.
+type item struct {
+	ev       event.Event
+	st       *event.Step // a step to annotate, nil otherwise
+	at       time.Time   // wall clock
+	inferred tcpstate.State
+
+	decided   bool
+	agr       event.Agreement
+	chosen    Reading
+	hasChosen bool
+	hold      bool // our SYN, waiting for the answer (cookie or not)
+	holdUntil time.Time
+
+	flush chan struct{} // a Flush marker, no event
+}
+
+// A cand is a reading that changed the kernel's state, not yet claimed by a
+// step; unclaimed after its window it becomes an observed step.
+type cand struct {
+	r    Reading
+	from Reading // the state before
+}
+
+// cookieSeen is a SYN cookie recognised: the ISN of the SYN-ACK.
+type cookieSeen struct{ isn uint32 }
+
+// NewMerger starts a merger that forwards to next, reads w and owns it (Close
+// closes it); steps' TimeMs count from start.
+func NewMerger(next event.Sink, w Watcher, start time.Time) *Merger {
+	return NewMergerTiming(next, w, start, DefaultMergeTiming())
+}
+
+// NewMergerTiming is [NewMerger] with other timing (tests).
+func NewMergerTiming(next event.Sink, w Watcher, start time.Time, timing MergeTiming) *Merger {
+	m := &Merger{
+		next: next, w: w, start: start.Round(0), timing: timing,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	go m.run()
+	return m
+}
+
+// Emit implements [event.Sink]. It never waits for the kernel: the event is
+// queued (or, after Close, forwarded at once).
+func (m *Merger) Emit(e event.Event) {
+	it := &item{ev: e, at: time.Now().Round(0)}
+	if st, ok := e.(event.Step); ok {
+		it.at = m.start.Add(time.Duration(st.TimeMs * float64(time.Millisecond)))
+		if s, ok := parseState(st.Remote); ok && st.Observed == "" && st.Agreement == "" {
+			st.Explain = slices.Clip(st.Explain)
+			it.st, it.inferred = &st, s
+		}
+	}
+	m.mu.Lock()
+	if m.direct {
+		m.mu.Unlock()
+		m.next.Emit(e)
+		return
+	}
+	m.inbox = append(m.inbox, it)
+	m.mu.Unlock()
+	if it.st != nil {
+		m.w.Kick()
+	}
+	m.signal()
+}
+
+// Latest returns the most recent reading (At is zero before the first). It
+// never waits.
+func (m *Merger) Latest() Reading {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.latest
+}
+
+// Flush waits until every event emitted before it has been forwarded (at most
+// about Window + Grace, or CookieWait after an unanswered SYN). Not for the
+// session's loop: it waits.
+func (m *Merger) Flush() {
+	it := &item{flush: make(chan struct{})}
+	m.mu.Lock()
+	if m.direct {
+		m.mu.Unlock()
+		return
+	}
+	m.inbox = append(m.inbox, it)
+	m.mu.Unlock()
+	m.signal()
+	select {
+	case <-it.flush:
+	case <-m.done:
+	}
+}
+
+// Close forwards everything still queued (each step after its window, an
+// unanswered SYN at once), closes the watcher and stops; afterwards Emit
+// forwards directly. It is idempotent.
+func (m *Merger) Close() error {
+	m.stopOnce.Do(func() { close(m.stop) })
+	<-m.done
+	return nil
+}
+
+func (m *Merger) signal() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Merger) run() {
+	defer close(m.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	wc := m.w.C()
+	stop := m.stop
+	for {
+		select {
+		case <-m.wake:
+		case r, ok := <-wc:
+			if !ok {
+				wc, m.readingsDone = nil, true
+			} else {
+				m.addReading(r)
+			}
+		case <-timer.C:
+		case <-stop:
+			stop, m.stopping = nil, true
+		}
+		wc = m.drainReadings(wc)
+		m.mu.Lock()
+		m.queue = append(m.queue, m.inbox...)
+		m.inbox = m.inbox[:0]
+		m.mu.Unlock()
+		now := time.Now().Round(0)
+		m.advance(now)
+		if m.stopping && len(m.queue) == 0 && len(m.cands) == 0 {
+			m.mu.Lock()
+			if len(m.inbox) == 0 {
+				m.direct = true
+				m.mu.Unlock()
+				break
+			}
+			m.mu.Unlock()
+			continue
+		}
+		if d, ok := m.nextDeadline(now); ok {
+			timer.Reset(max(d.Sub(now), 0))
+		}
+	}
+	m.w.Close()
+}
+
+// drainReadings takes every reading already waiting, so a step whose window
+// just closed sees them all.
+func (m *Merger) drainReadings(wc <-chan Reading) <-chan Reading {
+	for wc != nil {
+		select {
+		case r, ok := <-wc:
+			if !ok {
+				m.readingsDone = true
+				return nil
+			}
+			m.addReading(r)
+		default:
+			return wc
+		}
+	}
+	return wc
+}
+
+func (m *Merger) addReading(r Reading) {
+	r.At = r.At.Round(0)
+	m.mu.Lock()
+	m.latest = r
+	m.mu.Unlock()
+	i := len(m.readings)
+	for i > 0 && m.readings[i-1].At.After(r.At) {
+		i--
+	}
+	m.readings = slices.Insert(m.readings, i, r)
+	if len(m.readings) > maxReadings {
+		m.readings = slices.Delete(m.readings, 0, len(m.readings)-maxReadings)
+	}
+	if r.Err != nil {
+		return
+	}
+	if m.havePrev && !sameState(m.prev, r) {
+		m.cands = append(m.cands, cand{r: r, from: m.prev})
+	}
+	m.prev, m.havePrev = r, true
+}
+
+// sameState reports whether two readings without errors show the same state.
+func sameState(a, b Reading) bool {
+	return a.Exists == b.Exists && a.State == b.State && a.Request == b.Request
+}
+
+// advance decides what can be decided at now and forwards what can go.
+func (m *Merger) advance(now time.Time) {
+	for _, it := range m.queue {
+		if it.st != nil && !it.decided {
+			m.decide(it, now)
+		}
+	}
+	m.resolveHolds(now)
+	m.resolveCands(now)
+	m.forward()
+	m.prune(now)
+}
+
+// decide chooses the reading of one step, if its window allows it yet.
+func (m *Merger) decide(it *item, now time.Time) {
+	end := it.at.Add(m.timing.Window)
+	lo := m.firstAt(it.at)
+	var last *Reading
+	closed := false
+	for i := lo; i < len(m.readings); i++ {
+		r := &m.readings[i]
+		if r.At.After(end) {
+			closed = true
+			break
+		}
+		last = r
+		if a := Agree(it.inferred, *r); a == event.Agrees || a == event.Ahead {
+			it.decided, it.agr, it.chosen, it.hasChosen = true, a, *r, true
+			return
+		}
+	}
+	if !closed && now.Before(end.Add(m.timing.Grace)) && !m.readingsDone {
+		return
+	}
+	it.decided = true
+	if last == nil {
+		it.agr = event.Unknown
+		return
+	}
+	// Without agreement, the state this step left: the last reading before
+	// the next step, when one was taken before it.
+	if next := m.nextStep(it); next != nil && next.at.Before(end) {
+		for i := lo; i < len(m.readings) && m.readings[i].At.Before(next.at); i++ {
+			last = &m.readings[i]
+		}
+	}
+	it.agr, it.chosen, it.hasChosen = Agree(it.inferred, *last), *last, true
+	if it.agr == event.Differs && isSYN(it.st) && it.inferred == tcpstate.SynReceived && !last.Exists {
+		it.hold, it.holdUntil = true, it.at.Add(m.timing.CookieWait)
+	}
+}
+
+// firstAt is the index of the first reading at or after t.
+func (m *Merger) firstAt(t time.Time) int {
+	return sort.Search(len(m.readings), func(i int) bool { return !m.readings[i].At.Before(t) })
+}
+
+// nextStep is the first annotated step queued after it, later than it.
+func (m *Merger) nextStep(it *item) *item {
+	for i, x := range m.queue {
+		if x != it {
+			continue
+		}
+		for _, y := range m.queue[i+1:] {
+			if y.st != nil && y.st.Direction != event.DirectionObserved && y.at.After(it.at) {
+				return y
+			}
+		}
+		break
+	}
+	return nil
+}
+
+func isSYN(st *event.Step) bool {
+	return st.Direction == "sent" && strings.Contains(st.Flags, "S") && !strings.ContainsAny(st.Flags, ".R")
+}
+
+func isSYNACK(st *event.Step) bool {
+	return st.Direction == "received" && st.ICMP == "" && strings.Contains(st.Flags, "S") &&
+		strings.Contains(st.Flags, ".") && !strings.Contains(st.Flags, "R")
+}
+
+// resolveHolds decides each held SYN (one after which the peer's kernel showed
+// no socket). When the answer is a SYN-ACK and the kernel kept no socket, not
+// even a request socket, from our SYN until our next segment (or the end of
+// the SYN-ACK's window), the listener answered with a SYN cookie: both steps
+// say so. Otherwise the SYN differs as decided.
+func (m *Merger) resolveHolds(now time.Time) {
+	for i, a := range m.queue {
+		if !a.hold {
+			continue
+		}
+		var b *item
+		for _, x := range m.queue[i+1:] {
+			if x.st != nil && x.st.Direction == "received" {
+				b = x
+				break
+			}
+		}
+		switch {
+		case b == nil:
+			if !now.Before(a.holdUntil) || m.stopping {
+				a.hold = false
+			}
+			continue
+		case !isSYNACK(b.st):
+			a.hold = false
+			continue
+		}
+		end := b.at.Add(m.timing.Window)
+		c := m.nextStep(b)
+		if c != nil && c.at.Before(end) {
+			end = c.at
+		} else if now.Before(end.Add(m.timing.Grace)) && !m.readingsDone && !m.stopping {
+			continue // our next segment may still come inside the SYN-ACK's window
+		}
+		a.hold = false
+		var last *Reading
+		cookie := false
+		for j := m.firstAt(a.at); j < len(m.readings) && m.readings[j].At.Before(end); j++ {
+			r := &m.readings[j]
+			if r.Err != nil || r.Exists {
+				cookie = false
+				break
+			}
+			last, cookie = r, true
+		}
+		if cookie {
+			a.agr, a.chosen = event.Cookie, *last
+			b.decided, b.agr, b.chosen, b.hasChosen = true, event.Cookie, *last, true
+		}
+	}
+}
+
+// resolveCands claims each changed reading for a step near it that shows the
+// same state, or, unclaimed once no step near it can still come, turns it into
+// an observed step.
+func (m *Merger) resolveCands(now time.Time) {
+	keep := m.cands[:0]
+	for _, c := range m.cands {
+		lo, hi := c.r.At.Add(-m.timing.Window), c.r.At.Add(m.timing.Window)
+		claimed, pending := false, false
+		check := func(it *item) {
+			if it.at.Before(lo) || it.at.After(hi) {
+				return
+			}
+			if !it.decided {
+				pending = true
+			} else if it.hasChosen && it.chosen.Err == nil && sameState(it.chosen, c.r) {
+				claimed = true
+			}
+		}
+		for i := range m.history {
+			check(&m.history[i])
+		}
+		for _, it := range m.queue {
+			if it.st != nil {
+				check(it)
+			}
+		}
+		switch {
+		case claimed:
+		case pending || (now.Before(hi.Add(m.timing.Grace)) && !m.stopping):
+			keep = append(keep, c)
+		default:
+			m.insertObserved(c)
+		}
+	}
+	m.cands = keep
+}
+
+// insertObserved queues an observed step before the first event after it.
+func (m *Merger) insertObserved(c cand) {
+	st := &event.Step{
+		TimeMs:    float64(c.r.At.Sub(m.start)) / float64(time.Millisecond),
+		Direction: event.DirectionObserved,
+		Observed:  c.r.Observed(),
+		Explain: []string{fmt.Sprintf("the peer's kernel moved on its own, with no segment of ours near: %s → %s",
+			c.from, c.r)},
+	}
+	it := &item{ev: *st, st: st, at: c.r.At, decided: true, chosen: c.r, hasChosen: true}
+	i := 0
+	for i < len(m.queue) && !m.queue[i].at.After(c.r.At) {
+		i++
+	}
+	m.queue = slices.Insert(m.queue, i, it)
+}
+
+// forward sends the head of the queue on while it is decided and no changed
+// reading before it is still undecided.
+func (m *Merger) forward() {
+	for len(m.queue) > 0 {
+		it := m.queue[0]
+		if it.flush != nil {
+			close(it.flush)
+			m.queue = m.queue[1:]
+			continue
+		}
+		if it.st != nil && (!it.decided || it.hold) {
+			return
+		}
+		for _, c := range m.cands {
+			if c.r.At.Before(it.at) {
+				return
+			}
+		}
+		m.queue = m.queue[1:]
+		if it.st == nil {
+			if st, ok := it.ev.(event.Step); ok && st.Remote != "" {
+				m.last = &st
+			}
+			m.next.Emit(it.ev)
+			continue
+		}
+		m.finish(it)
+		m.history = append(m.history, *it)
+		m.next.Emit(*it.st)
+	}
+}
+
+// finish writes the decision into the step, with its explanation.
+func (m *Merger) finish(it *item) {
+	st := it.st
+	if st.Direction == event.DirectionObserved {
+		if m.last != nil {
+			st.Local, st.Remote = m.last.Local, m.last.Remote
+			if s, ok := parseState(st.Remote); ok {
+				st.Agreement = Agree(s, it.chosen)
+			}
+		}
+		return
+	}
+	m.last = st
+	if it.hasChosen {
+		st.Observed = it.chosen.Observed()
+	}
+	st.Agreement = it.agr
+	after := ""
+	if it.hasChosen {
+		after = fmt.Sprintf("read %s after this step", fmtDur(it.chosen.At.Sub(it.at)))
+	}
+	switch it.agr {
+	case event.Ahead:
+		st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel is already in %s (%s): it acted on its own (its application closed or it aborted) and the segment that tells us is on its way",
+			it.chosen, after))
+	case event.Differs:
+		st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel says %s, not %s as inferred (the last reading within %s, %s): a segment was lost or is still on its way",
+			it.chosen, st.Remote, fmtDur(m.timing.Window), after))
+	case event.Unknown:
+		if it.hasChosen {
+			st.Explain = append(st.Explain, "the peer's kernel could not be read: "+it.chosen.Err.Error())
+		} else {
+			st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel was not read within %s of this step: its state is undecided", fmtDur(m.timing.Window)))
+		}
+	case event.Cookie:
+		if isSYNACK(st) {
+			st.Explain = append(st.Explain, fmt.Sprintf("the SYN-ACK's ISN %d is the cookie: a hash of the 4-tuple and of a counter that advances once a minute, with the MSS we offered coded as an index into a small table; the peer's kernel still has no socket", st.Seq))
+			m.cookie = &cookieSeen{isn: st.Seq}
+		} else {
+			st.Explain = append(st.Explain, "the peer's kernel keeps no socket after our SYN, not even a request socket: its listener answers with a SYN cookie (net.ipv4.tcp_syncookies, RFC 4987 §3.6) and keeps no state until our final ACK — nothing was lost")
+		}
+	}
+	if m.cookie != nil && st.Direction == "sent" && strings.Contains(st.Flags, ".") && !strings.ContainsAny(st.Flags, "SR") {
+		isn := m.cookie.isn
+		m.cookie = nil
+		switch {
+		case it.hasChosen && it.chosen.Exists && it.chosen.State == tcpstate.Established:
+			st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel built the connection from this ACK: ack − 1 = %d − 1 = %d is its cookie, checked and turned into a socket that is ESTABLISHED at once", st.Ack, st.Ack-1))
+		case it.hasChosen && !it.chosen.Exists:
+			st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel still has no socket after our ACK: it did not accept ack − 1 = %d as its cookie (it sent %d)", st.Ack-1, isn))
+		}
+	}
+}
+
+func fmtDur(d time.Duration) string {
+	return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond))
+}
+
+// nextDeadline is when something queued can next be decided by time alone.
+// Deadlines already past are skipped: what still waits after its own deadline
+// waits for another item, whose deadline counts.
+func (m *Merger) nextDeadline(now time.Time) (time.Time, bool) {
+	var d time.Time
+	take := func(t time.Time) {
+		if t.After(now) && (d.IsZero() || t.Before(d)) {
+			d = t
+		}
+	}
+	for _, it := range m.queue {
+		switch {
+		case it.st == nil:
+		case !it.decided:
+			take(it.at.Add(m.timing.Window + m.timing.Grace))
+		case it.hold:
+			take(it.holdUntil)
+		}
+	}
+	for _, c := range m.cands {
+		take(c.r.At.Add(m.timing.Window + m.timing.Grace))
+	}
+	return d, !d.IsZero()
+}
+
+// prune forgets readings and decisions no step can still need.
+func (m *Merger) prune(now time.Time) {
+	from := now.Add(-(m.timing.Window + m.timing.Grace + keepReadings))
+	for _, it := range m.queue {
+		if it.st != nil && it.at.Before(from) {
+			from = it.at
+		}
+	}
+	for _, c := range m.cands {
+		if c.r.At.Add(-m.timing.Window).Before(from) {
+			from = c.r.At.Add(-m.timing.Window)
+		}
+	}
+	i := sort.Search(len(m.readings), func(i int) bool { return !m.readings[i].At.Before(from) })
+	if i > 0 {
+		m.readings = slices.Delete(m.readings, 0, i)
+	}
+	j := 0
+	for j < len(m.history) && m.history[j].at.Before(from) {
+		j++
+	}
+	if j > 0 {
+		m.history = slices.Delete(m.history, 0, j)
+	}
+}
