@@ -32,6 +32,7 @@ func sessionFlags() []cli.Flag {
 		&cli.StringFlag{Name: "wscale", Usage: "window scale option `SHIFT` in our SYN (0-14)"},
 		&cli.BoolFlag{Name: "sackok", Usage: "SACK-permitted option in our SYN"},
 		&cli.BoolFlag{Name: "timestamp", Usage: "timestamps option in our SYN (then on every segment)"},
+		&cli.BoolFlag{Name: "ecn", Usage: "send an ECN-setup SYN (ECE and CWR, RFC 3168 §6.1.1) and explain the peer's answer"},
 		&cli.StringFlag{Name: "rto", Value: "1s", Usage: "initial retransmission timeout `DURATION` (RFC 6298; doubles on each retry)"},
 		&cli.StringFlag{Name: "retries", Value: "6", Usage: "retransmissions of one segment `N` before giving up"},
 		&cli.StringFlag{Name: "time-wait", Value: "2s", Usage: "how long TIME-WAIT lasts here, `DURATION` (RFC 9293: 2·MSL = 4 min; 0: skip it)"},
@@ -312,7 +313,7 @@ func outcome(err error, before tcpstate.State, reset bool) string {
 	case errors.Is(err, context.Canceled) && reset:
 		return fmt.Sprintf("interrupted in %s: we sent RST so nothing stays half-open on the peer", before)
 	case errors.Is(err, context.Canceled) && before == tcpstate.TimeWait:
-		return "interrupted in TIME-WAIT: the connection had already closed cleanly, nothing to reset"
+		return "interrupted in TIME-WAIT: the connection had already closed cleanly on both sides; nothing was sent"
 	case errors.Is(err, context.Canceled):
 		return fmt.Sprintf("interrupted in %s: no connection on the peer to reset", before)
 	case reset:

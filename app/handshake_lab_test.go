@@ -12,27 +12,27 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"tcpshake/lab"
 	"tcpshake/lab/labtest"
+	"tcpshake/probe/guard"
 	"tcpshake/probe/observe"
 )
 
 // These tests run the built binary (binary(t), built once per test binary)
 // inside the lab's client namespace against the lab server.
 
-// guardTables lists the tcpshake guard tables ("tcpshake_<pid>") in the
+// guardTables lists the tcpshake guard tables ("tcpshake_<pid>_<8 hex digits>") in the
 // network namespace ns, with google/nftables over a netlink socket opened in
 // that namespace (no nft binary needed).
 func guardTables(t *testing.T, ns string) []string {
 	t.Helper()
 	var out []string
 	for _, name := range labtest.Tables(t, ns) {
-		if strings.HasPrefix(name, "tcpshake_") && name != "tcpshake_lab" {
+		if guard.IsTable(name) {
 			out = append(out, name)
 		}
 	}

@@ -22,6 +22,7 @@ func sessionConfig(c *cli.Context, tg target) (probe.SessionConfig, uint16, erro
 		Retries:  int(p.uint("retries", 1, 30)),
 		TimeWait: p.durationOrZero("time-wait"),
 		Timeout:  p.duration("timeout"),
+		ECN:      c.Bool("ecn"),
 	}
 	if cfg.TimeWait == 0 {
 		cfg.TimeWait = probe.NoTimeWait // --time-wait 0: skip TIME-WAIT

@@ -47,7 +47,8 @@ const shellHelp = `  syn                 send our SYN and wait for the answer (S
   segment FLAGS [seq=N|+N|-N] [ack=N|+N|-N] [win=N] [data=TEXT]
                       any crafted segment, sent exactly as written; seq=+N is N past SND.NXT, ack=+N N past RCV.NXT;
                       unset fields are what the peer expects. A SYN in CLOSED opens the connection (and waits like
-                      syn); data or a FIN at SND.NXT is ours to deliver (and waits for its ACK)
+                      syn); data or a FIN at SND.NXT with the expected ack is ours to deliver (retransmitted,
+                      and waits for its ACK); anything else is a test segment, sent once exactly as written
   expect FLAGS [seq=N|+N] [ack=N|+N] [len=N]
                       the peer's next segment (since the previous command began) must be this, waiting for it
                       at most --timeout; +N is relative to the peer's ISN (seq) or ours (ack), as the steps show;
@@ -101,6 +102,9 @@ func runShell(c *cli.Context) error {
 		}
 		if err := s.Interact(ctx, lines, sh.exec); err != nil {
 			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err() // a signal while a command waited: reset, exit 2
 		}
 		if intr.seen.Load() {
 			return fmt.Errorf("Ctrl-C at the prompt: %w", context.Canceled)

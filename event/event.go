@@ -60,6 +60,9 @@ type Step struct {
 	RTTMs     *float64 `json:"rtt_ms,omitempty"`
 	ICMP      string   `json:"icmp,omitempty"` // nmap-style reason of an ICMP error
 	Retrans   bool     `json:"retransmission,omitempty"`
+	// Ignored: a received segment our end did not accept (outside the
+	// window, a forged or stale ack, a non-exact RST...): it changed nothing.
+	Ignored bool `json:"ignored,omitempty"`
 	Explain   []string `json:"explain,omitempty"`
 	Local     string   `json:"local_state,omitempty"`
 	Remote    string   `json:"remote_state,omitempty"`
@@ -78,7 +81,7 @@ type Result struct {
 	Host     string   `json:"host"`
 	Addr     string   `json:"addr"`
 	Port     uint16   `json:"port"`
-	State    string   `json:"state"`  // open, closed, filtered, unfiltered, open|filtered
+	State    string   `json:"state"`  // open, closed, filtered, unfiltered, open|filtered, undecided (interrupted, error)
 	Reason   string   `json:"reason"` // syn-ack, reset, no-response, port-unreach, ...
 	From     string   `json:"from,omitempty"`
 	RTTMs    *float64 `json:"rtt_ms"`

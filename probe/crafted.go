@@ -35,10 +35,12 @@ const (
 
 // Craft sends a hand-made segment exactly as written; unset fields take
 // what the connection expects. A SYN in CLOSED opens the connection; data
-// or a FIN that starts at SND.NXT is ours to deliver (queued for
-// retransmission, our state follows it); an RST at the peer's RCV.NXT ends
-// the connection; anything else is a test segment, sent once, whose
-// explanation says how it differs from what the peer expects.
+// or a FIN that starts at SND.NXT and carries the expected ack is ours to
+// deliver (queued for retransmission, our state follows it); an RST at the
+// peer's RCV.NXT ends the connection; anything else is a test segment, sent
+// once and never rewritten, whose explanation says how it differs from what
+// the peer expects (if the peer takes its data anyway, its ACK tells us,
+// and the bytes then count as sent).
 func (s *Session) Craft(ctx context.Context, c Crafted) (CraftResult, error) {
 	if !s.begun {
 		return CraftTest, fmt.Errorf("segment: not begun")
@@ -77,7 +79,7 @@ func (s *Session) Craft(ctx context.Context, c Crafted) (CraftResult, error) {
 		}
 		return CraftAbort, nil
 	case seg.Seq == s.me.SndNxt && seg.Len() > 0 && !seg.Flags.Has(craft.RST) && !seg.Flags.Has(craft.SYN) && s.ended == nil &&
-		s.me.State.Synchronized():
+		s.me.State.Synchronized() && seg.Flags.Has(craft.ACK) && seg.Ack == s.me.RcvNxt:
 		if seg.Flags.Has(craft.FIN) && !s.canFIN() {
 			break
 		}
@@ -132,7 +134,7 @@ func (s *Session) explainCrafted(seg *craft.Segment) []string {
 	case d > 0:
 		why = append(why, fmt.Sprintf("crafted: seq %d is %d beyond SND.NXT %d, out of order for the peer", uint32(seg.Seq), d, uint32(s.me.SndNxt)))
 	case d < 0:
-		why = append(why, fmt.Sprintf("crafted: seq %d is %d before SND.NXT %d, old data for the peer", uint32(seg.Seq), -d, uint32(s.me.SndNxt)))
+		why = append(why, fmt.Sprintf("crafted: seq %d is %d before SND.NXT %d, old data for the peer", uint32(seg.Seq), -int64(d), uint32(s.me.SndNxt)))
 	}
 	if seg.Flags.Has(craft.ACK) && seg.Ack != s.me.RcvNxt {
 		why = append(why, fmt.Sprintf("crafted: ack %d differs from RCV.NXT %d by %d: it goes out as written", uint32(seg.Ack), uint32(s.me.RcvNxt), int32(seg.Ack-s.me.RcvNxt)))

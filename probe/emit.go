@@ -1,7 +1,7 @@
 package probe
 
 import (
-	"fmt"
+	"encoding/hex"
 	"time"
 	"unicode/utf8"
 
@@ -229,5 +229,5 @@ func showData(b []byte) string {
 			return string(b)
 		}
 	}
-	return fmt.Sprintf("hex:%x", b)
+	return "hex:" + hex.EncodeToString(b)
 }

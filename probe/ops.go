@@ -194,6 +194,8 @@ func (s *Session) Write(ctx context.Context, data []byte) error {
 		return err
 	}
 	mss := s.maxSegment()
+	s.writing = true
+	defer func() { s.writing = false }()
 	for off := 0; off < len(data); {
 		s.drain()
 		if !s.canSend() {
@@ -203,6 +205,9 @@ func (s *Session) Write(ctx context.Context, data []byte) error {
 		room := s.snd.room(s.me.SndWnd, inFlight)
 		if room <= 0 && s.me.SndWnd == 0 && len(s.snd.queue) == 0 {
 			room = 1 // a zero-window probe: one byte, retransmitted with backoff (RFC 9293 §3.8.6.1)
+		}
+		if room < mss && room < len(data)-off && len(s.snd.queue) > 0 {
+			room = 0 // no silly small segments while data is in flight (RFC 9293 §3.8.6.2.1)
 		}
 		if room <= 0 {
 			if err := s.waitRoom(ctx); err != nil {

@@ -439,15 +439,24 @@ func (r *runner) undecided(pt *port, err error) event.Result {
 // word and the explanation in words.
 func classify(sent, got *craft.Segment) (state, reason string, why []string) {
 	isn := uint32(sent.Seq)
+	// What the ack adds to our seq: one for the SYN, and the data on it.
+	plus, plusRST := "1 (a SYN takes one sequence number)", "1"
+	if n := len(sent.Payload); n > 0 && sent.Flags.Has(craft.SYN) {
+		plus = fmt.Sprintf("%d bytes + 1 (the data on our SYN, and the SYN itself)", n)
+		if got.Ack == sent.Seq.Add(1) {
+			plus = "1: the SYN only; the data on our SYN was not acknowledged (not taken before the handshake completes)"
+		}
+		plusRST = plus
+	}
 	switch {
 	case got.Flags.Has(craft.SYN):
 		return "open", "syn-ack", []string{
-			fmt.Sprintf("SYN-ACK: ack %d = our seq %d + 1 (a SYN takes one sequence number); the peer's ISN is %d", uint32(got.Ack), isn, uint32(got.Seq)),
+			fmt.Sprintf("SYN-ACK: ack %d = our seq %d + %s; the peer's ISN is %d", uint32(got.Ack), isn, plus, uint32(got.Seq)),
 			"a listening socket answered: the port is open, and the peer is now in SYN-RECEIVED",
 		}
 	case sent.Flags.Has(craft.SYN) && !sent.Flags.Has(craft.ACK):
 		return "closed", "reset", []string{
-			fmt.Sprintf("RST,ACK: ack %d = our seq %d + 1, seq %d: the reset names our SYN (RFC 9293 §3.10.7.1)", uint32(got.Ack), isn, uint32(got.Seq)),
+			fmt.Sprintf("RST,ACK: ack %d = our seq %d + %s, seq %d: the reset names our SYN (RFC 9293 §3.10.7.1)", uint32(got.Ack), isn, plusRST, uint32(got.Seq)),
 			"nothing listens on the port: the peer's kernel refused the connection (closed)",
 		}
 	case sent.Flags.Has(craft.ACK):

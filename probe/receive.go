@@ -20,7 +20,7 @@ func (s *Session) receive(rep capture.Reply) {
 	if s.me.State == tcpstate.Closed && s.ended == nil && s.me.ISS == s.me.SndNxt {
 		// Nothing sent yet: a stray segment for a connection that does not
 		// exist here.
-		s.show(rep, seg, []string{"a segment before we opened the connection: nothing to do with it"}, tcpstate.Change{}, tcpstate.Change{})
+		s.show(rep, seg, []string{"a segment before we opened the connection: nothing to do with it"}, tcpstate.Change{}, tcpstate.Change{}, true)
 		s.ignored["before-open"]++
 		return
 	}
@@ -63,7 +63,7 @@ func (s *Session) receiveSynSent(rep capture.Reply, seg *craft.Segment) {
 	case tcpstate.Accepted:
 		why = s.explainSynAck(seg, rx)
 		if rx.Acked > 0 {
-			s.snd.onAck(una, seg.Ack, nil, rep.Time, s.env.Now(), false)
+			s.snd.onAck(una, seg.Ack, nil, rep.Time, s.env.Now(), false, false)
 		}
 		pchg = s.peer.Send(seg)
 		s.peerAck = seg.Ack
@@ -71,7 +71,7 @@ func (s *Session) receiveSynSent(rep capture.Reply, seg *craft.Segment) {
 			why = append(why, "simultaneous open: both ends sent SYN; we answer with SYN-ACK")
 		}
 	}
-	s.show(rep, seg, why, rx.Change, pchg)
+	s.show(rep, seg, why, rx.Change, pchg, rx.Verdict != tcpstate.Accepted && rx.Verdict != tcpstate.Refused)
 	if rx.Verdict == tcpstate.Accepted && rx.Change.To == tcpstate.SynReceived {
 		syn := s.segment(craft.SYN|craft.ACK, nil)
 		syn.Seq = s.me.ISS
@@ -119,7 +119,7 @@ func (s *Session) receiveSynced(rep capture.Reply, seg *craft.Segment) {
 				blocks = append(blocks, [2]craft.Seq{b.Left, b.Right})
 			}
 		}
-		d := s.snd.onAck(una, seg.Ack, blocks, rep.Time, s.env.Now(), dupCandidate)
+		d := s.snd.onAck(una, seg.Ack, blocks, rep.Time, s.env.Now(), dupCandidate, s.writing)
 		why = append(why, s.explainAck(seg, rx, d)...)
 		if d.fastRexmt != nil {
 			defer s.fastRetransmit(*d.fastRexmt, d)
@@ -143,7 +143,7 @@ func (s *Session) receiveSynced(rep capture.Reply, seg *craft.Segment) {
 		s.ignored["suppressed"]++
 		return
 	}
-	s.show(rep, seg, why, rx.Change, pchg)
+	s.show(rep, seg, why, rx.Change, pchg, !accepted)
 	s.scheduleAck(seg, rx)
 }
 
@@ -177,6 +177,10 @@ func (s *Session) fastRetransmit(seg craft.Segment, d ackDecision) {
 	switch {
 	case d.partial:
 		why = fmt.Sprintf("NewReno: that ACK was partial (the peer still misses seq %d), so the next hole is retransmitted at once (RFC 6582 §3.2)", uint32(seg.Seq))
+	case d.probeLost:
+		why = fmt.Sprintf("%s again: the duplicate ACK answers our tail loss probe, so the probe arrived and this segment did not: it was lost (RFC 8985 §7.4)", describe(&seg))
+	case d.early:
+		why = fmt.Sprintf("early retransmit of %s: with only %d segments in flight three duplicate ACKs cannot come, so %d suffice (RFC 5827)", describe(&seg), len(s.snd.queue), d.dup)
 	case d.dup > 3:
 		why = fmt.Sprintf("%s again: the peer keeps reporting later segments but not it, long after our retransmission should have arrived (lost again)", describe(&seg))
 	case d.sackedNew > 0 && d.dup < 3:
@@ -187,8 +191,9 @@ func (s *Session) fastRetransmit(seg craft.Segment, d ackDecision) {
 }
 
 // show emits a received segment's step with both ends' changes.
-func (s *Session) show(rep capture.Reply, seg *craft.Segment, why []string, me, peer tcpstate.Change) {
+func (s *Session) show(rep capture.Reply, seg *craft.Segment, why []string, me, peer tcpstate.Change, ignored bool) {
 	st := StepOf(0, 0, "received", seg)
+	st.Ignored = ignored
 	st.TTL = seg.TTL
 	s.relNumbers(&st, seg)
 	st.Explain = append(why, changes(me, peer)...)

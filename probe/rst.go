@@ -115,8 +115,8 @@ func RunRST(ctx context.Context, names []string, cfg RSTConfig, dial Dialer, sin
 	}
 	var out []event.Scenario
 	for _, n := range names {
-		if err := ctx.Err(); err != nil {
-			return out, err
+		if ctx.Err() != nil {
+			break
 		}
 		sc := byName[n]
 		port := cfg.Port
@@ -142,6 +142,13 @@ func RunRST(ctx context.Context, names []string, cfg RSTConfig, dial Dialer, sin
 			return sc.run(ctx, r)
 		}()
 		res.Name, res.Title, res.RFC = sc.name, sc.title, sc.rfc
+		if ctx.Err() != nil {
+			// Interrupted in the middle: what was seen is not a verdict.
+			res.Verdict, res.Why = Inconclusive, "interrupted before the scenario finished"
+			sink.Emit(res)
+			out = append(out, res)
+			break
+		}
 		sink.Emit(res)
 		out = append(out, res)
 	}
@@ -153,9 +160,12 @@ func RunRST(ctx context.Context, names []string, cfg RSTConfig, dial Dialer, sin
 		}
 	}
 	sum.Outcome = fmt.Sprintf("%d of %d scenarios conform", n, len(out))
+	if ctx.Err() != nil {
+		sum.Outcome = fmt.Sprintf("interrupted after %d of %d scenarios (%d conform); the connection of the last one was reset", len(out), len(names), n)
+	}
 	sum.Scenarios = out
 	sink.Emit(sum)
-	return out, nil
+	return out, ctx.Err()
 }
 
 // RunInConnection runs one in-connection scenario on s, an established

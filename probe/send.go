@@ -118,9 +118,14 @@ func (s *Session) sendSeg(seg craft.Segment, why []string, kind sendKind) bool {
 		prx := s.peer.Input(&seg)
 		st.Explain = append(st.Explain, changes(tcpstate.Change{}, prx.Change)...)
 	}
-	s.sentBytes += len(seg.Payload)
-	if seg.Flags.Has(craft.ACK) && !seg.Flags.Has(craft.RST) {
+	if kind != sendRetrans {
+		s.sentBytes += len(seg.Payload)
+	}
+	if seg.Flags.Has(craft.ACK) && !seg.Flags.Has(craft.RST) && kind != sendCrafted && s.me.State != tcpstate.SynSent {
 		s.ackDue, s.ackNow = 0, false
+		if seg.Ack == s.me.RcvNxt && s.me.RcvNxt != s.me.IRS {
+			s.ackSent = true
+		}
 	}
 	s.states(&st)
 	s.emit.sentStep(st, seg.Clone(), now)

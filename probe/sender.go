@@ -120,12 +120,14 @@ type ackDecision struct {
 	partial   bool           // NewReno: a partial ACK in recovery; the next hole is retransmitted
 	exited    bool           // recovery ended: all data outstanding at its start is acknowledged
 	sackedNew int            // segments newly covered by SACK blocks
+	early     bool           // early retransmit: fewer duplicates suffice with little in flight (RFC 5827)
+	probeLost bool           // the duplicate answers our tail loss probe: the first segment was lost (RFC 8985 §7.4)
 }
 
 // onAck processes the cumulative ACK (and SACK blocks) of one acceptable
 // segment from the peer. dupCandidate says whether it can count as a
 // duplicate ACK (RFC 5681 §2: no data, no SYN/FIN, same window).
-func (s *sender) onAck(una, ack craft.Seq, blocks [][2]craft.Seq, at, now time.Time, dupCandidate bool) ackDecision {
+func (s *sender) onAck(una, ack craft.Seq, blocks [][2]craft.Seq, at, now time.Time, dupCandidate, moreToSend bool) ackDecision {
 	var d ackDecision
 	for _, b := range blocks {
 		for _, f := range s.queue {
@@ -200,13 +202,24 @@ func (s *sender) onAck(una, ack craft.Seq, blocks [][2]craft.Seq, at, now time.T
 		return d
 	}
 	lostBySack := d.sackedNew > 0 && s.sackedAbove() >= 3
-	if s.dupAcks == 3 || lostBySack {
+	// Early retransmit (RFC 5827): with fewer than four segments out, three
+	// duplicates can never come; outstanding−1 of them is the signal.
+	threshold := 3
+	if n := len(s.queue); n < 4 && !moreToSend {
+		threshold = max(n-1, 1)
+	}
+	// After a tail loss probe, a duplicate ACK means the probe arrived and
+	// the first segment still did not: it was lost (RFC 8985 §7.4).
+	afterProbe := s.probed
+	if s.dupAcks >= threshold || lostBySack || afterProbe {
 		// Fast retransmit and enter recovery (RFC 5681 §3.2, RFC 6582).
 		s.ssthresh = max(s.flight()/2, 2*s.mss)
 		s.cwnd = s.ssthresh + 3*s.mss
 		s.inRecovery, s.recover = true, s.highest()
 		seg := s.queue[0].seg
 		d.fastRexmt = &seg
+		d.early = s.dupAcks < 3 && !lostBySack && !afterProbe
+		d.probeLost = afterProbe && s.dupAcks < 3 && !lostBySack
 	}
 	return d
 }

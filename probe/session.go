@@ -182,6 +182,7 @@ type Session struct {
 	sentBytes, retransmits, steps int
 	rstSent, rstSeen              int
 	interrupted                   bool
+	writing                       bool // Write has more data to send (early retransmit waits for it)
 }
 
 // negotiated is what the SYN exchange agreed on.
@@ -382,6 +383,11 @@ func (s *Session) releaseGuard() {
 // still exists on the peer, it is reset with a sequence number the peer
 // accepts, so nothing stays half-open; then End.
 func (s *Session) Abort(cause error) (reset bool) {
+	if s.begun && s.me.State == tcpstate.TimeWait {
+		chg := s.me.Expire()
+		chg.Why = "TIME-WAIT cut short: we stop here, nothing is left to acknowledge"
+		s.note(fmt.Sprintf("%s; the peer has closed already", chg))
+	}
 	if s.begun && s.live() {
 		reset = true
 		rst := s.resetSegment()
