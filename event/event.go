@@ -62,11 +62,11 @@ type Step struct {
 	Retrans   bool     `json:"retransmission,omitempty"`
 	// Ignored: a received segment our end did not accept (outside the
 	// window, a forged or stale ack, a non-exact RST...): it changed nothing.
-	Ignored bool `json:"ignored,omitempty"`
-	Explain   []string `json:"explain,omitempty"`
-	Local     string   `json:"local_state,omitempty"`
-	Remote    string   `json:"remote_state,omitempty"`
-	Observed  string   `json:"observed_state,omitempty"`
+	Ignored  bool     `json:"ignored,omitempty"`
+	Explain  []string `json:"explain,omitempty"`
+	Local    string   `json:"local_state,omitempty"`
+	Remote   string   `json:"remote_state,omitempty"`
+	Observed string   `json:"observed_state,omitempty"`
 	// Agreement compares Observed with Remote (see [Agreement]); set by the
 	// observer together with Observed.
 	Agreement Agreement `json:"observed_agreement,omitempty"`
