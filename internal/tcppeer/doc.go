@@ -9,7 +9,10 @@
 // with FIN-ACK. Its fields change that script: drop the N-th segment it is
 // sent (to make the session retransmit), send duplicate or out-of-order
 // segments, reset the connection, close first, half-close, let its FIN cross
-// ours (simultaneous close), never close, refuse the port or stay silent.
+// ours (simultaneous close), never close, refuse the port or stay silent. A
+// slow peer answers later (Delay, or SYNACKDelay for the SYN-ACK alone), and
+// a peer with its own SYN-RECEIVED timer (SYNACKTimeout) repeats its SYN-ACK
+// until our ACK arrives, as Linux does.
 //
 // Every frame it delivers carries a time: our own segments the time they
 // were sent, its answers that time plus RTT, and frames it sends together are

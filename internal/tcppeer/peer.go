@@ -58,6 +58,22 @@ type Peer struct {
 	TTL    uint8
 	// RTT is the time from one of our segments to the peer's first answer.
 	RTT time.Duration
+	// Delay is added to RTT before every answer: a slow peer (a busy host,
+	// a long path) whose answers come that much later.
+	Delay time.Duration
+	// SYNACKDelay, when set, is the time from a SYN to its SYN-ACK instead
+	// of RTT+Delay: a listener slow to answer (a full accept queue, a loaded
+	// host), while the rest of the conversation goes at RTT+Delay.
+	SYNACKDelay time.Duration
+	// SYNACKTimeout, when set, is the peer's own retransmission timer in
+	// SYN-RECEIVED: without our ACK it sends its SYN-ACK again after
+	// SYNACKTimeout, then 2×, 4× … later, at most SYNACKRetries times (as
+	// Linux does, tcp_synack_retries). A repeat that would leave after our
+	// ACK reached the peer is not sent.
+	SYNACKTimeout time.Duration
+	// SYNACKRetries bounds the repeats of SYNACKTimeout (0: 5, Linux's
+	// default).
+	SYNACKRetries int
 
 	// Echo sends received data back, in the segment that acknowledges it.
 	Echo bool
@@ -110,6 +126,9 @@ type Peer struct {
 	finRcvd  bool
 	talked   bool // the peer sent data of its own (echo or greeting)
 	resetRcv bool
+	// leftSynRcvd is when the peer left SYN-RECEIVED (zero: not yet), so
+	// that SYN-ACK repeats timed after it are not sent.
+	leftSynRcvd time.Time
 }
 
 type heldSeg struct {
@@ -120,6 +139,10 @@ type heldSeg struct {
 type frame struct {
 	f     capture.Frame
 	order uint64
+	// repeat marks a SYN-ACK the peer's own timer sends at sentAt, only if
+	// it is still in SYN-RECEIVED then.
+	repeat bool
+	sentAt time.Time
 }
 
 // New returns a listening peer with ISN 2000, window 65535, MSS 1460, TTL 64,
@@ -176,11 +199,20 @@ func (p *Peer) Send(pkt []byte, dst netip.Addr) error {
 	if lost {
 		return nil
 	}
+	was := p.state
 	replies := p.answer(&seg)
+	if was == tcpstate.SynReceived && p.state != tcpstate.SynReceived && p.leftSynRcvd.IsZero() {
+		p.leftSynRcvd = now
+	}
 	if slices.Contains(p.Duplicate, p.n) {
 		replies = append(replies, replies...)
 	}
-	due := now.Add(p.RTT)
+	lag := p.RTT + p.Delay
+	synAck := len(replies) > 0 && replies[0].seg.Flags.Has(craft.SYN|craft.ACK)
+	if synAck && p.SYNACKDelay > 0 {
+		lag = p.SYNACKDelay
+	}
+	due := now.Add(lag)
 	for _, r := range replies {
 		due = due.Add(r.delay)
 		if !p.lastDue.Before(due) {
@@ -193,6 +225,33 @@ func (p *Peer) Send(pkt []byte, dst netip.Addr) error {
 		p.push(b, due, false)
 		p.lastDue = due
 		due = due.Add(Gap)
+	}
+	if synAck && was == tcpstate.Listen && p.SYNACKTimeout > 0 {
+		if err := p.scheduleRepeats(replies[0].seg, now.Add(max(lag-p.RTT, 0))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scheduleRepeats queues the SYN-ACK repeats of the peer's own timer for a
+// SYN-ACK that left at sent. The caller holds p.mu.
+func (p *Peer) scheduleRepeats(synAck craft.Segment, sent time.Time) error {
+	b, err := synAck.Marshal()
+	if err != nil {
+		return fmt.Errorf("tcppeer: build SYN-ACK repeat: %w", err)
+	}
+	n := p.SYNACKRetries
+	if n == 0 {
+		n = 5
+	}
+	at, rto := sent, p.SYNACKTimeout
+	for range n {
+		at = at.Add(rto)
+		rto *= 2
+		p.order++
+		fr := frame{f: capture.Frame{Data: slices.Clone(b), Time: at.Add(p.RTT)}, order: p.order, repeat: true, sentAt: at}
+		p.insert(fr)
 	}
 	return nil
 }
@@ -430,7 +489,12 @@ func (p *Peer) segment(to *craft.Segment, flags craft.Flags, seq, ack craft.Seq,
 // later. The caller holds p.mu.
 func (p *Peer) push(pkt []byte, due time.Time, outgoing bool) {
 	p.order++
-	fr := frame{f: capture.Frame{Data: slices.Clone(pkt), Time: due, Outgoing: outgoing}, order: p.order}
+	p.insert(frame{f: capture.Frame{Data: slices.Clone(pkt), Time: due, Outgoing: outgoing}, order: p.order})
+}
+
+// insert queues fr in time order, after every frame due no later. The
+// caller holds p.mu.
+func (p *Peer) insert(fr frame) {
 	i, _ := slices.BinarySearchFunc(p.queue, fr, func(a, b frame) int {
 		if c := a.f.Time.Compare(b.f.Time); c != 0 {
 			return c
@@ -459,8 +523,13 @@ func (p *Peer) Read(f *capture.Frame) error {
 		if len(p.queue) > 0 {
 			d := time.Until(p.queue[0].f.Time)
 			if d <= 0 {
-				*f = p.queue[0].f
+				fr := p.queue[0]
 				p.queue = slices.Delete(p.queue, 0, 1)
+				if fr.repeat && !p.leftSynRcvd.IsZero() && !fr.sentAt.Before(p.leftSynRcvd) {
+					p.mu.Unlock()
+					continue // the peer had our ACK (or was reset) before this repeat was due to leave
+				}
+				*f = fr.f
 				p.mu.Unlock()
 				return nil
 			}
