@@ -93,7 +93,9 @@ type item struct {
 	agr       event.Agreement
 	chosen    Reading
 	hasChosen bool
-	hold      bool // our SYN, waiting for the answer (cookie or not)
+	skipped   *item // unknown: the next step came before any reading
+	passed    *item // unknown: read before in another state, right after it in its state
+	hold      bool  // our SYN, waiting for the answer (cookie or not)
 	holdUntil time.Time
 
 	flush chan struct{} // a Flush marker, no event
@@ -294,43 +296,99 @@ func (m *Merger) advance(now time.Time) {
 	m.prune(now)
 }
 
-// decide chooses the reading of one step, if its window allows it yet.
+// decide chooses the reading of one step, if its window allows it yet:
+//
+//  1. the first reading in [T, T+Window] in the inferred state: agrees (at
+//     once);
+//  2. once the window has closed, the first reading before our next step that
+//     changes the inferred state (later readings may show that step's effect)
+//     that is ahead, unless a later reading contradicts it (a socket that
+//     still exists after "no socket" was read: the segment was on its way);
+//  3. else the last reading before that next step: differs — or, when the
+//     kernel was read in the next step's state right after it, it passed
+//     through this one between two readings: unknown, said so;
+//  4. no reading before that next step: unknown.
 func (m *Merger) decide(it *item, now time.Time) {
 	end := it.at.Add(m.timing.Window)
 	lo := m.firstAt(it.at)
-	var last *Reading
-	closed := false
-	for i := lo; i < len(m.readings); i++ {
-		r := &m.readings[i]
+	closed := m.readingsDone
+	hi := lo // readings [lo, hi) are in the window
+	for ; hi < len(m.readings); hi++ {
+		r := m.readings[hi]
 		if r.At.After(end) {
 			closed = true
 			break
 		}
-		last = r
-		if a := Agree(it.inferred, *r); a == event.Agrees || a == event.Ahead {
-			it.decided, it.agr, it.chosen, it.hasChosen = true, a, *r, true
+		if Agree(it.inferred, r) == event.Agrees {
+			it.decided, it.agr, it.chosen, it.hasChosen = true, event.Agrees, r, true
 			return
 		}
 	}
-	if !closed && now.Before(end.Add(m.timing.Grace)) && !m.readingsDone {
+	if !closed && now.Before(end.Add(m.timing.Grace)) {
 		return
 	}
 	it.decided = true
-	if last == nil {
+	win := m.readings[lo:hi]
+	if len(win) == 0 {
 		it.agr = event.Unknown
 		return
 	}
-	// Without agreement, the state this step left: the last reading before
-	// the next step, when one was taken before it.
-	if next := m.nextStep(it); next != nil && next.at.Before(end) {
-		for i := lo; i < len(m.readings) && m.readings[i].At.Before(next.at); i++ {
-			last = &m.readings[i]
+	// Readings before the next step that changes the inferred state belong
+	// to this step.
+	own := win
+	change := m.nextChange(it)
+	if change != nil && change.at.Before(end) {
+		n := 0
+		for n < len(win) && win[n].At.Before(change.at) {
+			n++
+		}
+		own = win[:n]
+	}
+	for i, r := range own {
+		if Agree(it.inferred, r) == event.Ahead && !contradicted(r, win[i+1:]) {
+			it.agr, it.chosen, it.hasChosen = event.Ahead, r, true
+			return
 		}
 	}
-	it.agr, it.chosen, it.hasChosen = Agree(it.inferred, *last), *last, true
-	if it.agr == event.Differs && isSYN(it.st) && it.inferred == tcpstate.SynReceived && !last.Exists {
+	if len(own) == 0 {
+		it.agr, it.skipped = event.Unknown, change
+		return
+	}
+	last := own[len(own)-1]
+	it.agr, it.chosen, it.hasChosen = Agree(it.inferred, last), last, true
+	if change != nil && len(own) < len(win) && !sameState(last, win[len(own)]) &&
+		Agree(change.inferred, win[len(own)]) == event.Agrees {
+		it.agr, it.passed = event.Unknown, change
+	}
+	if it.agr != event.Agrees && isSYN(it.st) && it.inferred == tcpstate.SynReceived && last.Err == nil && !last.Exists {
 		it.hold, it.holdUntil = true, it.at.Add(m.timing.CookieWait)
 	}
+}
+
+// contradicted reports whether a reading of no socket is belied by a later
+// one that shows a socket: sockets do not come back, so the segment had not
+// arrived yet.
+func contradicted(r Reading, later []Reading) bool {
+	if r.Exists {
+		return false
+	}
+	for _, x := range later {
+		if x.Err == nil && x.Exists {
+			return true
+		}
+	}
+	return false
+}
+
+// nextChange is the first step queued after it whose inferred state differs
+// from it's.
+func (m *Merger) nextChange(it *item) *item {
+	for x := m.nextStep(it); x != nil; x = m.nextStep(x) {
+		if x.inferred != it.inferred {
+			return x
+		}
+	}
+	return nil
 }
 
 // firstAt is the index of the first reading at or after t.
@@ -398,19 +456,23 @@ func (m *Merger) resolveHolds(now time.Time) {
 			continue // our next segment may still come inside the SYN-ACK's window
 		}
 		a.hold = false
+		// A request socket exists before its SYN-ACK leaves: no socket read
+		// after the SYN-ACK arrived proves there is none.
 		var last *Reading
-		cookie := false
+		cookie := true
 		for j := m.firstAt(a.at); j < len(m.readings) && m.readings[j].At.Before(end); j++ {
 			r := &m.readings[j]
 			if r.Err != nil || r.Exists {
 				cookie = false
 				break
 			}
-			last, cookie = r, true
+			if !r.At.Before(b.at) {
+				last = r
+			}
 		}
-		if cookie {
-			a.agr, a.chosen = event.Cookie, *last
-			b.decided, b.agr, b.chosen, b.hasChosen = true, event.Cookie, *last, true
+		if cookie && last != nil {
+			a.agr, a.chosen, a.hasChosen, a.passed, a.skipped = event.Cookie, *last, true, nil, nil
+			b.decided, b.agr, b.chosen, b.hasChosen, b.passed, b.skipped = true, event.Cookie, *last, true, nil, nil
 		}
 	}
 }
@@ -530,9 +592,17 @@ func (m *Merger) finish(it *item) {
 		st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel says %s, not %s as inferred (the last reading within %s, %s): a segment was lost or is still on its way",
 			it.chosen, st.Remote, fmtDur(m.timing.Window), after))
 	case event.Unknown:
-		if it.hasChosen {
+		switch {
+		case it.passed != nil:
+			st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel was not seen in %s: it was in %s %s, and in %s, where our next segment leads, right after that: it passed through %s between two readings",
+				st.Remote, it.chosen, after, it.passed.st.Remote, st.Remote))
+			st.Observed = ""
+		case it.skipped != nil:
+			st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel was not read before our next segment (%s later) changed its state again: undecided",
+				fmtDur(it.skipped.at.Sub(it.at))))
+		case it.hasChosen:
 			st.Explain = append(st.Explain, "the peer's kernel could not be read: "+it.chosen.Err.Error())
-		} else {
+		default:
 			st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel was not read within %s of this step: its state is undecided", fmtDur(m.timing.Window)))
 		}
 	case event.Cookie:
@@ -546,13 +616,26 @@ func (m *Merger) finish(it *item) {
 	if m.cookie != nil && st.Direction == "sent" && strings.Contains(st.Flags, ".") && !strings.ContainsAny(st.Flags, "SR") {
 		isn := m.cookie.isn
 		m.cookie = nil
-		switch {
-		case it.hasChosen && it.chosen.Exists && it.chosen.State == tcpstate.Established:
+		switch appeared, read := m.socketAfter(it); {
+		case appeared:
 			st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel built the connection from this ACK: ack − 1 = %d − 1 = %d is its cookie, checked and turned into a socket that is ESTABLISHED at once", st.Ack, st.Ack-1))
-		case it.hasChosen && !it.chosen.Exists:
+		case read:
 			st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel still has no socket after our ACK: it did not accept ack − 1 = %d as its cookie (it sent %d)", st.Ack-1, isn))
 		}
 	}
+}
+
+// socketAfter reports whether a socket shows up in the readings of the window
+// after it, and whether there were readings at all.
+func (m *Merger) socketAfter(it *item) (appeared, read bool) {
+	end := it.at.Add(m.timing.Window)
+	for i := m.firstAt(it.at); i < len(m.readings) && !m.readings[i].At.After(end); i++ {
+		if r := m.readings[i]; r.Err == nil {
+			read = true
+			appeared = appeared || r.Exists
+		}
+	}
+	return appeared, read
 }
 
 func fmtDur(d time.Duration) string {

@@ -237,6 +237,7 @@ func TestMergerKeepsOrder(t *testing.T) {
 		w := newWorld(t)
 		w.read(0.1, request)
 		w.step(1, ack(3)) // differs: held for its window
+		w.read(1.1, request)
 		w.m.Emit(event.Warning{Message: "w"})
 		w.step(2, event.Step{N: 4, Direction: "note", Local: "ESTABLISHED", Remote: "SYN-RECEIVED"}) // agrees at once
 		w.read(2.1, request)
@@ -345,7 +346,8 @@ func TestMergerCookie(t *testing.T) {
 		w.step(1, syn(1))
 		w.read(1.1, noSocket)
 		w.step(1.3, synAck(2))
-		w.step(1.35, ack(3))
+		w.read(1.32, noSocket) // after the SYN-ACK: no request socket
+		w.step(1.4, ack(3))
 		w.read(1.5, estab)
 		w.read(11.5, estab)
 		w.read(21.5, estab)
@@ -569,4 +571,46 @@ func TestMergerConcurrent(t *testing.T) {
 	if s := wa.Stats(); s.Polls == 0 {
 		t.Errorf("watch stats %+v", s)
 	}
+}
+
+// TestMergerPassedThrough: a fast close after the handshake leaves
+// ESTABLISHED for 0.2 ms, between two readings: not called a difference.
+func TestMergerPassedThrough(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		w.read(0.1, request)
+		w.step(1, ack(3))
+		w.read(1.02, request) // our ACK still on its way
+		w.step(1.2, event.Step{N: 4, Direction: "sent", Flags: "F.", Local: "FIN-WAIT-1", Remote: "CLOSE-WAIT"})
+		w.read(1.3, observe.Reading{Exists: true, State: tcpstate.CloseWait, Linux: 8})
+		w.until(100)
+		sts := w.rec.steps()
+		want := []got{{3, "sent", "", event.Unknown}, {4, "sent", "CLOSE-WAIT", event.Agrees}}
+		if diff := cmp.Diff(want, summary(sts)); diff != "" {
+			t.Fatalf("steps (-want +got):\n%s", diff)
+		}
+		if x := strings.Join(sts[0].Explain, " "); !strings.Contains(x, "passed through ESTABLISHED between two readings") {
+			t.Errorf("explains %q", x)
+		}
+	})
+}
+
+// TestMergerCookieUndecided: no reading between the SYN-ACK and our ACK, so
+// a cookie cannot be told from a request socket that was not seen.
+func TestMergerCookieUndecided(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		w.read(0.1, noSocket)
+		w.step(1, syn(1))
+		w.read(1.1, noSocket)
+		w.step(1.3, synAck(2))
+		w.step(1.4, ack(3))
+		w.read(1.5, estab)
+		w.until(200)
+		for _, st := range w.rec.steps()[:2] {
+			if st.Agreement == event.Cookie || st.Agreement == event.Differs {
+				t.Errorf("step %d: %s, want undecided: %q", st.N, st.Agreement, st.Explain)
+			}
+		}
+	})
 }

@@ -10,18 +10,20 @@ import (
 // WatchTiming is how often a [Watch] reads the kernel.
 type WatchTiming struct {
 	Fast      time.Duration // between readings right after a kick
+	KickGap   time.Duration // a kick reads at once unless the last reading is more recent than this
 	FastFor   time.Duration // how long a kick keeps the fast pace
 	Slow      time.Duration // between readings otherwise
 	Heartbeat time.Duration // an unchanged state is still sent this often
 	Buffer    int           // readings C holds before the oldest is dropped
 }
 
-// DefaultWatchTiming is the timing of [Diag.Watch]: every 250 µs for 30 ms
-// after a kick, every 25 ms otherwise, and a heartbeat every 10 ms, so every
+// DefaultWatchTiming is the timing of [Diag.Watch]: a kick reads at once (or
+// 100 µs after the last reading), then every 250 µs for 30 ms; every 25 ms
+// otherwise, and a heartbeat every 10 ms, so every
 // 30 ms window after a step holds readings.
 func DefaultWatchTiming() WatchTiming {
 	return WatchTiming{
-		Fast: 250 * time.Microsecond, FastFor: 30 * time.Millisecond, Slow: 25 * time.Millisecond,
+		Fast: 250 * time.Microsecond, KickGap: 100 * time.Microsecond, FastFor: 30 * time.Millisecond, Slow: 25 * time.Millisecond,
 		Heartbeat: 10 * time.Millisecond, Buffer: 256,
 	}
 }
@@ -106,6 +108,7 @@ func (w *Watch) run() {
 	var (
 		last      Reading
 		lastSent  time.Time
+		lastRead  time.Time
 		next      time.Time // when the timer fires
 		fastUntil time.Time
 		confirm   = true // send the next reading whatever it says
@@ -117,14 +120,19 @@ func (w *Watch) run() {
 		case <-w.kick:
 			now := time.Now()
 			fastUntil, confirm = now.Add(w.timing.FastFor), true
-			if next.Sub(now) > w.timing.Fast {
-				timer.Reset(0)
-				next = now
+			at := lastRead.Add(w.timing.KickGap)
+			if at.Before(now) {
+				at = now
+			}
+			if next.After(at) {
+				timer.Reset(at.Sub(now))
+				next = at
 			}
 			continue
 		case <-timer.C:
 		}
 		r := w.read()
+		lastRead = time.Now()
 		w.polls.Add(1)
 		if confirm || !r.same(last) || r.At.Sub(lastSent) >= w.timing.Heartbeat {
 			w.send(r)
