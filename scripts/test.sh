@@ -30,8 +30,8 @@ echo "== builds: CGO_ENABLED=0 linux, and darwin (the non-Linux stubs compile)"
 CGO_ENABLED=0 go build -o /dev/null .
 GOOS=darwin go build ./...
 
-echo "== go test (unit, seam and lab tests)"
-go test -count=1 -timeout 20m ./...
+echo "== go test -race (unit, seam and lab tests)"
+go test -race -count=1 -timeout 25m ./...
 
 # fuzz runs one target; a failure that found an input (written under testdata/fuzz) fails the suite.
 # The fuzzing engine itself sometimes loses a worker on a loaded 2-core machine ("fuzzing process hung or
