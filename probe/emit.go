@@ -24,8 +24,9 @@ const copyWait = 20 * time.Millisecond
 type heldStep struct {
 	ev      event.Event // a Step, or a Warning
 	seg     craft.Segment
-	at      time.Time // our clock when sent or noted
+	at      time.Time // our clock when sent or noted; the copy's kernel time once seen
 	waiting bool      // a sent step waiting for its copy
+	rep     *capture.Reply
 }
 
 // emitter puts the session's events into the stream in time order. Sent
@@ -39,7 +40,6 @@ type emitter struct {
 	lastMs   float64
 	sent     int // segments sent
 	received int // segments received from the peer
-	lastStep *event.Step
 }
 
 // sentStep holds the step of a segment we just sent until its wire copy.
@@ -65,11 +65,9 @@ func (e *emitter) copySeen(rep capture.Reply) bool {
 			for j := 0; j < i; j++ {
 				e.held[j].waiting = false // the socket is in order: their copies were missed
 			}
-			h.waiting, h.at = false, rep.Time
 			r := rep
+			h.waiting, h.at, h.rep = false, rep.Time, &r // the frame goes to -w with its step
 			e.pop()
-			// the frame goes to -w with its step
-			e.recordLast(&r)
 			return true
 		}
 	}
@@ -81,14 +79,7 @@ func (e *emitter) pop() {
 	for len(e.held) > 0 && !e.held[0].waiting {
 		h := e.held[0]
 		e.held = e.held[1:]
-		e.out(h.ev, h.at, nil)
-	}
-}
-
-// recordLast hands the frame of the step just emitted to -w.
-func (e *emitter) recordLast(rep *capture.Reply) {
-	if e.s.env.Record != nil && e.lastStep != nil {
-		e.s.env.Record(*rep, e.lastStep)
+		e.out(h.ev, h.at, h.rep)
 	}
 }
 
@@ -157,7 +148,6 @@ func (e *emitter) out(ev event.Event, t time.Time, rep *capture.Reply) {
 		st.N = s.steps
 	}
 	s.sink.Emit(st)
-	e.lastStep = &st
 	if rep != nil && s.env.Record != nil {
 		s.env.Record(*rep, &st)
 	}

@@ -24,6 +24,31 @@ type Recorder struct {
 	frames []capture.Frame
 	steps  []event.Step
 	last   time.Time // our clock at the last tapped frame
+	// pairs: the step (its N) a session handed over with the frame, when it
+	// had both in hand; 0: the session saw the frame and no step explains it.
+	pairs map[frameKey]int
+}
+
+// frameKey names one captured frame: its kernel time and direction.
+type frameKey struct {
+	ns  int64
+	out bool
+}
+
+// Pair records that the frame of r is the one step st explains (nil: a
+// frame of the conversation that no step of ours explains, such as our
+// kernel's own RST). It is a session's SessionEnv.Record.
+func (r *Recorder) Pair(rep capture.Reply, st *event.Step) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pairs == nil {
+		r.pairs = map[frameKey]int{}
+	}
+	n := 0
+	if st != nil {
+		n = st.N
+	}
+	r.pairs[frameKey{rep.Time.UnixNano(), rep.Outgoing}] = n
 }
 
 // Settle waits until quiet has passed without a new frame (at most
@@ -77,12 +102,41 @@ func (r *Recorder) WriteTo(w io.Writer, ifname string) error {
 	}
 	sort.SliceStable(r.frames, func(i, j int) bool { return r.frames[i].Time.Before(r.frames[j].Time) })
 	used := make([]bool, len(r.steps))
+	byN := map[int]int{}
+	for i, st := range r.steps {
+		if st.N > 0 {
+			byN[st.N] = i
+		}
+	}
 	for _, f := range r.frames {
-		if err := pw.Write(f, r.comment(f, used)); err != nil {
+		c, paired := r.paired(f, byN, used)
+		if !paired {
+			c = r.comment(f, used)
+		}
+		if err := pw.Write(f, c); err != nil {
 			return err
 		}
 	}
 	return pw.Flush()
+}
+
+// paired is the comment of the step a session paired with f, if it did.
+func (r *Recorder) paired(f capture.Frame, byN map[int]int, used []bool) (string, bool) {
+	n, ok := r.pairs[frameKey{f.Time.UnixNano(), f.Outgoing}]
+	if !ok {
+		return "", false
+	}
+	i, ok := byN[n]
+	if n == 0 || !ok {
+		if f.Outgoing {
+			if pkt, err := craft.Parse(f.Data); err == nil && pkt.Kind == craft.KindTCP && pkt.Seg.Flags.Has(craft.RST) {
+				return "not sent by tcpshake: our kernel's own RST for a connection it does not know", true
+			}
+		}
+		return "", true
+	}
+	used[i] = true
+	return Comment(&r.steps[i]), true
 }
 
 // comment finds the first unused step that describes f.
