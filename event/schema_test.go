@@ -41,7 +41,8 @@ func samples() []event.Event {
 		event.Start{Command: "handshake"},
 		event.Step{N: 1, TimeMs: 0.5, Direction: "sent", Src: "a", Dst: "b", Flags: "S.", FlagNames: "SYN, ACK", Seq: 4294967295, Ack: 1,
 			RelSeq: 0, RelAck: 1, Len: 6, Window: 64240, TTL: 64, Options: "[mss 1460]", Data: "hello\n", RTTMs: f64(0.04), ICMP: "port-unreach",
-			Retrans: true, Explain: []string{"x"}, Local: "ESTABLISHED", Remote: "SYN-RECEIVED", Observed: "SYN-RECEIVED"},
+			Retrans: true, Explain: []string{"x"}, Local: "ESTABLISHED", Remote: "SYN-RECEIVED", Observed: "SYN-RECEIVED", Agreement: event.Agrees},
+		event.Step{Direction: event.DirectionObserved, TimeMs: 60000, Observed: "CLOSED", Agreement: event.Ahead, Local: "CLOSED", Remote: "TIME-WAIT", Explain: []string{"k"}},
 		event.Step{Direction: "note", Explain: []string{"TIME-WAIT"}},
 		event.Result{Host: "h", Addr: "a", Port: 80, State: "open", Reason: "syn-ack", From: "a", RTTMs: f64(1), TTL: u8(64), Window: u16(1), Sent: 1, Received: 1},
 		event.Result{Host: "h", Addr: "a", Port: 82, State: "filtered", Reason: "no-response", Sent: 2},
@@ -89,9 +90,21 @@ func TestSchemaRejects(t *testing.T) {
 		`{"type":"result","host":"h","addr":"a","port":80,"state":"ajar","reason":"r","rtt_ms":null,"ttl":null,"window":null,"sent":1,"received":0}`,
 		`{"type":"step","n":1.5,"t_ms":0,"direction":"sent","src":"","dst":"","flags":"","flag_names":"","seq":0,"ack":0,"rel_seq":0,"rel_ack":0,"len":0,"window":0}`,
 		`[1,2]`,
+		`{"type":"step","n":1,"t_ms":0,"direction":"sent","src":"","dst":"","flags":"","flag_names":"","seq":0,"ack":0,"rel_seq":0,"rel_ack":0,"len":0,"window":0,"observed_agreement":"maybe"}`,
 	} {
 		if err := s.ValidateLine([]byte(line)); err == nil {
 			t.Errorf("accepted %s", line)
+		}
+	}
+}
+
+// Every Agreement is in the schema's enum.
+func TestSchemaAgreements(t *testing.T) {
+	s := loadSchema(t)
+	for _, a := range event.Agreements() {
+		line := `{"type":"step","n":1,"t_ms":0,"direction":"sent","src":"","dst":"","flags":"","flag_names":"","seq":0,"ack":0,"rel_seq":0,"rel_ack":0,"len":0,"window":0,"observed_agreement":"` + string(a) + `"}`
+		if err := s.ValidateLine([]byte(line)); err != nil {
+			t.Errorf("agreement %q: %v", a, err)
 		}
 	}
 }

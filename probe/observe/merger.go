@@ -52,7 +52,8 @@ const maxReadings = 1 << 14
 // A step at T is held until the first reading in [T, T+Window] that agrees or
 // is ahead arrives, or until its window closed (then it takes the window's
 // last reading and differs, or is unknown when there was none); events after
-// it wait behind it. See docs/states.md.
+// it wait behind it. Steps that may change the peer's state kick the watcher,
+// so it reads the kernel right after them. See docs/states.md.
 type Merger struct {
 	next   event.Sink
 	w      Watcher
@@ -63,6 +64,12 @@ type Merger struct {
 	inbox  []*item
 	latest Reading
 	direct bool // the goroutine has ended: Emit forwards at once
+	// Emit kicks the watcher for a step that may change the peer's state: the
+	// first, one with SYN, FIN or RST, or one whose inferred state differs
+	// from the step before. Data in ESTABLISHED does not kick, so a transfer
+	// does not keep the watcher reading back to back.
+	kicked       bool
+	lastInferred tcpstate.State
 
 	wake     chan struct{}
 	stop     chan struct{}
@@ -145,8 +152,13 @@ func (m *Merger) Emit(e event.Event) {
 		return
 	}
 	m.inbox = append(m.inbox, it)
-	m.mu.Unlock()
+	kick := false
 	if it.st != nil {
+		kick = !m.kicked || it.inferred != m.lastInferred || strings.ContainsAny(it.st.Flags, "SFR")
+		m.kicked, m.lastInferred = true, it.inferred
+	}
+	m.mu.Unlock()
+	if kick {
 		m.w.Kick()
 	}
 	m.signal()

@@ -19,6 +19,8 @@ const (
 	msgLen           = 72         // struct inet_diag_msg
 	noCookie         = ^uint32(0) // INET_DIAG_NOCOOKIE
 	attrV6Only       = 11         // INET_DIAG_SKV6ONLY
+	attrShutdown     = 8          // INET_DIAG_SHUTDOWN
+	linuxSynRecv     = 3          // TCP_SYN_RECV
 	linuxListen      = 10         // TCP_LISTEN
 	allStates        = 0xffffffff
 )
@@ -91,6 +93,9 @@ type diagMsg struct {
 	id            sockID
 	v6only        bool
 	hasV6only     bool
+	// hasShutdown: INET_DIAG_SHUTDOWN came, as it does for every full socket;
+	// a request socket's answer (inet_req_diag_fill) has no attributes.
+	hasShutdown bool
 }
 
 func parseMsg(b []byte) (diagMsg, error) {
@@ -114,8 +119,11 @@ func parseMsg(b []byte) (diagMsg, error) {
 			return m, fmt.Errorf("inet_diag attributes: %w", err)
 		}
 		for ad.Next() {
-			if ad.Type() == attrV6Only {
+			switch ad.Type() {
+			case attrV6Only:
 				m.hasV6only, m.v6only = true, ad.Uint8() != 0
+			case attrShutdown:
+				m.hasShutdown = true
 			}
 		}
 		if err := ad.Err(); err != nil {
@@ -166,6 +174,12 @@ func (d *Diag) Get(local, remote netip.AddrPort) (Reading, error) {
 			continue
 		}
 		r := FromLinux(dm.state, at)
+		// The kernel reports a request socket (TCP_NEW_SYN_RECV) as
+		// TCP_SYN_RECV; only the missing attributes tell it from a full
+		// socket in SYN-RECEIVED.
+		if dm.state == linuxSynRecv && !dm.hasShutdown {
+			r.Request = true
+		}
 		return r, r.Err
 	}
 	return Reading{At: at}, nil

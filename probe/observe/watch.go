@@ -17,13 +17,14 @@ type WatchTiming struct {
 	Buffer    int           // readings C holds before the oldest is dropped
 }
 
-// DefaultWatchTiming is the timing of [Diag.Watch]: a kick reads at once (or
-// 100 µs after the last reading), then every 250 µs for 30 ms; every 25 ms
-// otherwise, and a heartbeat every 10 ms, so every
+// DefaultWatchTiming is the timing of [Diag.Watch]: a kick reads at once
+// (kicks that come while a reading is taken count as one), then every 250 µs
+// for 30 ms (in practice about every millisecond: an idle Go runtime rounds
+// sub-millisecond timers up to 1 ms); every 25 ms otherwise, and a heartbeat every 10 ms, so every
 // 30 ms window after a step holds readings.
 func DefaultWatchTiming() WatchTiming {
 	return WatchTiming{
-		Fast: 250 * time.Microsecond, KickGap: 100 * time.Microsecond, FastFor: 30 * time.Millisecond, Slow: 25 * time.Millisecond,
+		Fast: 250 * time.Microsecond, KickGap: 0, FastFor: 30 * time.Millisecond, Slow: 25 * time.Millisecond,
 		Heartbeat: 10 * time.Millisecond, Buffer: 256,
 	}
 }
