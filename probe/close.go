@@ -75,9 +75,7 @@ func (s *Session) waitPeerFIN(ctx context.Context, why string) error {
 	err := s.run(ctx, until{done: func() bool { return s.me.FinRcvd }, deadline: s.env.Now().Add(s.cfg.Timeout)})
 	if errors.Is(err, errDeadline) {
 		s.note(fmt.Sprintf("the peer did not close within %v (its application keeps the connection open); we reset it so nothing stays half-open", s.cfg.Timeout))
-		rst := s.resetSegment()
-		s.sendSeg(rst, []string{"RST: abort instead of waiting forever", s.explainRST(rst)}, sendAbort)
-		s.snd.queue = nil
+		s.sendResets([]string{"RST: abort instead of waiting forever"})
 		return ErrPeerStays
 	}
 	return err
@@ -89,9 +87,7 @@ func (s *Session) finish(ctx context.Context) error {
 	err := s.run(ctx, until{done: closed, deadline: s.env.Now().Add(s.cfg.Timeout)})
 	if errors.Is(err, errDeadline) {
 		s.note(fmt.Sprintf("the peer did not finish closing within %v; we reset it so nothing stays half-open", s.cfg.Timeout))
-		rst := s.resetSegment()
-		s.sendSeg(rst, []string{"RST: abort instead of waiting forever", s.explainRST(rst)}, sendAbort)
-		s.snd.queue = nil
+		s.sendResets([]string{"RST: abort instead of waiting forever"})
 		return ErrPeerStays
 	}
 	if err != nil || s.me.State != tcpstate.TimeWait {

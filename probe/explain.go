@@ -151,6 +151,8 @@ func (s *Session) explainRx(seg *craft.Segment, rx tcpstate.Rx) []string {
 		return []string{"a SYN inside a synchronized connection (RFC 5961 §4.2): we answer with a challenge ACK, nothing changes"}
 	case tcpstate.RepeatedSYN:
 		switch {
+		case s.snd.synRexmit:
+			return []string{"a second SYN-ACK: it answers our retransmitted SYN (the peer got both copies of our SYN, or its answer to the first was slower than our timer); we acknowledge again"}
 		case s.manualAck && !s.ackSent:
 			return []string{"the peer repeats its SYN-ACK: its timer fired and it has had no ACK from us yet (type `ack`)"}
 		case !s.ackSent:

@@ -183,12 +183,19 @@ func (s *Session) onTimer(now time.Time) {
 	if d.giveUp {
 		what := describe(&f.seg)
 		if f.seg.Flags.Has(craft.SYN) {
-			s.ended = fmt.Errorf("%w: %d SYNs unanswered over %v: filtered, or the host is down", ErrNoAnswer, f.retrans+1, now.Sub(s.start).Round(time.Millisecond))
-		} else {
-			s.ended = fmt.Errorf("%w: %s not acknowledged after %d retransmissions", ErrNoAnswer, what, f.retrans)
+			err := fmt.Errorf("%w: %d SYNs unanswered over %v: filtered, or the host is down", ErrNoAnswer, f.retrans+1, now.Sub(s.synAt).Round(time.Millisecond))
+			chg := s.me.GiveUp("no answer to our SYN: we give up")
+			s.snd.queue, s.snd.deadline = nil, time.Time{}
+			s.note(fmt.Sprintf("%v; %s", err, chg))
+			s.ended = err
+			return
 		}
-		s.snd.queue, s.snd.deadline = nil, time.Time{}
-		s.note(s.ended.Error())
+		err := fmt.Errorf("%w: %s not acknowledged after %d retransmissions", ErrNoAnswer, what, f.retrans)
+		// RFC 9293 §3.8.3: past R2 the connection is closed. An RST goes
+		// out too, so a peer that only stopped hearing us does not keep it.
+		s.sendResets([]string{fmt.Sprintf("we give up: %v (RFC 9293 §3.8.3); the RST ends it on the peer too, if it still hears us", err)})
+		s.me.GiveUp("we gave up on the connection")
+		s.ended = err
 		return
 	}
 	seg := f.seg

@@ -66,8 +66,11 @@ func (s *Session) Connect(ctx context.Context) error {
 // SYN sends our SYN (the first step of the handshake) without waiting.
 func (s *Session) SYN(ctx context.Context) error {
 	if s.me.State != tcpstate.Closed || s.ended != nil || s.me.SndNxt != s.me.ISS {
-		if s.me.State == tcpstate.SynSent {
+		switch s.me.State {
+		case tcpstate.SynSent:
 			return fmt.Errorf("our SYN is out already: we are in SYN-SENT, waiting for the answer")
+		case tcpstate.Closed, tcpstate.TimeWait:
+			return fmt.Errorf("a SYN opens a connection, and this one is over (a new connection needs a new shell): %w", s.gone("syn"))
 		}
 		return fmt.Errorf("a SYN opens a connection: we are in %s%s", s.me.State, endedWhy(s.ended))
 	}
@@ -150,6 +153,8 @@ func (s *Session) ACK(ctx context.Context) error {
 		return s.gone("ack")
 	case s.me.State == tcpstate.SynSent:
 		return fmt.Errorf("nothing to acknowledge yet: the SYN-ACK has not arrived (we are in SYN-SENT)")
+	case s.me.State == tcpstate.Closed && s.me.SndNxt != s.me.ISS:
+		return s.gone("ack")
 	case s.me.State == tcpstate.Closed:
 		return fmt.Errorf("nothing to acknowledge: no connection yet (send `syn` first)")
 	}
@@ -272,7 +277,7 @@ func (s *Session) WaitAcked(ctx context.Context, what string) error {
 // FIN sends our FIN without waiting.
 func (s *Session) FIN(ctx context.Context) error {
 	switch {
-	case s.ended != nil:
+	case s.ended != nil, s.me.State == tcpstate.Closed && s.me.SndNxt != s.me.ISS:
 		return s.gone("fin")
 	case s.me.FinSent:
 		return fmt.Errorf("our FIN is out already (we are in %s)", s.me.State)
@@ -319,9 +324,7 @@ func (s *Session) RST(ctx context.Context) error {
 	if err := s.ask(ctx, rst, why); err != nil {
 		return err
 	}
-	rst = s.resetSegment()
-	s.snd.queue, s.snd.deadline = nil, time.Time{}
-	s.sendSeg(rst, []string{s.explainRST(rst)}, sendAbort)
+	s.sendResets(nil)
 	if s.ended == nil {
 		s.ended = ErrAborted
 	}

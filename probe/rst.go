@@ -131,6 +131,7 @@ func RunRST(ctx context.Context, names []string, cfg RSTConfig, dial Dialer, sin
 		res := func() event.Scenario {
 			defer closeFn()
 			defer s.Abort(nil)
+			s.SetEpoch(start) // every scenario's steps count from the run's start
 			if err := s.Begin("rst " + sc.name); err != nil {
 				return event.Scenario{Verdict: Inconclusive, Why: err.Error()}
 			}
@@ -161,7 +162,7 @@ func RunRST(ctx context.Context, names []string, cfg RSTConfig, dial Dialer, sin
 	}
 	sum.Outcome = fmt.Sprintf("%d of %d scenarios conform", n, len(out))
 	if ctx.Err() != nil {
-		sum.Outcome = fmt.Sprintf("interrupted after %d of %d scenarios (%d conform); the connection of the last one was reset", len(out), len(names), n)
+		sum.Outcome = fmt.Sprintf("interrupted after %d of %d scenarios (%d conform)", len(out), len(names), n)
 	}
 	sum.Scenarios = out
 	sink.Emit(sum)

@@ -214,6 +214,66 @@ func (s *Session) resetSegment() craft.Segment {
 	return rst
 }
 
+// resetSeqs are the sequence numbers an abort must cover: the peer's
+// RCV.NXT is SND.UNA unless it took some of what is in flight and its ACK is
+// still on the way, so it may be any segment boundary up to SND.NXT. Only
+// the exact one aborts (RFC 5961 §3.2); the others draw at most a challenge
+// ACK. At most 8, the most likely first.
+func (s *Session) resetSeqs() []craft.Seq {
+	out := []craft.Seq{s.peerRcvNxt()}
+	add := func(q craft.Seq) {
+		for _, o := range out {
+			if o == q {
+				return
+			}
+		}
+		if len(out) < 8 {
+			out = append(out, q)
+		}
+	}
+	if s.me.State != tcpstate.SynSent {
+		for _, f := range s.snd.queue {
+			add(f.seg.End())
+		}
+		add(s.me.SndNxt)
+	}
+	return out
+}
+
+// sendResets aborts the connection: one RST per candidate RCV.NXT of the
+// peer, the first one moving both TCBs.
+func (s *Session) sendResets(why []string) {
+	seqs := s.resetSeqs()
+	s.snd.queue, s.snd.deadline = nil, time.Time{}
+	for i, q := range seqs {
+		rst := s.segment(craft.RST|craft.ACK, nil)
+		rst.Seq = q
+		lines := append(append([]string(nil), why...), s.explainRST(rst))
+		if i == 0 && len(seqs) > 1 {
+			lines = append(lines, fmt.Sprintf("%d more RSTs follow, at seq %s: data of ours may have reached the peer with its ACK still on the way, so its RCV.NXT can be any of them; the exact one aborts, the others draw at most a challenge ACK (RFC 5961 §3.2)", len(seqs)-1, seqList(seqs[1:])))
+		}
+		kind := sendAbort
+		if i > 0 {
+			kind = sendCrafted
+			lines = []string{fmt.Sprintf("RST at seq %d: another candidate for the peer's RCV.NXT", uint32(q))}
+		}
+		if !s.sendSeg(rst, lines, kind) {
+			return
+		}
+	}
+}
+
+func seqList(qs []craft.Seq) string {
+	var b []byte
+	for i, q := range qs {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = fmt.Appendf(b, "%d", uint32(q))
+	}
+	return string(b)
+}
+
 // peerRcvNxt is our best knowledge of the peer's RCV.NXT.
 func (s *Session) peerRcvNxt() craft.Seq {
 	switch {

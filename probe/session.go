@@ -271,6 +271,10 @@ func (s *Session) Settle(ctx context.Context) {
 	})
 }
 
+// SetEpoch makes the steps' times count from t instead of from Begin (rst:
+// one clock for the whole run). Call it before Begin.
+func (s *Session) SetEpoch(t time.Time) { s.start = t }
+
 // ManualACK makes the handshake's third step wait for ACK (the shell).
 func (s *Session) ManualACK() { s.manualAck = true }
 
@@ -281,7 +285,10 @@ func (s *Session) Begin(command string) error {
 	if s.begun {
 		return fmt.Errorf("session: already begun")
 	}
-	s.start, s.command = s.env.Now(), command
+	s.command = command
+	if s.start.IsZero() {
+		s.start = s.env.Now()
+	}
 	st, err := s.env.Matcher.Stream(s.key, 4096)
 	if err != nil {
 		return err
@@ -390,14 +397,12 @@ func (s *Session) Abort(cause error) (reset bool) {
 	}
 	if s.begun && s.live() {
 		reset = true
-		rst := s.resetSegment()
 		why := "RST: we abort the connection so nothing stays half-open on the peer"
 		if errors.Is(cause, context.Canceled) {
 			why = "RST: interrupted; we abort the connection so nothing stays half-open on the peer"
 		}
 		s.interrupted = errors.Is(cause, context.Canceled)
-		s.snd.queue, s.snd.deadline = nil, time.Time{}
-		s.sendSeg(rst, []string{why, s.explainRST(rst)}, sendAbort)
+		s.sendResets([]string{why})
 	}
 	s.End()
 	return reset

@@ -431,7 +431,7 @@ func TestSessionScenarios(t *testing.T) {
 			script:  handshakeScript("hello\n", probe.CloseFIN),
 			wantErr: probe.ErrNoAnswer,
 			want:    []string{">S", ">S*", ">S*"},
-			us:      tcpstate.SynSent, peerInf: tcpstate.SynReceived, peerTrue: tcpstate.Closed, retrans: 2,
+			us:      tcpstate.Closed, peerInf: tcpstate.SynReceived, peerTrue: tcpstate.Closed, retrans: 2,
 			wantExplain: []string{"retransmission 2: no ACK for our SYN within 2s"},
 		},
 		{

@@ -25,6 +25,11 @@ func Agree(inferred tcpstate.State, r Reading) event.Agreement {
 	if r.State == inferred {
 		return event.Agrees
 	}
+	if inferred == tcpstate.Listen && !r.Exists {
+		// The connection's own socket does not exist yet: the listener that
+		// the inference speaks of is another socket (Diag.Listening).
+		return event.Agrees
+	}
 	if ahead(inferred, r.State) {
 		return event.Ahead
 	}

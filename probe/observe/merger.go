@@ -102,7 +102,11 @@ type item struct {
 	hasChosen bool
 	skipped   *item // unknown: the next step came before any reading
 	passed    *item // unknown: read before in another state, right after it in its state
-	hold      bool  // our SYN, waiting for the answer (cookie or not)
+	prev      tcpstate.State
+	hasPrev   bool    // prev is the inferred state of the step before
+	early     bool    // unknown: read still in the state before this step, then already beyond it
+	later     Reading // with early: the reading that showed the kernel had moved on
+	hold      bool    // our SYN, waiting for the answer (cookie or not)
 	holdUntil time.Time
 
 	flush chan struct{} // a Flush marker, no event
@@ -146,6 +150,9 @@ func (m *Merger) Emit(e event.Event) {
 		}
 	}
 	m.mu.Lock()
+	if it.st != nil {
+		it.prev, it.hasPrev = m.lastInferred, m.kicked
+	}
 	if m.direct {
 		m.mu.Unlock()
 		m.next.Emit(e)
@@ -371,6 +378,13 @@ func (m *Merger) decide(it *item, now time.Time) {
 	if change != nil && len(own) < len(win) && !sameState(last, win[len(own)]) &&
 		Agree(change.inferred, win[len(own)]) == event.Agrees {
 		it.agr, it.passed = event.Unknown, change
+	}
+	// Still in the state before this step, then already elsewhere: the
+	// reading came before our segment (or the peer's change) took effect, and
+	// the next one after the state had passed. That proves no disagreement.
+	if it.agr == event.Differs && it.hasPrev && it.prev != it.inferred && Agree(it.prev, last) == event.Agrees &&
+		len(own) < len(win) && !sameState(last, win[len(own)]) {
+		it.agr, it.early, it.later = event.Unknown, true, win[len(own)]
 	}
 	if it.agr != event.Agrees && isSYN(it.st) && it.inferred == tcpstate.SynReceived && last.Err == nil && !last.Exists {
 		it.hold, it.holdUntil = true, it.at.Add(m.timing.CookieWait)
@@ -605,6 +619,10 @@ func (m *Merger) finish(it *item) {
 			it.chosen, st.Remote, fmtDur(m.timing.Window), after))
 	case event.Unknown:
 		switch {
+		case it.early:
+			st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel was still in %s when read %s, before this step could take effect there, and already in %s at the next reading (%s after this step): it passed through %s between two readings",
+				it.chosen, strings.TrimPrefix(after, "read "), it.later, fmtDur(it.later.At.Sub(it.at)), st.Remote))
+			st.Observed = ""
 		case it.passed != nil:
 			st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel was not seen in %s: it was in %s %s, and in %s, where our next segment leads, right after that: it passed through %s between two readings",
 				st.Remote, it.chosen, after, it.passed.st.Remote, st.Remote))

@@ -189,21 +189,11 @@ func (e *Endpoint) Expire() Change {
 	return e.move(Closed, "2·MSL passed: TIME-WAIT ends")
 }
 
-// Ahead reports whether a peer can have moved from the inferred state to
-// the observed one on its own, without a segment from us: its application
-// closed (FIN-WAIT-1 from ESTABLISHED or SYN-RECEIVED, LAST-ACK from
-// CLOSE-WAIT) or the connection ended (CLOSED, except right after our SYN,
-// where CLOSED means the SYN was lost). Then the peer's kernel is simply
-// ahead of what its segments have told us so far; any other difference is a
-// disagreement (a segment lost or still on its way).
-func Ahead(inferred, observed string) bool {
-	switch observed {
-	case Closed.String():
-		return inferred != SynReceived.String() && inferred != Listen.String()
-	case FinWait1.String():
-		return inferred == Established.String() || inferred == SynReceived.String()
-	case LastAck.String():
-		return inferred == CloseWait.String()
+// GiveUp closes the connection because its user gave up on it (RFC 9293
+// §3.8.3: the retransmission threshold R2 was passed, or no answer came).
+func (e *Endpoint) GiveUp(why string) Change {
+	if e.State == Closed {
+		return e.stay()
 	}
-	return false
+	return e.move(Closed, why)
 }

@@ -240,21 +240,3 @@ func TestStateNames(t *testing.T) {
 		t.Errorf("names (-want +got):\n%s", diff)
 	}
 }
-
-func TestAhead(t *testing.T) {
-	for _, tc := range []struct {
-		inferred, observed string
-		want               bool
-	}{
-		{"CLOSE-WAIT", "LAST-ACK", true},
-		{"ESTABLISHED", "FIN-WAIT-1", true},
-		{"TIME-WAIT", "CLOSED", true},
-		{"SYN-RECEIVED", "CLOSED", false}, // our SYN was lost
-		{"CLOSE-WAIT", "ESTABLISHED", false},
-		{"ESTABLISHED", "CLOSE-WAIT", false},
-	} {
-		if got := tcpstate.Ahead(tc.inferred, tc.observed); got != tc.want {
-			t.Errorf("Ahead(%s, %s) = %v, want %v", tc.inferred, tc.observed, got, tc.want)
-		}
-	}
-}
