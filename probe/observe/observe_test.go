@@ -53,7 +53,7 @@ func TestAgree(t *testing.T) {
 		{tcpstate.Established, est, event.Agrees},
 		{tcpstate.Closed, none, event.Agrees},
 		{tcpstate.SynReceived, none, event.Differs}, // the SYN has not arrived (or a cookie: the Merger's call)
-		{tcpstate.Listen, none, event.Agrees}, // no connection socket yet: the listener is another socket
+		{tcpstate.Listen, none, event.Agrees},       // no connection socket yet: the listener is another socket
 		{tcpstate.TimeWait, none, event.Ahead},
 		{tcpstate.Established, none, event.Ahead},
 		{tcpstate.Established, Reading{Exists: true, State: tcpstate.FinWait1}, event.Ahead},
