@@ -18,7 +18,11 @@ type diagObserver struct{ d *observe.Diag }
 func (o diagObserver) Listening(local netip.AddrPort) (bool, error) { return o.d.Listening(local) }
 
 func (o diagObserver) Watch(local, remote netip.AddrPort, start time.Time, next event.Sink) (ObservedSink, error) {
-	return mergerSink{observe.NewMerger(next, o.d.Watch(local, remote), start)}, nil
+	m := observe.NewMerger(next, o.d.Watch(local, remote), start)
+	// Without the counter (another kernel's /proc unreadable), cookies are
+	// still recognised from the readings when one falls in time.
+	_ = m.SetCookieCounter(o.d.SynCookiesSent)
+	return mergerSink{m}, nil
 }
 
 // mergerSink is the merger as the session sees it.

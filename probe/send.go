@@ -144,6 +144,7 @@ func (s *Session) fail(err error) {
 // transmit sends a segment that occupies sequence space from SND.NXT (SYN,
 // data, FIN) and queues it for retransmission until acknowledged.
 func (s *Session) transmit(seg craft.Segment, why []string) bool {
+	s.drain() // what already arrived is told before what we send now
 	seg.Seq = s.me.SndNxt
 	if seg.Flags.Has(craft.ACK) {
 		seg.Ack = s.me.RcvNxt

@@ -32,6 +32,12 @@ func DefaultMergeTiming() MergeTiming {
 	return MergeTiming{Window: 30 * time.Millisecond, Grace: 5 * time.Millisecond, CookieWait: time.Second}
 }
 
+// readingSkew is how far apart in time a packet's kernel timestamp and a
+// sock_diag reading of its effect can appear in the wrong order: on veth the
+// peer's socket was seen ESTABLISHED up to 60 µs before the packet socket's
+// timestamp of the ACK that made it so.
+const readingSkew = 200 * time.Microsecond
+
 // keepReadings is how long readings and decisions are kept after their
 // windows closed, for steps that arrive late.
 const keepReadings = time.Second
@@ -87,6 +93,12 @@ type Merger struct {
 	stopping     bool
 	last         *event.Step // the last step forwarded that had states
 	cookie       *cookieSeen // a SYN cookie seen; the final ACK not yet
+
+	// The peer kernel's count of SYN cookies sent, read before our SYN
+	// (SetCookieCounter) and again when the SYN-ACK is decided.
+	cookies     func() (int64, error)
+	cookieBase  int64
+	cookieCount int64 // cookies counted since the base, once decided
 }
 
 // An item is one event waiting in the merger's queue.
@@ -169,6 +181,22 @@ func (m *Merger) Emit(e event.Event) {
 		m.w.Kick()
 	}
 	m.signal()
+}
+
+// SetCookieCounter gives the merger the peer kernel's SYN-cookie counter
+// (Diag.SynCookiesSent). It reads it at once, so call it before our SYN: a
+// SYN-ACK sent as a cookie leaves no socket that a reading could miss or
+// catch, but the count tells. Without it, cookies are recognised only when a
+// reading falls between the SYN-ACK and our ACK.
+func (m *Merger) SetCookieCounter(f func() (int64, error)) error {
+	n, err := f()
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.cookies, m.cookieBase = f, n
+	m.mu.Unlock()
+	return nil
 }
 
 // Latest returns the most recent reading (At is zero before the first). It
@@ -329,7 +357,9 @@ func (m *Merger) advance(now time.Time) {
 //  4. no reading before that next step: unknown.
 func (m *Merger) decide(it *item, now time.Time) {
 	end := it.at.Add(m.timing.Window)
-	lo := m.firstAt(it.at)
+	// A reading up to readingSkew before the step's time may already show
+	// its effect (see readingSkew).
+	lo := m.firstAt(it.at.Add(-readingSkew))
 	closed := m.readingsDone
 	hi := lo // readings [lo, hi) are in the window
 	for ; hi < len(m.readings); hi++ {
@@ -350,6 +380,7 @@ func (m *Merger) decide(it *item, now time.Time) {
 	win := m.readings[lo:hi]
 	if len(win) == 0 {
 		it.agr = event.Unknown
+		m.holdForCookie(it)
 		return
 	}
 	// Readings before the next step that changes the inferred state belong
@@ -357,8 +388,13 @@ func (m *Merger) decide(it *item, now time.Time) {
 	own := win
 	change := m.nextChange(it)
 	if change != nil && change.at.Before(end) {
+		// A reading taken just before the next step's wire time may already
+		// show its effect: the packet tap and the netlink answer are timed
+		// at different points of the kernel, some µs apart. Such a reading
+		// is nobody's proof.
+		cut := change.at.Add(-readingSkew)
 		n := 0
-		for n < len(win) && win[n].At.Before(change.at) {
+		for n < len(win) && win[n].At.Before(cut) {
 			n++
 		}
 		own = win[:n]
@@ -369,8 +405,15 @@ func (m *Merger) decide(it *item, now time.Time) {
 			return
 		}
 	}
+	// Readings taken before the step (in the skew allowance) may only
+	// confirm it, never contradict it.
+	for len(own) > 0 && own[0].At.Before(it.at) {
+		own = own[1:]
+		win = win[1:]
+	}
 	if len(own) == 0 {
 		it.agr, it.skipped = event.Unknown, change
+		m.holdForCookie(it)
 		return
 	}
 	last := own[len(own)-1]
@@ -387,6 +430,17 @@ func (m *Merger) decide(it *item, now time.Time) {
 		it.agr, it.early, it.later = event.Unknown, true, win[len(own)]
 	}
 	if it.agr != event.Agrees && isSYN(it.st) && it.inferred == tcpstate.SynReceived && last.Err == nil && !last.Exists {
+		it.hold, it.holdUntil = true, it.at.Add(m.timing.CookieWait)
+	}
+}
+
+// holdForCookie holds our SYN, undecided by the readings, until its answer
+// shows whether the kernel's cookie counter moved.
+func (m *Merger) holdForCookie(it *item) {
+	m.mu.Lock()
+	counted := m.cookies != nil
+	m.mu.Unlock()
+	if counted && isSYN(it.st) && it.inferred == tcpstate.SynReceived {
 		it.hold, it.holdUntil = true, it.at.Add(m.timing.CookieWait)
 	}
 }
@@ -485,15 +539,34 @@ func (m *Merger) resolveHolds(now time.Time) {
 		// A request socket exists before its SYN-ACK leaves: no socket read
 		// after the SYN-ACK arrived proves there is none.
 		var last *Reading
-		cookie := true
+		cookie, sawSocket := true, false
 		for j := m.firstAt(a.at); j < len(m.readings) && m.readings[j].At.Before(end); j++ {
 			r := &m.readings[j]
+			if r.Exists && c != nil && !r.At.Before(c.at.Add(-readingSkew)) {
+				break // a socket read just before our next segment's time is that segment's doing
+			}
 			if r.Err != nil || r.Exists {
-				cookie = false
+				cookie, sawSocket = false, sawSocket || r.Exists
 				break
 			}
 			if !r.At.Before(b.at) {
 				last = r
+			}
+		}
+		m.mu.Lock()
+		count, base := m.cookies, m.cookieBase
+		m.mu.Unlock()
+		if !sawSocket && count != nil {
+			// The kernel's own count settles it when no reading fell between
+			// the SYN-ACK and our next segment.
+			if n, err := count(); err == nil && n > base {
+				m.cookieCount = n - base
+				if last == nil {
+					r := Reading{At: b.at, State: tcpstate.Closed}
+					last, cookie = &r, true
+				}
+			} else if err == nil && last == nil {
+				cookie = false
 			}
 		}
 		if cookie && last != nil {
@@ -641,6 +714,9 @@ func (m *Merger) finish(it *item) {
 			m.cookie = &cookieSeen{isn: st.Seq}
 		} else {
 			st.Explain = append(st.Explain, "the peer's kernel keeps no socket after our SYN, not even a request socket: its listener answers with a SYN cookie (net.ipv4.tcp_syncookies, RFC 4987 §3.6) and keeps no state until our final ACK — nothing was lost")
+			if m.cookieCount > 0 {
+				st.Explain = append(st.Explain, fmt.Sprintf("its kernel counted %d SYN cookie(s) sent since we began (TcpExt SyncookiesSent in /proc/net/netstat)", m.cookieCount))
+			}
 		}
 	}
 	if m.cookie != nil && st.Direction == "sent" && strings.Contains(st.Flags, ".") && !strings.ContainsAny(st.Flags, "SR") {

@@ -454,8 +454,8 @@ func TestMergerSynAnsweredByReset(t *testing.T) {
 		w.read(0.1, noSocket)
 		w.step(1, syn(1))
 		w.read(1.1, noSocket)
-		w.step(1.3, event.Step{N: 2, Direction: "received", Flags: "R.", Local: "CLOSED", Remote: "CLOSED"})
-		w.read(1.4, noSocket)
+		w.step(1.5, event.Step{N: 2, Direction: "received", Flags: "R.", Local: "CLOSED", Remote: "CLOSED"})
+		w.read(1.6, noSocket)
 		w.until(100)
 		want := []got{{1, "sent", "CLOSED", event.Differs}, {2, "received", "CLOSED", event.Agrees}}
 		if diff := cmp.Diff(want, summary(w.rec.steps())); diff != "" {
@@ -581,8 +581,8 @@ func TestMergerPassedThrough(t *testing.T) {
 		w.read(0.1, request)
 		w.step(1, ack(3))
 		w.read(1.02, request) // our ACK still on its way
-		w.step(1.2, event.Step{N: 4, Direction: "sent", Flags: "F.", Local: "FIN-WAIT-1", Remote: "CLOSE-WAIT"})
-		w.read(1.3, observe.Reading{Exists: true, State: tcpstate.CloseWait, Linux: 8})
+		w.step(1.5, event.Step{N: 4, Direction: "sent", Flags: "F.", Local: "FIN-WAIT-1", Remote: "CLOSE-WAIT"})
+		w.read(1.6, observe.Reading{Exists: true, State: tcpstate.CloseWait, Linux: 8})
 		w.until(100)
 		sts := w.rec.steps()
 		want := []got{{3, "sent", "", event.Unknown}, {4, "sent", "CLOSE-WAIT", event.Agrees}}

@@ -28,7 +28,8 @@ const (
 // A Diag asks one network namespace's kernel about its TCP sockets over one
 // NETLINK_SOCK_DIAG socket. It is safe for concurrent use.
 type Diag struct {
-	c *netlink.Conn
+	c  *netlink.Conn
+	ns string // the namespace's name ("" for ours)
 }
 
 // Open returns a Diag for the named network namespace ("" for the current
@@ -47,7 +48,7 @@ func Open(netnsName string) (*Diag, error) {
 	if err != nil {
 		return nil, fmt.Errorf("observe: sock_diag in %q: %w", netnsName, err)
 	}
-	return &Diag{c: c}, nil
+	return &Diag{c: c, ns: netnsName}, nil
 }
 
 // sockID is struct inet_diag_sockid.

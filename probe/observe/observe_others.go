@@ -33,3 +33,6 @@ func (d *Diag) Listening(local netip.AddrPort) (bool, error) { return false, err
 
 // Close does nothing on this system.
 func (d *Diag) Close() error { return nil }
+
+// SynCookiesSent is not implemented on this system.
+func (d *Diag) SynCookiesSent() (int64, error) { return 0, errNotLinux() }
