@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
+	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -29,7 +32,8 @@ import (
 // every operation, it checks the invariants: no panic; SND.UNA ≤ SND.NXT;
 // RCV.NXT only moves forward, and equals IRS + 1 + the bytes delivered (+1
 // for a FIN); the held bytes stay within our window; the steps' times never
-// go back and they are numbered in order; a timer is armed whenever
+// go back and they are numbered in order; SND.UNA and SND.NXT never move
+// back; a timer is armed whenever
 // segments wait for their ACK; every queued segment lies between SND.UNA
 // and SND.NXT.
 
@@ -177,9 +181,12 @@ type fuzzRun struct {
 	m       *capture.Matcher
 	synced  bool      // RCV.NXT was set from the peer's SYN
 	rcvNxt  craft.Seq // the last RCV.NXT seen
+	sending bool      // our SYN went out: SND.UNA and SND.NXT only move forward
+	sndUna  craft.Seq
+	sndNxt  craft.Seq
 	lastMs  float64
 	lastN   int
-	steps   int
+	story   []string // every event, in short, to compare runs
 	checked int
 }
 
@@ -188,9 +195,10 @@ type fuzzRun struct {
 func (r *fuzzRun) Emit(e event.Event) {
 	st, ok := e.(event.Step)
 	if !ok {
+		r.story = append(r.story, fmt.Sprintf("%T %v", e, e))
 		return
 	}
-	r.steps++
+	r.story = append(r.story, fmt.Sprintf("%d %.3f %s [%s] %d %d %d %v", st.N, st.TimeMs, st.Direction, st.Flags, st.Seq, st.Ack, st.Len, st.Explain))
 	if st.TimeMs < r.lastMs {
 		r.t.Fatalf("step %d (%s [%s]) at %.3f ms after a step at %.3f ms", st.N, st.Direction, st.Flags, st.TimeMs, r.lastMs)
 	}
@@ -210,6 +218,12 @@ func (r *fuzzRun) check(where string) {
 	me := s.me
 	if me.SndNxt.LessThan(me.SndUna) {
 		r.t.Fatalf("%s: SND.UNA %d > SND.NXT %d", where, me.SndUna, me.SndNxt)
+	}
+	if me.State != tcpstate.Closed || me.SndNxt != me.ISS {
+		if r.sending && (me.SndNxt.LessThan(r.sndNxt) || me.SndUna.LessThan(r.sndUna)) {
+			r.t.Fatalf("%s: SND.UNA/SND.NXT moved back from %d/%d to %d/%d", where, r.sndUna, r.sndNxt, me.SndUna, me.SndNxt)
+		}
+		r.sending, r.sndUna, r.sndNxt = true, me.SndUna, me.SndNxt
 	}
 	if me.State != tcpstate.Closed && me.State != tcpstate.SynSent || me.FinRcvd {
 		if !r.synced {
@@ -474,7 +488,26 @@ func fuzzConfig(in *fuzzIn) (SessionConfig, bool) {
 	return cfg, b&1 != 0
 }
 
-func fuzzSession(t *testing.T, input []byte) {
+// fuzzWatchdog bounds one input in real time. Inside the bubble time only
+// moves while the session waits, so a loop that spins without waiting
+// would hang the fuzzer silently; this makes it a crash with the input.
+const fuzzWatchdog = 10 * time.Second
+
+func fuzzSession(t *testing.T, input []byte) { fuzzPlay(t, input) }
+
+// fuzzPlay plays one input and returns its story.
+func fuzzPlay(t *testing.T, input []byte) (story []string) {
+	done := make(chan struct{})
+	defer close(done)
+	go func() { // outside the bubble: real time
+		select {
+		case <-done:
+		case <-time.After(fuzzWatchdog):
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			panic(fmt.Sprintf("FuzzSession: input %q still runs after %v of real time: the session's loop spins without waiting\n%s", input, fuzzWatchdog, buf[:n]))
+		}
+	}()
 	synctest.Test(t, func(t *testing.T) {
 		in := &fuzzIn{b: input}
 		cfg, manual := fuzzConfig(in)
@@ -504,7 +537,24 @@ func fuzzSession(t *testing.T, input []byte) {
 			t.Errorf("%d steps still held after End", len(s.emit.held))
 		}
 		r.check("after End")
+		story = r.story
 	})
+	return story
+}
+
+// TestFuzzSessionDeterministic plays every seed twice: the same input must
+// tell the same story, step by step, or the fuzzer could not reproduce
+// what it finds.
+func TestFuzzSessionDeterministic(t *testing.T) {
+	for i, seed := range fuzzSeeds() {
+		a, b := fuzzPlay(t, seed), fuzzPlay(t, seed)
+		if len(a) < 2 {
+			t.Errorf("seed %d tells nothing (%d events)", i, len(a))
+		}
+		if !slices.Equal(a, b) {
+			t.Errorf("seed %d told two stories:\n%s\n---\n%s", i, strings.Join(a, "\n"), strings.Join(b, "\n"))
+		}
+	}
 }
 
 func FuzzSession(f *testing.F) {
@@ -545,6 +595,15 @@ func (s fuzzSeq) peer(flags craft.Flags, seqMode, dseq, dack int8, n uint8, opts
 	return append(s, opts[min(1, len(opts)):]...)
 }
 
+// peerBuffered is peer, left in the capture's buffer for the next
+// operation.
+func (s fuzzSeq) peerBuffered(flags craft.Flags, seqMode, dseq, dack int8, n uint8, opts ...byte) fuzzSeq {
+	at := len(s)
+	s = s.peer(flags, seqMode, dseq, dack, n, opts...)
+	s[at] = 5
+	return s
+}
+
 func (s fuzzSeq) op(code byte, args ...byte) fuzzSeq { return append(append(s, code), args...) }
 
 func fuzzSeeds() [][]byte {
@@ -579,5 +638,13 @@ func fuzzSeeds() [][]byte {
 		handshake(4|8|16).peer(a, 0, 0, 0, 0).op(8, 10).op(14, 100).op(19, 1),
 		// Silent peer: SYN retransmitted until we give up.
 		newFuzzSeq(32).op(6).op(15, 1).op(7).op(11),
+		// The small peer answers: handshake, 160 bytes echoed, its FIN with ours.
+		newFuzzSeq(0).op(20, 50, 1|2, 0).op(6).op(15, 1).op(7).op(9, 10).op(10).op(15, 0).op(16, 0),
+		// The shell against it, SACK on, every third segment lost: 4080 bytes.
+		newFuzzSeq(1|2).op(20, 200, 1|2|4, 3).op(6).op(15, 1).op(7).op(9, 255).op(9, 255).op(10).op(16, 0),
+		// Loss without SACK, timestamps: fast retransmit and NewReno.
+		newFuzzSeq(4).op(20, 200, 0, 4).op(6).op(15, 1).op(7).op(9, 255).op(16, 2),
+		// A segment still in the buffer when the next command starts.
+		newFuzzSeq(1).op(6).peerBuffered(sa, 1, 0, 0, 0).op(7).op(14, 2).peerBuffered(pa, 0, 0, 0, 1).op(9, 1),
 	}
 }
