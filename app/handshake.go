@@ -35,6 +35,7 @@ func sessionFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "timestamp", Usage: "timestamps option in our SYN (then on every segment)"},
 		&cli.BoolFlag{Name: "ecn", Usage: "send an ECN-setup SYN (ECE and CWR, RFC 3168 §6.1.1) and explain the peer's answer"},
 		&cli.StringFlag{Name: "rto", Value: "1s", Usage: "initial retransmission timeout `DURATION` (RFC 6298; doubles on each retry)"},
+		&cli.StringFlag{Name: "rto-max", Value: "60s", Usage: "the most the retransmission timeout may grow to, `DURATION` (RFC 6298 §2.5 allows a cap of 60 s or more; less is a deliberate deviation, e.g. for very lossy labs)"},
 		&cli.StringFlag{Name: "retries", Value: "6", Usage: "retransmissions of one segment `N` before giving up"},
 		&cli.StringFlag{Name: "time-wait", Value: "2s", Usage: "how long TIME-WAIT lasts here, `DURATION` (RFC 9293: 2·MSL = 4 min; 0: skip it)"},
 		&cli.StringFlag{Name: "timeout", Value: "10s", Usage: "how long to wait for the peer's data or FIN, `DURATION`"},

@@ -19,6 +19,7 @@ func sessionConfig(c *cli.Context, tg target) (probe.SessionConfig, uint16, erro
 		TTL:      uint8(p.uint("ttl", 1, 255)),
 		SYN:      synOptions(c, &p),
 		RTO:      p.duration("rto"),
+		MaxRTO:   p.duration("rto-max"),
 		Retries:  int(p.uint("retries", 1, 30)),
 		TimeWait: p.durationOrZero("time-wait"),
 		Timeout:  p.duration("timeout"),

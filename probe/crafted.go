@@ -45,7 +45,7 @@ func (s *Session) Craft(ctx context.Context, c Crafted) (CraftResult, error) {
 	if !s.begun {
 		return CraftTest, fmt.Errorf("segment: not begun")
 	}
-	if c.Flags.Has(craft.SYN) && !c.Flags.Has(craft.ACK) && s.me.State == tcpstate.Closed && s.ended == nil && s.me.SndNxt == s.me.ISS {
+	if c.Flags.Has(craft.SYN) && !c.Flags.Has(craft.ACK) && !c.Flags.Has(craft.RST) && s.me.State == tcpstate.Closed && s.ended == nil && s.me.SndNxt == s.me.ISS {
 		return CraftOpen, s.craftOpen(ctx, c)
 	}
 	seg := s.segment(c.Flags, c.Data)

@@ -172,8 +172,14 @@ func (s *Session) explainRx(seg *craft.Segment, rx tcpstate.Rx) []string {
 			return []string{fmt.Sprintf("RST with seq %d outside our window (RCV.NXT %d, window %d): dropped without an answer (RFC 5961 §3.2)", uint32(seg.Seq), uint32(s.me.RcvNxt), s.me.RcvWnd)}
 		case rx.Old && seg.Flags.Has(craft.FIN) && n == 0:
 			return []string{"the peer repeats its FIN: our ACK of it was lost or late; we acknowledge again"}
+		case rx.Old && rx.AckTaken && n == 0:
+			return []string{fmt.Sprintf("seq %d is before RCV.NXT %d, so RFC 9293's test calls it old, but it ends within the last window and carries a current ACK: the ACK is taken (as Linux's tcp_sequence does), the segment otherwise dropped", uint32(seg.Seq), uint32(s.me.RcvNxt))}
 		case rx.Old:
-			return []string{fmt.Sprintf("duplicate: seq %d to %d was already received (the peer retransmitted; our ACK may have been lost or late); we acknowledge again", uint32(seg.Seq), uint32(end))}
+			why := fmt.Sprintf("duplicate: seq %d to %d was already received (the peer retransmitted; our ACK may have been lost or late); we acknowledge again", uint32(seg.Seq), uint32(end))
+			if rx.AckTaken {
+				why += "; its ACK is still taken"
+			}
+			return []string{why}
 		}
 		return []string{fmt.Sprintf("not acceptable: seq %d (%d bytes) is outside our receive window, RCV.NXT %d to %d (RFC 9293 §3.10.7.4): dropped, and we answer with an ACK of what we expect", uint32(seg.Seq), n, uint32(s.me.RcvNxt), uint32(s.me.RcvNxt.Add(s.me.RcvWnd)))}
 	}

@@ -111,8 +111,11 @@ func (s *Session) receiveSynced(rep capture.Reply, seg *craft.Segment) {
 	} else {
 		s.ignored[rx.Verdict.String()]++
 	}
-	if rx.Verdict == tcpstate.Accepted && seg.Flags.Has(craft.ACK) {
-		dupCandidate := len(seg.Payload) == 0 && !seg.Flags.Has(craft.FIN) && s.me.SndWnd == wnd
+	if rx.AckTaken && s.peerAck.LessThan(seg.Ack) {
+		s.peerAck = seg.Ack
+	}
+	if (rx.Verdict == tcpstate.Accepted || rx.AckTaken) && seg.Flags.Has(craft.ACK) {
+		dupCandidate := rx.Verdict == tcpstate.Accepted && len(seg.Payload) == 0 && !seg.Flags.Has(craft.FIN) && s.me.SndWnd == wnd
 		var blocks [][2]craft.Seq
 		if s.opt.sack {
 			for _, b := range seg.Options.SACKBlocks() {

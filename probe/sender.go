@@ -17,7 +17,7 @@ import (
 // Sender timing bounds.
 const (
 	minRTO = 200 * time.Millisecond // Linux's TCP_RTO_MIN; RFC 6298 suggests 1 s
-	maxRTO = 60 * time.Second
+	maxRTO = 60 * time.Second // RFC 6298 §2.5: a maximum, if any, at least 60 s
 	minPTO = 10 * time.Millisecond // RFC 8985 §7.2: the probe timeout's floor
 )
 
@@ -35,6 +35,7 @@ type sender struct {
 	queue    []*inflight // in sequence order
 	rto      time.Duration
 	initRTO  time.Duration
+	maxRTO   time.Duration // the cap of the backoff (SessionConfig.MaxRTO)
 	backoff  int
 	deadline time.Time // when the RTO (or probe) timer fires; zero: not armed
 	probe    bool      // the armed timer is a tail loss probe, not an RTO
@@ -53,7 +54,7 @@ type sender struct {
 }
 
 func newSender(initRTO time.Duration) sender {
-	return sender{rto: initRTO, initRTO: initRTO, mss: 536, ssthresh: 1 << 30}
+	return sender{rto: initRTO, initRTO: initRTO, maxRTO: maxRTO, mss: 536, ssthresh: 1 << 30}
 }
 
 // setMSS sets the segment size once negotiated; the initial window is ten
@@ -264,7 +265,7 @@ func (s *sender) computeRTO() time.Duration {
 		}
 		return s.initRTO
 	}
-	return min(max(s.est.srtt+max(4*s.est.rttvar, time.Millisecond), minRTO), maxRTO)
+	return min(max(s.est.srtt+max(4*s.est.rttvar, time.Millisecond), minRTO), s.maxRTO)
 }
 
 // timerDecision is what the timer's expiry asks for.
@@ -301,7 +302,7 @@ func (s *sender) expired(now time.Time, retries int) timerDecision {
 		q.sacked = false // RFC 6675 §5.1: after a timeout the SACK information is not trusted
 	}
 	s.backoff++
-	s.rto = min(2*s.rto, maxRTO)
+	s.rto = min(2*s.rto, s.maxRTO)
 	s.deadline = now.Add(s.rto)
 	return d
 }

@@ -28,6 +28,7 @@ type SessionConfig struct {
 	ECN bool
 
 	RTO      time.Duration // initial retransmission timeout (RFC 6298 §2.1: 1 s)
+	MaxRTO   time.Duration // the cap of the doubling (0: 60 s; below 60 s is not RFC 6298 §2.5)
 	Retries  int           // retransmissions of one segment before giving up
 	TimeWait time.Duration // how long TIME-WAIT lasts here (RFC 9293: 2·MSL = 4 min); NoTimeWait skips it
 	Timeout  time.Duration // how long to wait for the peer to send, acknowledge or close
@@ -212,13 +213,17 @@ func NewSession(cfg SessionConfig, env SessionEnv) *Session {
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500
 	}
+	snd := newSender(cfg.RTO)
+	if cfg.MaxRTO > 0 {
+		snd.maxRTO = cfg.MaxRTO
+	}
 	me := tcpstate.NewActive()
 	me.ModelWindow, me.KeepData = true, true
 	peer := tcpstate.NewListener()
 	peer.ModelWindow = true
 	return &Session{
 		cfg: cfg, env: env, key: capture.Key{Local: cfg.Local, Remote: cfg.Remote},
-		me: me, peer: peer, snd: newSender(cfg.RTO), ignored: map[string]uint64{},
+		me: me, peer: peer, snd: snd, ignored: map[string]uint64{},
 		challenge: rateLimit{per: time.Second, burst: 100},
 	}
 }

@@ -80,6 +80,10 @@ type Rx struct {
 	FIN bool
 	// WindowUpdate: SND.WND changed.
 	WindowUpdate bool
+	// AckTaken: the segment was not acceptable (an old duplicate), but its
+	// ACK was processed (Acked, WindowUpdate and the state change say what
+	// it did).
+	AckTaken bool
 }
 
 // Receive records a segment this endpoint receives and returns the state
@@ -200,12 +204,22 @@ func (e *Endpoint) inputSynced(seg *craft.Segment) Rx {
 		}
 		return Rx{Verdict: ChallengeSYN, Change: e.stay(), AckDue: true}
 	}
+	ackOnly := false
 	if !e.acceptable(seg) {
-		old := seg.Seq.Add(uint32(len(seg.Payload))).LessThanEq(e.RcvNxt)
-		if f.Has(craft.FIN) && seg.Seq.Add(uint32(len(seg.Payload))).Add(1) == e.RcvNxt && e.FinRcvd {
+		end := seg.Seq.Add(uint32(len(seg.Payload)))
+		old := end.LessThanEq(e.RcvNxt)
+		if f.Has(craft.FIN) && end.Add(1) == e.RcvNxt && e.FinRcvd {
 			old = true // a repeated FIN
 		}
-		return Rx{Verdict: NotAcceptable, Change: e.stay(), AckDue: true, Old: old}
+		// An old duplicate that ends within the last window still carries a
+		// current ACK: Linux takes it (tcp_sequence accepts any segment ending
+		// at or after RCV.WUP) and sends such ACKs, e.g. with seq at the end
+		// of the window it last saw. Its text is dropped as the RFC says; its
+		// ACK is processed, or a real peer's acknowledgments would be lost.
+		if !(old && e.ModelWindow && f.Has(craft.ACK) && e.RcvNxt.Add(^uint32(0)-max(e.RcvWnd, 1)+1).LessThanEq(end)) {
+			return Rx{Verdict: NotAcceptable, Change: e.stay(), AckDue: true, Old: old}
+		}
+		ackOnly = true
 	}
 	if !f.Has(craft.ACK) {
 		return Rx{Verdict: NoACK, Change: e.stay()}
@@ -257,6 +271,10 @@ func (e *Endpoint) inputSynced(seg *craft.Segment) Rx {
 		}
 	}
 	rx.Change = c
+	if ackOnly {
+		rx.Verdict, rx.Old, rx.AckDue, rx.AckTaken = NotAcceptable, true, true, true
+		return rx
+	}
 	e.text(seg, &rx)
 	return rx
 }
@@ -279,6 +297,13 @@ func (e *Endpoint) text(seg *craft.Segment, rx *Rx) {
 	fin := seg.Flags.Has(craft.FIN)
 	if n > 0 || fin {
 		rx.AckDue = true
+	}
+	if e.FinRcvd {
+		// After the other end's FIN nothing more can come from it: RFC 9293
+		// §3.10.7.4, eighth check, ignores the text in CLOSE-WAIT, CLOSING,
+		// LAST-ACK and TIME-WAIT.
+		rx.PartOld = n
+		return
 	}
 	switch {
 	case e.RcvNxt.LessThan(seg.Seq):

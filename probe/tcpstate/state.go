@@ -149,7 +149,10 @@ func (e *Endpoint) Send(seg *craft.Segment) Change {
 			e.RcvWnd = uint32(seg.Window) << e.RcvShift
 		}
 	}
-	if f.Has(craft.SYN) {
+	if f.Has(craft.SYN) && (e.State == Closed || e.State == Listen || e.SndNxt == e.ISS) {
+		// The first SYN this end sends sets ISS (a listener's SYN-ACK comes
+		// after its move to SYN-RECEIVED); a later one (the SYN-ACK of a
+		// simultaneous open) must not take back data sent on our SYN.
 		e.ISS, e.SndUna, e.SndNxt = seg.Seq, seg.Seq, seg.End()
 	} else if end := seg.End(); e.SndNxt.LessThan(end) {
 		e.SndNxt = end
