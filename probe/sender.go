@@ -17,8 +17,8 @@ import (
 // Sender timing bounds.
 const (
 	minRTO = 200 * time.Millisecond // Linux's TCP_RTO_MIN; RFC 6298 suggests 1 s
-	maxRTO = 60 * time.Second // RFC 6298 §2.5: a maximum, if any, at least 60 s
-	minPTO = 10 * time.Millisecond // RFC 8985 §7.2: the probe timeout's floor
+	maxRTO = 60 * time.Second       // RFC 6298 §2.5: a maximum, if any, at least 60 s
+	minPTO = 10 * time.Millisecond  // RFC 8985 §7.2: the probe timeout's floor
 )
 
 // inflight is a segment that occupies sequence space and waits for its ACK.
