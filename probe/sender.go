@@ -139,49 +139,7 @@ func (s *sender) onAck(una, ack craft.Seq, blocks [][2]craft.Seq, at, now time.T
 		}
 	}
 	if una.LessThan(ack) {
-		d.newly = uint32(ack - una)
-		for len(s.queue) > 0 && s.queue[0].seg.End().LessThanEq(ack) {
-			f := s.queue[0]
-			if f.retrans == 0 {
-				switch {
-				case !f.wire.IsZero() && !at.IsZero() && f.wire.Before(at):
-					d.sample = at.Sub(f.wire)
-				case !f.sentAt.IsZero():
-					d.sample = now.Sub(f.sentAt)
-				}
-			} else {
-				d.karn = true
-			}
-			s.queue = s.queue[1:]
-		}
-		if d.karn {
-			d.sample = 0 // RFC 6298 §3 (Karn): an ACK covering a retransmission gives no sample
-		}
-		if d.sample > 0 {
-			s.est.sample(d.sample)
-		}
-		// A new ACK ends the backoff: the timeout is computed afresh (RFC
-		// 6298 §5.3 restarts the timer; the doubled value is dropped as
-		// Linux does, since the path evidently works).
-		s.backoff, s.probed = 0, false
-		s.rto = s.computeRTO()
-		s.dupAcks, s.dupSinceRexmit = 0, 0
-		if s.inRecovery {
-			if s.recover.LessThanEq(ack) {
-				s.inRecovery, d.exited = false, true
-				s.cwnd = max(min(s.ssthresh, s.flight()+s.mss), 2*s.mss) // RFC 6582 §3.2 step 3
-			} else if len(s.queue) > 0 {
-				d.partial = true // RFC 6582 §3.2 step 3: retransmit the next hole
-				seg := s.queue[0].seg
-				d.fastRexmt = &seg
-				s.cwnd = max(s.cwnd-min(d.newly, s.cwnd)+s.mss, s.mss)
-			}
-		} else if s.cwnd < s.ssthresh {
-			s.cwnd += min(d.newly, s.mss) // slow start (RFC 5681 §3.1)
-		} else {
-			s.cwnd += max(s.mss*s.mss/max(s.cwnd, 1), 1) // congestion avoidance
-		}
-		s.arm(now)
+		s.newAck(una, ack, at, now, &d)
 		return d
 	}
 	if !dupCandidate || len(s.queue) == 0 || ack != una {
@@ -223,6 +181,55 @@ func (s *sender) onAck(una, ack craft.Seq, blocks [][2]craft.Seq, at, now time.T
 		d.probeLost = afterProbe && s.dupAcks < 3 && !lostBySack
 	}
 	return d
+}
+
+// newAck handles an ACK that advances SND.UNA from una: it drops what is
+// acknowledged, samples the RTT (Karn), ends the backoff, and grows the
+// window or moves NewReno recovery on.
+func (s *sender) newAck(una, ack craft.Seq, at, now time.Time, d *ackDecision) {
+	d.newly = uint32(ack - una)
+	for len(s.queue) > 0 && s.queue[0].seg.End().LessThanEq(ack) {
+		f := s.queue[0]
+		if f.retrans == 0 {
+			switch {
+			case !f.wire.IsZero() && !at.IsZero() && f.wire.Before(at):
+				d.sample = at.Sub(f.wire)
+			case !f.sentAt.IsZero():
+				d.sample = now.Sub(f.sentAt)
+			}
+		} else {
+			d.karn = true
+		}
+		s.queue = s.queue[1:]
+	}
+	if d.karn {
+		d.sample = 0 // RFC 6298 §3 (Karn): an ACK covering a retransmission gives no sample
+	}
+	if d.sample > 0 {
+		s.est.sample(d.sample)
+	}
+	// A new ACK ends the backoff: the timeout is computed afresh (RFC
+	// 6298 §5.3 restarts the timer; the doubled value is dropped as
+	// Linux does, since the path evidently works).
+	s.backoff, s.probed = 0, false
+	s.rto = s.computeRTO()
+	s.dupAcks, s.dupSinceRexmit = 0, 0
+	if s.inRecovery {
+		if s.recover.LessThanEq(ack) {
+			s.inRecovery, d.exited = false, true
+			s.cwnd = max(min(s.ssthresh, s.flight()+s.mss), 2*s.mss) // RFC 6582 §3.2 step 3
+		} else if len(s.queue) > 0 {
+			d.partial = true // RFC 6582 §3.2 step 3: retransmit the next hole
+			seg := s.queue[0].seg
+			d.fastRexmt = &seg
+			s.cwnd = max(s.cwnd-min(d.newly, s.cwnd)+s.mss, s.mss)
+		}
+	} else if s.cwnd < s.ssthresh {
+		s.cwnd += min(d.newly, s.mss) // slow start (RFC 5681 §3.1)
+	} else {
+		s.cwnd += max(s.mss*s.mss/max(s.cwnd, 1), 1) // congestion avoidance
+	}
+	s.arm(now)
 }
 
 // sackedAbove counts the SACKed segments above the first unacknowledged one.

@@ -248,12 +248,30 @@ func (e *Endpoint) inputSynced(seg *craft.Segment) Rx {
 		e.SndWnd, e.SndWL1, e.SndWL2 = w, seg.Seq, seg.Ack
 		e.MaxSndWnd = max(e.MaxSndWnd, w)
 	}
+	if c = e.ackMoves(seg, ackedFIN); e.State == Closed {
+		rx.Change = c // LAST-ACK's FIN acknowledged: nothing more to process
+		return rx
+	}
+	rx.Change = c
+	if ackOnly {
+		rx.Verdict, rx.Old, rx.AckDue, rx.AckTaken = NotAcceptable, true, true, true
+		return rx
+	}
+	e.text(seg, &rx)
+	return rx
+}
+
+// ackMoves is the state change an acceptable ACK causes (RFC 9293
+// §3.10.7.4, fifth check): our SYN or our FIN acknowledged.
+func (e *Endpoint) ackMoves(seg *craft.Segment, ackedFIN bool) Change {
+	c := e.stay()
 	switch e.State {
 	case SynReceived:
 		if e.ISS.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.SndNxt) {
 			c = e.move(Established, "received the ACK of our SYN")
 			if e.FinSent && ackedFIN {
 				c = e.move(FinWait2, "received the ACK of our FIN")
+				c.From = SynReceived
 			}
 		}
 	case FinWait1:
@@ -266,17 +284,10 @@ func (e *Endpoint) inputSynced(seg *craft.Segment) Rx {
 		}
 	case LastAck:
 		if ackedFIN {
-			rx.Change = e.move(Closed, "received the ACK of our FIN: connection closed")
-			return rx
+			c = e.move(Closed, "received the ACK of our FIN: connection closed")
 		}
 	}
-	rx.Change = c
-	if ackOnly {
-		rx.Verdict, rx.Old, rx.AckDue, rx.AckTaken = NotAcceptable, true, true, true
-		return rx
-	}
-	e.text(seg, &rx)
-	return rx
+	return c
 }
 
 // rstInWindow is the RST acceptability test: its seq in the receive window
