@@ -274,12 +274,13 @@ func s8Tcpdump(t *testing.T, l lab.Lab, filter string) (string, func()) {
 	go func() {
 		buf := make([]byte, 4096)
 		var seen []byte
+		signal := listening // closed once; the select below reads the channel only
 		for {
 			n, err := stderr.Read(buf)
 			seen = append(seen, buf[:n]...)
-			if bytes.Contains(seen, []byte("listening on")) && listening != nil {
-				close(listening)
-				listening = nil
+			if bytes.Contains(seen, []byte("listening on")) && signal != nil {
+				close(signal)
+				signal = nil
 			}
 			if err != nil {
 				return
