@@ -100,6 +100,9 @@ func jsonEvents(t *testing.T, s string) []map[string]any {
 	t.Helper()
 	var evs []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(s))
+	// A received step carries its data: a 64 KB segment (GRO on veth) is
+	// 128 KB of hex, beyond the scanner's default line limit.
+	sc.Buffer(nil, 4<<20)
 	for sc.Scan() {
 		var ev map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
@@ -109,6 +112,9 @@ func jsonEvents(t *testing.T, s string) []map[string]any {
 			t.Fatalf("line without a \"type\": %s", sc.Bytes())
 		}
 		evs = append(evs, ev)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("reading the JSON lines: %v", err)
 	}
 	return evs
 }
