@@ -140,7 +140,11 @@ func (s *Session) outgoing(rep capture.Reply) {
 	if seg.Flags.Has(craft.RST) {
 		s.rstSeen++
 		if s.rstSeen > s.rstSent {
-			s.warn(fmt.Sprintf("our kernel sent its own RST (seq %d) to the peer: the guard did not hold it back (is --no-guard set, or was the guard's nftables table removed?); the peer will abort the connection", uint32(seg.Seq)))
+			why := "the guard did not hold it back (was the guard's nftables table removed, or does another firewall rule accept it first?)"
+			if s.env.Guard == nil {
+				why = "there is no guard (--no-guard): our kernel knows no such connection and resets it"
+			}
+			s.warn(fmt.Sprintf("our kernel sent its own RST (seq %d) to the peer: %s; the peer will abort the connection", uint32(seg.Seq), why))
 			s.rstSent = s.rstSeen
 		}
 	}

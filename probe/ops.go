@@ -21,7 +21,7 @@ var ErrAborted = errors.New("we reset the connection")
 // gone says why an operation needs a connection that no longer exists.
 func (s *Session) gone(op string) error {
 	if s.ended != nil {
-		return fmt.Errorf("%s: %w (%v)", op, ErrClosed, s.ended)
+		return fmt.Errorf("%s: %w: %w", op, ErrClosed, s.ended) // both: the exit status follows how it ended
 	}
 	return fmt.Errorf("%s: %w (we are in %s)", op, ErrClosed, s.me.State)
 }
