@@ -116,14 +116,7 @@ func (s *Session) craftOpen(ctx context.Context, c Crafted) error {
 	if n := len(c.Data); n > 0 {
 		why = append(why, fmt.Sprintf("%d bytes of data on the SYN: the peer may queue them until the handshake completes; its ack will be seq + %d + 1", n, n))
 	}
-	if err := s.ask(ctx, syn, why); err != nil {
-		return err
-	}
-	s.synAt = s.env.Now()
-	if !s.transmit(syn, why) {
-		return s.ended
-	}
-	return nil
+	return s.openWith(ctx, syn, why)
 }
 
 // explainCrafted says how a crafted segment differs from what the peer
@@ -186,24 +179,8 @@ func (s *Session) Expect(ctx context.Context, e Expectation) error {
 	if seg.Flags != e.Flags {
 		bad = append(bad, fmt.Sprintf("flags [%s], not [%s]", seg.Flags, e.Flags))
 	}
-	if e.Seq != nil {
-		got := uint32(seg.Seq)
-		if e.SeqRel {
-			got = uint32(seg.Seq - s.me.IRS)
-		}
-		if got != *e.Seq {
-			bad = append(bad, fmt.Sprintf("seq %d, not %d", got, *e.Seq))
-		}
-	}
-	if e.Ack != nil {
-		got := uint32(seg.Ack)
-		if e.AckRel {
-			got = uint32(seg.Ack - s.me.ISS)
-		}
-		if got != *e.Ack {
-			bad = append(bad, fmt.Sprintf("ack %d, not %d", got, *e.Ack))
-		}
-	}
+	bad = append(bad, checkNumber("seq", seg.Seq, e.Seq, e.SeqRel, s.me.IRS)...)
+	bad = append(bad, checkNumber("ack", seg.Ack, e.Ack, e.AckRel, s.me.ISS)...)
 	if e.Len != nil && len(seg.Payload) != *e.Len {
 		bad = append(bad, fmt.Sprintf("len %d, not %d", len(seg.Payload), *e.Len))
 	}
@@ -211,6 +188,22 @@ func (s *Session) Expect(ctx context.Context, e Expectation) error {
 		return fmt.Errorf("%w: expect %s: the peer's next segment was %s: %s", ErrExpect, e.Text, seg.String(), strings.Join(bad, ", "))
 	}
 	s.note(fmt.Sprintf("expect %s: as expected", e.Text))
+	return nil
+}
+
+// checkNumber compares one field of the peer's segment with an expected
+// value, absolute or relative to base; nil want accepts anything.
+func checkNumber(name string, got craft.Seq, want *uint32, rel bool, base craft.Seq) []string {
+	if want == nil {
+		return nil
+	}
+	v := uint32(got)
+	if rel {
+		v = uint32(got - base)
+	}
+	if v != *want {
+		return []string{fmt.Sprintf("%s %d, not %d", name, v, *want)}
+	}
 	return nil
 }
 

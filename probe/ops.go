@@ -90,6 +90,11 @@ func (s *Session) SYN(ctx context.Context) error {
 	if s.cfg.ECN {
 		why = append(why, "ECE and CWR on the SYN: an ECN-setup SYN, asking the peer to mark congestion instead of dropping (RFC 3168 §6.1.1)")
 	}
+	return s.openWith(ctx, syn, why)
+}
+
+// openWith asks (--step), then sends our SYN and queues it: the active open.
+func (s *Session) openWith(ctx context.Context, syn craft.Segment, why []string) error {
 	if err := s.ask(ctx, syn, why); err != nil {
 		return err
 	}
