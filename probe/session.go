@@ -182,7 +182,6 @@ type Session struct {
 
 	sentBytes, retransmits, steps int
 	rstSent, rstSeen              int
-	interrupted                   bool
 	writing                       bool // Write has more data to send (early retransmit waits for it)
 }
 
@@ -406,7 +405,6 @@ func (s *Session) Abort(cause error) (reset bool) {
 		if errors.Is(cause, context.Canceled) {
 			why = "RST: interrupted; we abort the connection so nothing stays half-open on the peer"
 		}
-		s.interrupted = errors.Is(cause, context.Canceled)
 		s.sendResets([]string{why})
 	}
 	s.End()
