@@ -6,7 +6,6 @@ import (
 
 	"tcpshake/craft"
 	"tcpshake/event"
-	"tcpshake/probe"
 	"tcpshake/probe/tcpstate"
 )
 
@@ -133,7 +132,7 @@ func (s *story) tellWith(c *conv, d int, seg *craft.Segment, t int64, out segmen
 	if d == 1 {
 		dir = "received"
 	}
-	st := probe.StepOf(s.n, time.Duration(t-s.start), dir, seg)
+	st := event.StepOf(s.n, time.Duration(t-s.start), dir, seg)
 	st.RelSeq = seg.Seq.Rel(c.sides[d].base)
 	if seg.Flags.Has(craft.ACK) {
 		st.RelAck = seg.Ack.Rel(c.sides[1-d].base)

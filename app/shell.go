@@ -199,7 +199,7 @@ func (sh *shell) exec(line string) bool {
 	}
 	cmd, rest := fields[0], strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), fields[0]))
 	if cmd != "expect" {
-		sh.s.ExpectFrom(sh.s.InboxMark())
+		sh.s.MarkCommand()
 	}
 	var err error
 	s, ctx := sh.s, sh.ctx

@@ -1,5 +1,11 @@
 package event
 
+import (
+	"time"
+
+	"tcpshake/craft"
+)
+
 // DirectionObserved is the Direction of a Step that no segment caused: the
 // peer's kernel, read with sock_diag, moved on its own (a TIME-WAIT ended, a
 // socket appeared or went away) with no step of ours near it. Such a step has
@@ -35,3 +41,23 @@ const (
 
 // Agreements lists every non-empty Agreement, for schemas and tests.
 func Agreements() []Agreement { return []Agreement{Agrees, Ahead, Differs, Cookie, Unknown} }
+
+// StepOf describes one segment as a step event (absolute numbers; relative
+// numbers, states and explanations are the caller's to add). since is the
+// time from the start of the run.
+func StepOf(n int, since time.Duration, dir string, seg *craft.Segment) Step {
+	return Step{
+		N: n, TimeMs: float64(since.Nanoseconds()) / 1e6, Direction: dir,
+		Src: seg.Src.String(), Dst: seg.Dst.String(),
+		Flags: seg.Flags.String(), FlagNames: trimBrackets(seg.Flags.Wireshark()),
+		Seq: uint32(seg.Seq), Ack: uint32(seg.Ack), Len: len(seg.Payload), Window: seg.Window,
+		TTL: seg.TTL, Options: seg.Options.String(),
+	}
+}
+
+func trimBrackets(s string) string {
+	if len(s) >= 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}

@@ -153,13 +153,6 @@ var ErrExpect = errors.New("expectation failed")
 // here on (and what arrived during the previous command).
 func (s *Session) MarkCommand() { s.inbox.next = s.inbox.mark() }
 
-// InboxMark is the position of the next arrival from the peer.
-func (s *Session) InboxMark() int { return s.inbox.mark() }
-
-// ExpectFrom makes the next `expect` start at arrival m (a mark taken
-// before the previous command, so what arrived during it counts).
-func (s *Session) ExpectFrom(m int) { s.inbox.next = m }
-
 // Expect waits (bounded by the timeout) for the peer's next segment not yet
 // examined by an expect, and checks it.
 func (s *Session) Expect(ctx context.Context, e Expectation) error {

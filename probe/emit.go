@@ -40,6 +40,7 @@ type emitter struct {
 	lastMs   float64
 	sent     int // segments sent
 	received int // segments received from the peer
+	steps    int // steps numbered so far
 }
 
 // sentStep holds the step of a segment we just sent until its wire copy.
@@ -144,8 +145,8 @@ func (e *emitter) out(ev event.Event, t time.Time, rep *capture.Reply) {
 	}
 	e.lastMs = st.TimeMs
 	if st.Direction != "note" {
-		s.steps++
-		st.N = s.steps
+		e.steps++
+		st.N = e.steps
 	}
 	s.sink.Emit(st)
 	if rep != nil && s.env.Record != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"tcpshake/craft"
+	"tcpshake/event"
 	"tcpshake/probe/tcpstate"
 )
 
@@ -33,7 +34,7 @@ func (s *Session) ask(ctx context.Context, preview craft.Segment, why []string) 
 		return nil
 	}
 	s.drain()
-	st := StepOf(0, 0, "sent", &preview)
+	st := event.StepOf(0, 0, "sent", &preview)
 	s.relNumbers(&st, &preview)
 	st.Explain = why
 	s.env.Stepper.Ask(st)

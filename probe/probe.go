@@ -497,26 +497,7 @@ func (r *runner) step(dir string, seg *craft.Segment, at time.Time) event.Step {
 	if at.IsZero() {
 		at = r.env.Now()
 	}
-	return StepOf(0, at.Sub(r.start), dir, seg)
-}
-
-// StepOf describes one segment as a step event (absolute numbers; relative
-// numbers, states and explanations are the caller's to add).
-func StepOf(n int, since time.Duration, dir string, seg *craft.Segment) event.Step {
-	return event.Step{
-		N: n, TimeMs: ms(since), Direction: dir,
-		Src: seg.Src.String(), Dst: seg.Dst.String(),
-		Flags: seg.Flags.String(), FlagNames: trimBrackets(seg.Flags.Wireshark()),
-		Seq: uint32(seg.Seq), Ack: uint32(seg.Ack), Len: len(seg.Payload), Window: seg.Window,
-		TTL: seg.TTL, Options: seg.Options.String(),
-	}
-}
-
-func trimBrackets(s string) string {
-	if len(s) >= 2 && s[0] == '[' && s[len(s)-1] == ']' {
-		return s[1 : len(s)-1]
-	}
-	return s
+	return event.StepOf(0, at.Sub(r.start), dir, seg)
 }
 
 // finish reports every port's result and the summary. err is why the run

@@ -6,6 +6,7 @@ import (
 
 	"tcpshake/capture"
 	"tcpshake/craft"
+	"tcpshake/event"
 	"tcpshake/probe/tcpstate"
 )
 
@@ -133,9 +134,6 @@ func (s *Session) receiveSynced(rep capture.Reply, seg *craft.Segment) {
 		s.ended = ErrReset
 		s.snd.queue, s.snd.deadline = nil, time.Time{}
 	}
-	if rx.Verdict == tcpstate.Accepted && rx.FIN {
-		s.finRcvd = seg.Seq.Add(uint32(len(seg.Payload)))
-	}
 	quiet := !accepted && !s.challenge.allow(s.env.Now())
 	if quiet {
 		// A flood of segments we do not accept: counted, not each shown
@@ -195,7 +193,7 @@ func (s *Session) fastRetransmit(seg craft.Segment, d ackDecision) {
 
 // show emits a received segment's step with both ends' changes.
 func (s *Session) show(rep capture.Reply, seg *craft.Segment, why []string, me, peer tcpstate.Change, ignored bool) {
-	st := StepOf(0, 0, "received", seg)
+	st := event.StepOf(0, 0, "received", seg)
 	st.Ignored = ignored
 	st.TTL = seg.TTL
 	s.relNumbers(&st, seg)

@@ -89,7 +89,7 @@ func (s *Session) maxSegment() int {
 // its step until the wire copy gives it a kernel time. A send error ends
 // the connection (s.ended).
 func (s *Session) sendSeg(seg craft.Segment, why []string, kind sendKind) bool {
-	st := StepOf(0, 0, "sent", &seg)
+	st := event.StepOf(0, 0, "sent", &seg)
 	s.relNumbers(&st, &seg)
 	st.Explain, st.Retrans = why, kind == sendRetrans
 	pkt, err := seg.Marshal()

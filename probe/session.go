@@ -172,7 +172,6 @@ type Session struct {
 	synAt     time.Time
 	sndMax    craft.Seq // the highest sequence number we ever sent (crafted segments included)
 	peerAck   craft.Seq // the highest ack the peer sent: its RCV.NXT
-	finRcvd   craft.Seq // the seq of the peer's FIN, when it came
 
 	emit      emitter
 	inbox     inbox
@@ -180,9 +179,9 @@ type Session struct {
 	challenge rateLimit // our ACKs to unacceptable segments (RFC 5961 §7)
 	dropped   uint64    // stream buffer drops already warned about
 
-	sentBytes, retransmits, steps int
-	rstSent, rstSeen              int
-	writing                       bool // Write has more data to send (early retransmit waits for it)
+	sentBytes, retransmits int
+	rstSent, rstSeen       int
+	writing                bool // Write has more data to send (early retransmit waits for it)
 }
 
 // negotiated is what the SYN exchange agreed on.
