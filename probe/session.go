@@ -411,15 +411,10 @@ func (s *Session) Abort(cause error) (reset bool) {
 }
 
 // live reports whether the peer may hold state for this connection that an
-// RST should clear: our SYN went out and neither end has closed it.
+// RST should clear: our SYN went out (in SYN-SENT the peer may be in
+// SYN-RECEIVED) and neither end has closed or ended it.
 func (s *Session) live() bool {
-	if s.me.State == tcpstate.Closed || s.me.State == tcpstate.TimeWait {
-		return false
-	}
-	if s.me.State == tcpstate.SynSent {
-		return s.ended == nil // a SYN is out: the peer may be in SYN-RECEIVED
-	}
-	return s.ended == nil
+	return s.ended == nil && s.me.State != tcpstate.Closed && s.me.State != tcpstate.TimeWait
 }
 
 // Summary reports the session's end.
