@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -274,11 +273,6 @@ func runHandshake(c *cli.Context) error {
 			return p.err
 		}
 	}
-	// A session's live memory is its data plus what one window holds; a
-	// soft limit makes the collector keep the heap near it even when a
-	// flood of segments keeps the loop busy (the runtime caps the
-	// collector's CPU share, so a larger need still works, only slower).
-	debug.SetMemoryLimit(int64(48<<20 + 4*len(data)))
 	sink, err := sessionSink(c)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -44,6 +45,22 @@ func (r s8Result) String() string {
 		r.elapsed.Round(time.Millisecond), s8Tail(r.stdout, 6000), s8Tail(r.stderr, 2000))
 }
 
+// s8VmHWM reads VmHWM (peak resident set, KiB) from a /proc/PID/status; 0
+// when the process is gone.
+func s8VmHWM(path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
 // s8Tail is the end of s, at most n bytes, marked when cut.
 func s8Tail(s string, n int) string {
 	if len(s) <= n {
@@ -63,7 +80,33 @@ func s8Run(t *testing.T, l lab.Lab, stdin string, timeout time.Duration, args ..
 	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
-	err := lab.Do(l.ClientNS, cmd.Run)
+	err := lab.Do(l.ClientNS, cmd.Start)
+	// Peak RSS from the child's own /proc VmHWM, sampled while it runs: the
+	// rusage of a child forked with CLONE_VM (os/exec) also counts the
+	// parent's resident set before exec, which under -race is the test
+	// binary's ~100 MB, not tcpshake's.
+	var hwm atomic.Int64
+	stopPoll := make(chan struct{})
+	polled := make(chan struct{})
+	if err == nil {
+		go func() {
+			defer close(polled)
+			path := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+			for {
+				if kib := s8VmHWM(path); kib > hwm.Load() {
+					hwm.Store(kib)
+				}
+				select {
+				case <-stopPoll:
+					return
+				case <-time.After(2 * time.Millisecond):
+				}
+			}
+		}()
+		err = cmd.Wait()
+		close(stopPoll)
+		<-polled
+	}
 	r := s8Result{args: args, stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}
 	var ee *exec.ExitError
 	switch {
@@ -72,9 +115,7 @@ func s8Run(t *testing.T, l lab.Lab, stdin string, timeout time.Duration, args ..
 	case err != nil:
 		t.Fatalf("run %q: %v", args, err)
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.maxRSSKiB = ru.Maxrss
-	}
+	r.maxRSSKiB = hwm.Load()
 	if ctx.Err() != nil {
 		t.Errorf("tcpshake %s: still running after %v: killed", strings.Join(args, " "), timeout)
 	}
