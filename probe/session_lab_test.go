@@ -189,6 +189,10 @@ func TestLabSession(t *testing.T) {
 			obs := observedSeq(steps)
 			if !isSubsequence(obs, tt.wantObserved) {
 				t.Errorf("observed states %q, want them in the order of %q", obs, tt.wantObserved)
+				for _, st := range steps {
+					t.Logf("%d %.3f %s [%s] seq=%d ack=%d len=%d remote=%s observed=%s %s %q",
+						st.N, st.TimeMs, st.Direction, st.Flags, st.RelSeq, st.RelAck, st.Len, st.Remote, st.Observed, st.Agreement, st.Explain)
+				}
 			}
 			decided, observed := 0, 0
 			for _, st := range steps {

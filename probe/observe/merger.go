@@ -92,6 +92,7 @@ type Merger struct {
 	readingsDone bool
 	stopping     bool
 	last         *event.Step // the last step forwarded that had states
+	floor        time.Time   // the time of the latest reading a forwarded step took
 	cookie       *cookieSeen // a SYN cookie seen; the final ACK not yet
 
 	// The peer kernel's count of SYN cookies sent, read before our SYN
@@ -118,6 +119,7 @@ type item struct {
 	hasPrev   bool    // prev is the inferred state of the step before
 	early     bool    // unknown: read still in the state before this step, then already beyond it
 	later     Reading // with early: the reading that showed the kernel had moved on
+	answered  *item   // unknown: read in the state before, then the peer acknowledged this step
 	hold      bool    // our SYN, waiting for the answer (cookie or not)
 	holdUntil time.Time
 
@@ -164,6 +166,10 @@ func (m *Merger) Emit(e event.Event) {
 	m.mu.Lock()
 	if it.st != nil {
 		it.prev, it.hasPrev = m.lastInferred, m.kicked
+		if !m.kicked && isSYN(it.st) {
+			// Before our first SYN the peer has only its listener.
+			it.prev, it.hasPrev = tcpstate.Listen, true
+		}
 	}
 	if m.direct {
 		m.mu.Unlock()
@@ -319,6 +325,9 @@ func (m *Merger) addReading(r Reading) {
 	if r.Err != nil {
 		return
 	}
+	if i < len(m.readings)-1 {
+		return // older than a reading already in hand: no change to report after it
+	}
 	if m.havePrev && !sameState(m.prev, r) {
 		m.cands = append(m.cands, cand{r: r, from: m.prev})
 	}
@@ -332,9 +341,23 @@ func sameState(a, b Reading) bool {
 
 // advance decides what can be decided at now and forwards what can go.
 func (m *Merger) advance(now time.Time) {
+	// Steps are decided in order, each from readings no older than the one
+	// the step before it took: the kernel does not go back in time, so a
+	// later step seen in an earlier reading would show its states out of
+	// order (FIN-WAIT-1, then ESTABLISHED).
+	floor := m.floor
 	for _, it := range m.queue {
-		if it.st != nil && !it.decided {
-			m.decide(it, now)
+		if it.st == nil {
+			continue
+		}
+		if !it.decided {
+			m.decide(it, now, floor)
+			if !it.decided {
+				break
+			}
+		}
+		if it.hasChosen && it.chosen.At.After(floor) {
+			floor = it.chosen.At
 		}
 	}
 	m.resolveHolds(now)
@@ -355,11 +378,14 @@ func (m *Merger) advance(now time.Time) {
 //     kernel was read in the next step's state right after it, it passed
 //     through this one between two readings: unknown, said so;
 //  4. no reading before that next step: unknown.
-func (m *Merger) decide(it *item, now time.Time) {
+func (m *Merger) decide(it *item, now, floor time.Time) {
 	end := it.at.Add(m.timing.Window)
 	// A reading up to readingSkew before the step's time may already show
-	// its effect (see readingSkew).
+	// its effect (see readingSkew); none older than the step before took.
 	lo := m.firstAt(it.at.Add(-readingSkew))
+	if f := m.firstAt(floor); f > lo {
+		lo = f
+	}
 	closed := m.readingsDone
 	hi := lo // readings [lo, hi) are in the window
 	for ; hi < len(m.readings); hi++ {
@@ -429,6 +455,14 @@ func (m *Merger) decide(it *item, now time.Time) {
 		len(own) < len(win) && !sameState(last, win[len(own)]) {
 		it.agr, it.early, it.later = event.Unknown, true, win[len(own)]
 	}
+	// Still in the state before this step, and the peer's acknowledgment of
+	// the step left only after that reading: the segment had not reached the
+	// peer yet when its kernel was read.
+	if it.agr == event.Differs && it.hasPrev && it.prev != it.inferred && Agree(it.prev, last) == event.Agrees {
+		if a := m.ackOf(it); a != nil && last.At.Before(a.at) {
+			it.agr, it.answered = event.Unknown, a
+		}
+	}
 	if it.agr != event.Agrees && isSYN(it.st) && it.inferred == tcpstate.SynReceived && last.Err == nil && !last.Exists {
 		it.hold, it.holdUntil = true, it.at.Add(m.timing.CookieWait)
 	}
@@ -465,6 +499,34 @@ func contradicted(r Reading, later []Reading) bool {
 func (m *Merger) nextChange(it *item) *item {
 	for x := m.nextStep(it); x != nil; x = m.nextStep(x) {
 		if x.inferred != it.inferred {
+			return x
+		}
+	}
+	return nil
+}
+
+// ackOf is the first received step queued after our sent step it that
+// acknowledges all of it (its SYN, data and FIN), nil when there is none yet
+// or it takes no sequence space. A reset is no such answer: one that
+// acknowledges our SYN refuses it.
+func (m *Merger) ackOf(it *item) *item {
+	st := it.st
+	if st.Direction != "sent" {
+		return nil
+	}
+	end := st.Seq + uint32(st.Len)
+	if strings.Contains(st.Flags, "S") {
+		end++
+	}
+	if strings.Contains(st.Flags, "F") {
+		end++
+	}
+	if end == st.Seq {
+		return nil
+	}
+	for x := m.nextStep(it); x != nil; x = m.nextStep(x) {
+		if x.st.Direction == "received" && x.st.ICMP == "" && strings.Contains(x.st.Flags, ".") &&
+			!strings.Contains(x.st.Flags, "R") && int32(x.st.Ack-end) >= 0 {
 			return x
 		}
 	}
@@ -657,6 +719,9 @@ func (m *Merger) forward() {
 			continue
 		}
 		m.finish(it)
+		if it.hasChosen && it.chosen.At.After(m.floor) {
+			m.floor = it.chosen.At
+		}
 		m.history = append(m.history, *it)
 		m.next.Emit(*it.st)
 	}
@@ -695,6 +760,10 @@ func (m *Merger) finish(it *item) {
 		case it.early:
 			st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel was still in %s when read %s, before this step could take effect there, and already in %s at the next reading (%s after this step): it passed through %s between two readings",
 				it.chosen, strings.TrimPrefix(after, "read "), it.later, fmtDur(it.later.At.Sub(it.at)), st.Remote))
+			st.Observed = ""
+		case it.answered != nil:
+			st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel was still in %s when read %s, before this segment reached it: its acknowledgment left the peer only later (it arrived %s after this step), and it was not read again in between: undecided",
+				it.chosen, strings.TrimPrefix(after, "read "), fmtDur(it.answered.at.Sub(it.at))))
 			st.Observed = ""
 		case it.passed != nil:
 			st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel was not seen in %s: it was in %s %s, and in %s, where our next segment leads, right after that: it passed through %s between two readings",

@@ -614,3 +614,60 @@ func TestMergerCookieUndecided(t *testing.T) {
 		}
 	})
 }
+
+// TestMergerReadBeforeArrival: the only reading after our SYN came before
+// the SYN reached the peer (its SYN-ACK left later), and none fell between
+// our ACK and the end of the window: the SYN is undecided, not "differs".
+// Seen in CI under -race: a reading 37 µs after the SYN showed no socket.
+func TestMergerReadBeforeArrival(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		w.read(0.1, noSocket)
+		w.step(1, syn(1))
+		w.read(1.037, noSocket)
+		w.step(1.3, synAck(2))
+		w.step(1.4, ack(3))
+		w.until(200)
+		sts := w.rec.steps()
+		if len(sts) != 3 {
+			t.Fatalf("%d steps forwarded, want 3", len(sts))
+		}
+		if sts[0].Agreement != event.Unknown {
+			t.Fatalf("SYN: %s, want unknown: %q", sts[0].Agreement, sts[0].Explain)
+		}
+		if x := strings.Join(sts[0].Explain, " "); !strings.Contains(x, "before this segment reached it") {
+			t.Errorf("SYN explains %q", x)
+		}
+		// The same reading after a SYN answered by a reset: refused, and the
+		// reading of no socket is the truth.
+		w2 := newWorld(t)
+		w2.step(300, syn(1))
+		w2.read(300.037, noSocket)
+		w2.step(300.3, event.Step{N: 2, Direction: "received", Flags: "R.", Ack: 101, Local: "CLOSED", Remote: "CLOSED"})
+		w2.until(500)
+		if sts := w2.rec.steps(); len(sts) == 0 || sts[0].Agreement != event.Differs {
+			t.Errorf("SYN answered by a reset: %+v, want differs", sts)
+		}
+	})
+}
+
+// TestMergerReadingsInOrder: a step is never observed in a reading older
+// than the one the step before it took, so the observed states never run
+// backwards, even when a reading reaches the merger late.
+func TestMergerReadingsInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		w.step(1, event.Step{N: 5, Direction: "received", Flags: "F.", Local: "CLOSE-WAIT", Remote: "FIN-WAIT-1"})
+		w.read(1.5, fin1)
+		w.read(1.2, estab) // taken before the one above, delivered after it
+		w.step(1.3, event.Step{N: 6, Direction: "sent", Flags: ".", Local: "CLOSE-WAIT", Remote: "ESTABLISHED"})
+		w.until(100)
+		sts := w.rec.steps()
+		if len(sts) != 2 {
+			t.Fatalf("%d steps, want 2", len(sts))
+		}
+		if sts[0].Observed != "FIN-WAIT-1" || sts[1].Observed == "ESTABLISHED" {
+			t.Errorf("observed %q then %q: the kernel went back in time", sts[0].Observed, sts[1].Observed)
+		}
+	})
+}
