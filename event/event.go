@@ -5,6 +5,11 @@
 // renderings of the same events, so they cannot tell different stories.
 package event
 
+import (
+	"encoding/hex"
+	"unicode/utf8"
+)
+
 // An Event is one item of the stream. Type is the JSON "type" field.
 type Event interface {
 	EventType() string
@@ -56,7 +61,7 @@ type Step struct {
 	Window    uint16   `json:"window"`
 	TTL       uint8    `json:"ttl,omitempty"`
 	Options   string   `json:"options,omitempty"`
-	Data      string   `json:"data,omitempty"` // payload, text or hex
+	Data      Payload  `json:"data,omitempty"` // payload, text or hex
 	RTTMs     *float64 `json:"rtt_ms,omitempty"`
 	ICMP      string   `json:"icmp,omitempty"` // nmap-style reason of an ICMP error
 	Retrans   bool     `json:"retransmission,omitempty"`
@@ -159,3 +164,40 @@ type Scenario struct {
 
 // EventType implements Event.
 func (Scenario) EventType() string { return "scenario" }
+
+// Payload is a segment's data. It is shown as text when it is printable
+// UTF-8 (tabs, CR and LF allowed), else as "hex:" and its hex digits; in JSON
+// it is that string. It stays bytes until a renderer shows it, so the hex
+// dump of a transfer costs the session's loop nothing.
+type Payload []byte
+
+// String is the payload as shown.
+func (p Payload) String() string {
+	if p.printable() {
+		return string(p)
+	}
+	return "hex:" + hex.EncodeToString(p)
+}
+
+// MarshalText implements encoding.TextMarshaler: JSON quotes it as a string
+// (a MarshalJSON would have its output compacted byte by byte again).
+func (p Payload) MarshalText() ([]byte, error) {
+	if p.printable() {
+		return p, nil
+	}
+	b := make([]byte, 0, len("hex:")+2*len(p))
+	b = append(b, "hex:"...)
+	return hex.AppendEncode(b, p), nil
+}
+
+func (p Payload) printable() bool {
+	if !utf8.Valid(p) {
+		return false
+	}
+	for _, r := range string(p) {
+		if r < 0x20 && r != '\r' && r != '\n' && r != '\t' {
+			return false
+		}
+	}
+	return true
+}

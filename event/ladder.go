@@ -154,7 +154,7 @@ func (t *Text) ladderStep(e Step) {
 	case "note":
 		fmt.Fprintf(t.W, "%-3s %11s  %-*s  %s  %-*s %s\n", "", time, stateW, e.Local,
 			t.paint(col, strings.Repeat("┄", arrowW)), stateW, e.Remote, t.observed(e))
-		t.explain(e.Explain, "")
+		t.explain(e.Explain, nil)
 		return
 	}
 	lbl := label(e)
@@ -175,13 +175,13 @@ func (t *Text) ladderStep(e Step) {
 	t.explain(e.Explain, e.Data)
 }
 
-func (t *Text) explain(lines []string, data string) {
+func (t *Text) explain(lines []string, data Payload) {
 	pad := strings.Repeat(" ", indentW)
 	for _, x := range lines {
 		fmt.Fprintf(t.W, "%s%s\n", pad, x)
 	}
-	if data != "" {
-		fmt.Fprintf(t.W, "%sdata: %q\n", pad, data)
+	if len(data) > 0 {
+		fmt.Fprintf(t.W, "%sdata: %q\n", pad, data.String())
 	}
 }
 
@@ -197,7 +197,7 @@ func (t *Text) listStep(e Step) {
 	if e.Direction == "note" {
 		fmt.Fprintf(t.W, "%-3s %11s  note      %s   us %s · peer %s%s\n", "", fmt.Sprintf("%.3f ms", e.TimeMs),
 			t.paint(cNote, firstLine(e.Explain)), e.Local, e.Remote, paren(t.observed(e)))
-		t.listExplain(e.Explain[min(1, len(e.Explain)):], "")
+		t.listExplain(e.Explain[min(1, len(e.Explain)):], nil)
 		return
 	}
 	dir := e.Direction
@@ -209,12 +209,12 @@ func (t *Text) listStep(e Step) {
 	t.listExplain(e.Explain, e.Data)
 }
 
-func (t *Text) listExplain(lines []string, data string) {
+func (t *Text) listExplain(lines []string, data Payload) {
 	for _, x := range lines {
 		fmt.Fprintf(t.W, "      %s\n", x)
 	}
-	if data != "" {
-		fmt.Fprintf(t.W, "      data: %q\n", data)
+	if len(data) > 0 {
+		fmt.Fprintf(t.W, "      data: %q\n", data.String())
 	}
 }
 

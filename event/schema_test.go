@@ -40,7 +40,7 @@ func samples() []event.Event {
 		event.Start{Command: "probe", Host: "h", Addr: "198.51.100.2", Src: "198.51.100.1", Interface: "veth0", Ports: []uint16{80}, Flags: "S", Count: 1, HeaderLen: 44},
 		event.Start{Command: "handshake"},
 		event.Step{N: 1, TimeMs: 0.5, Direction: "sent", Src: "a", Dst: "b", Flags: "S.", FlagNames: "SYN, ACK", Seq: 4294967295, Ack: 1,
-			RelSeq: 0, RelAck: 1, Len: 6, Window: 64240, TTL: 64, Options: "[mss 1460]", Data: "hello\n", RTTMs: f64(0.04), ICMP: "port-unreach",
+			RelSeq: 0, RelAck: 1, Len: 6, Window: 64240, TTL: 64, Options: "[mss 1460]", Data: event.Payload("hello\n"), RTTMs: f64(0.04), ICMP: "port-unreach",
 			Retrans: true, Explain: []string{"x"}, Local: "ESTABLISHED", Remote: "SYN-RECEIVED", Observed: "SYN-RECEIVED", Agreement: event.Agrees},
 		event.Step{Direction: event.DirectionObserved, TimeMs: 60000, Observed: "CLOSED", Agreement: event.Ahead, Local: "CLOSED", Remote: "TIME-WAIT", Explain: []string{"k"}},
 		event.Step{Direction: "note", Explain: []string{"TIME-WAIT"}},

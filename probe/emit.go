@@ -1,9 +1,7 @@
 package probe
 
 import (
-	"encoding/hex"
 	"time"
-	"unicode/utf8"
 
 	"tcpshake/capture"
 	"tcpshake/craft"
@@ -204,21 +202,4 @@ func (r *rateLimit) allow(now time.Time) bool {
 	}
 	r.n++
 	return true
-}
-
-// showData renders a payload as text when it is printable UTF-8, else hex.
-func showData(b []byte) string {
-	if utf8.Valid(b) {
-		printable := true
-		for _, r := range string(b) {
-			if r < 0x20 && r != '\r' && r != '\n' && r != '\t' {
-				printable = false
-				break
-			}
-		}
-		if printable {
-			return string(b)
-		}
-	}
-	return "hex:" + hex.EncodeToString(b)
 }

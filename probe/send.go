@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -175,7 +176,8 @@ func (s *Session) relNumbers(st *event.Step, seg *craft.Segment) {
 		}
 	}
 	if len(seg.Payload) > 0 {
-		st.Data = showData(seg.Payload)
+		// A copy: the step is rendered later, off the loop.
+		st.Data = event.Payload(bytes.Clone(seg.Payload))
 	}
 }
 
