@@ -236,6 +236,10 @@ func (m *Merger) Flush() {
 // unanswered SYN at once), closes the watcher and stops; afterwards Emit
 // forwards directly. It is idempotent.
 func (m *Merger) Close() error {
+	// One fresh reading for what is still queued: a step that did not kick
+	// (a note, data in ESTABLISHED) would otherwise wait for the watcher's
+	// next heartbeat.
+	m.w.Kick()
 	m.stopOnce.Do(func() { close(m.stop) })
 	<-m.done
 	return nil
@@ -346,12 +350,12 @@ func (m *Merger) advance(now time.Time) {
 	// later step seen in an earlier reading would show its states out of
 	// order (FIN-WAIT-1, then ESTABLISHED).
 	floor := m.floor
-	for _, it := range m.queue {
+	for i, it := range m.queue {
 		if it.st == nil {
 			continue
 		}
 		if !it.decided {
-			m.decide(it, now, floor)
+			m.decide(i, now, floor)
 			if !it.decided {
 				break
 			}
@@ -378,7 +382,8 @@ func (m *Merger) advance(now time.Time) {
 //     kernel was read in the next step's state right after it, it passed
 //     through this one between two readings: unknown, said so;
 //  4. no reading before that next step: unknown.
-func (m *Merger) decide(it *item, now, floor time.Time) {
+func (m *Merger) decide(pos int, now, floor time.Time) {
+	it := m.queue[pos]
 	end := it.at.Add(m.timing.Window)
 	// A reading up to readingSkew before the step's time may already show
 	// its effect (see readingSkew); none older than the step before took.
@@ -399,20 +404,24 @@ func (m *Merger) decide(it *item, now, floor time.Time) {
 			return
 		}
 	}
-	if !closed && now.Before(end.Add(m.timing.Grace)) {
+	// Readings before the next step that changes the inferred state belong
+	// to this step. Once a reading after that step has come, no later one
+	// can join them (readings come in time order): the step is settled
+	// before its window closes, unless its answer would rest on a reading
+	// of no socket that a later one could still belie (contradicted).
+	change := m.nextChange(pos, end)
+	settled := change != nil && change.at.Before(end) && hi > lo && !m.readings[hi-1].At.Before(change.at)
+	if !closed && !settled && now.Before(end.Add(m.timing.Grace)) {
 		return
 	}
-	it.decided = true
+	early := !closed && now.Before(end.Add(m.timing.Grace))
 	win := m.readings[lo:hi]
 	if len(win) == 0 {
-		it.agr = event.Unknown
+		it.decided, it.agr = true, event.Unknown
 		m.holdForCookie(it)
 		return
 	}
-	// Readings before the next step that changes the inferred state belong
-	// to this step.
 	own := win
-	change := m.nextChange(it)
 	if change != nil && change.at.Before(end) {
 		// A reading taken just before the next step's wire time may already
 		// show its effect: the packet tap and the netlink answer are timed
@@ -425,6 +434,14 @@ func (m *Merger) decide(it *item, now, floor time.Time) {
 		}
 		own = win[:n]
 	}
+	if early {
+		for _, r := range own {
+			if r.Err == nil && !r.Exists && Agree(it.inferred, r) == event.Ahead {
+				return // a "no socket" that a later reading may belie: wait for the window
+			}
+		}
+	}
+	it.decided = true
 	for i, r := range own {
 		if Agree(it.inferred, r) == event.Ahead && !contradicted(r, win[i+1:]) {
 			it.agr, it.chosen, it.hasChosen = event.Ahead, r, true
@@ -494,11 +511,13 @@ func contradicted(r Reading, later []Reading) bool {
 	return false
 }
 
-// nextChange is the first step queued after it whose inferred state differs
-// from it's.
-func (m *Merger) nextChange(it *item) *item {
-	for x := m.nextStep(it); x != nil; x = m.nextStep(x) {
-		if x.inferred != it.inferred {
+// nextChange is the first step queued after position pos whose inferred
+// state differs from that step's, looked for until before (later ones do
+// not matter to its window), nil when there is none.
+func (m *Merger) nextChange(pos int, before time.Time) *item {
+	it := m.queue[pos]
+	for j := m.stepAfter(pos); j >= 0 && m.queue[j].at.Before(before); j = m.stepAfter(j) {
+		if x := m.queue[j]; x.inferred != it.inferred {
 			return x
 		}
 	}
@@ -524,8 +543,8 @@ func (m *Merger) ackOf(it *item) *item {
 	if end == st.Seq {
 		return nil
 	}
-	for x := m.nextStep(it); x != nil; x = m.nextStep(x) {
-		if x.st.Direction == "received" && x.st.ICMP == "" && strings.Contains(x.st.Flags, ".") &&
+	for j := m.stepAfter(m.indexOf(it)); j >= 0; j = m.stepAfter(j) {
+		if x := m.queue[j]; x.st.Direction == "received" && x.st.ICMP == "" && strings.Contains(x.st.Flags, ".") &&
 			!strings.Contains(x.st.Flags, "R") && int32(x.st.Ack-end) >= 0 {
 			return x
 		}
@@ -540,18 +559,31 @@ func (m *Merger) firstAt(t time.Time) int {
 
 // nextStep is the first annotated step queued after it, later than it.
 func (m *Merger) nextStep(it *item) *item {
-	for i, x := range m.queue {
-		if x != it {
-			continue
-		}
-		for _, y := range m.queue[i+1:] {
-			if y.st != nil && y.st.Direction != event.DirectionObserved && y.at.After(it.at) {
-				return y
-			}
-		}
-		break
+	if j := m.stepAfter(m.indexOf(it)); j >= 0 {
+		return m.queue[j]
 	}
 	return nil
+}
+
+// indexOf is it's position in the queue, -1 when it is not there.
+func (m *Merger) indexOf(it *item) int {
+	return slices.Index(m.queue, it)
+}
+
+// stepAfter is the position of the first annotated step queued after
+// position i that is later than the item there (the merger's own observed
+// steps aside), -1 when there is none.
+func (m *Merger) stepAfter(i int) int {
+	if i < 0 {
+		return -1
+	}
+	at := m.queue[i].at
+	for j := i + 1; j < len(m.queue); j++ {
+		if y := m.queue[j]; y.st != nil && y.st.Direction != event.DirectionObserved && y.at.After(at) {
+			return j
+		}
+	}
+	return -1
 }
 
 func isSYN(st *event.Step) bool {

@@ -239,7 +239,8 @@ func TestMergerKeepsOrder(t *testing.T) {
 		w.step(1, ack(3)) // differs: held for its window
 		w.read(1.1, request)
 		w.m.Emit(event.Warning{Message: "w"})
-		w.step(2, event.Step{N: 4, Direction: "note", Local: "ESTABLISHED", Remote: "SYN-RECEIVED"}) // agrees at once
+		// The same inferred state: no change settles step 3 before its window closes.
+		w.step(2, event.Step{N: 4, Direction: "note", Local: "ESTABLISHED", Remote: "ESTABLISHED"})
 		w.read(2.1, request)
 		w.until(10)
 		if n := w.rec.len(); n != 0 {
@@ -255,7 +256,7 @@ func TestMergerKeepsOrder(t *testing.T) {
 				order = append(order, "warning")
 			}
 		}
-		want := []string{"step 3 differs", "warning", "step 4 agrees"}
+		want := []string{"step 3 differs", "warning", "step 4 differs"}
 		if diff := cmp.Diff(want, order); diff != "" {
 			t.Errorf("order (-want +got):\n%s", diff)
 		}
@@ -668,6 +669,43 @@ func TestMergerReadingsInOrder(t *testing.T) {
 		}
 		if sts[0].Observed != "FIN-WAIT-1" || sts[1].Observed == "ESTABLISHED" {
 			t.Errorf("observed %q then %q: the kernel went back in time", sts[0].Observed, sts[1].Observed)
+		}
+	})
+}
+
+// TestMergerSettledBeforeWindow: once a reading after the next state-changing
+// step has come, the step before it is decided at once, not after its
+// 30 ms window (which would hold every run's end by that much).
+func TestMergerSettledBeforeWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		w.read(0.1, noSocket)
+		w.step(1, syn(1))
+		w.step(1.05, synAck(2))
+		w.step(1.2, ack(3))
+		w.read(1.3, estab)
+		w.until(3)
+		sts := w.rec.steps()
+		if len(sts) != 3 {
+			t.Fatalf("%d steps forwarded 2 ms after the last, want 3 (settled)", len(sts))
+		}
+		if sts[0].Agreement != event.Unknown || sts[2].Agreement != event.Agrees {
+			t.Errorf("agreements %s, %s, %s", sts[0].Agreement, sts[1].Agreement, sts[2].Agreement)
+		}
+		// A reading of no socket that is "ahead" waits for its window: a
+		// later reading may still show the socket.
+		w2 := newWorld(t)
+		w2.step(10, event.Step{N: 5, Direction: "received", Flags: ".", Local: "ESTABLISHED", Remote: "ESTABLISHED"})
+		w2.read(10.1, noSocket)
+		w2.step(10.5, event.Step{N: 6, Direction: "sent", Flags: "F.", Local: "FIN-WAIT-1", Remote: "CLOSE-WAIT"})
+		w2.read(10.6, noSocket)
+		w2.until(12)
+		if n := len(w2.rec.steps()); n != 0 {
+			t.Errorf("%d steps forwarded on a no-socket reading inside the window, want 0", n)
+		}
+		w2.until(100)
+		if n := len(w2.rec.steps()); n != 2 {
+			t.Errorf("%d steps forwarded after the windows, want 2", n)
 		}
 	})
 }
