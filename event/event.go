@@ -152,8 +152,32 @@ type Scenario struct {
 	Sent     string `json:"sent"`     // what we sent, with the numbers chosen and why
 	Expected string `json:"expected"` // what the RFC says should happen
 	Observed string `json:"observed"` // what came back, and the state after
-	Verdict  string `json:"verdict"`  // conforms, deviates or inconclusive
+	Verdict  string `json:"verdict"`  // conforms, deviates, permitted or inconclusive
 	Why      string `json:"why,omitempty"`
+	// Rule is the tested rule's words, quoted from RFC (the section is in
+	// RFC); Strength is its BCP 14 keyword (MUST, SHOULD or MAY), and
+	// StrengthNote says how it was read when the text has no keyword.
+	Rule         string `json:"rule"`
+	Strength     string `json:"strength"`
+	StrengthNote string `json:"strength_note,omitempty"`
+	// Level is, for deviates, the strength of the rule broken (MUST or
+	// SHOULD).
+	Level string `json:"level,omitempty"`
+	// Figures are the scenario's measurements, e.g. challenge_acks and
+	// rsts for challenge-ack-burst.
+	Figures map[string]float64 `json:"figures,omitempty"`
+	// Peer is what is known of the peer's stack ("Linux" only when its
+	// sockets were observed through sock_diag).
+	Peer string `json:"peer,omitempty"`
+	// SynCookie: the peer answered the scenario's SYN with a SYN cookie
+	// (RFC 4987 §3.6), and SynCookieHow says how that was recognised.
+	SynCookie    bool   `json:"syn_cookie,omitempty"`
+	SynCookieHow string `json:"syn_cookie_how,omitempty"`
+	// ICMP lists ICMP errors that came back, as results.
+	ICMP []string `json:"icmp,omitempty"`
+	// Checks are the separate rules of a scenario that tests more than
+	// one (closed-port); the scenario's verdict is the worst of them.
+	Checks []ScenarioCheck `json:"checks,omitempty"`
 	// The peer's state before and after: inferred from segments, and from
 	// its kernel when visible.
 	RemoteBefore   string `json:"remote_before,omitempty"`
@@ -164,6 +188,20 @@ type Scenario struct {
 
 // EventType implements Event.
 func (Scenario) EventType() string { return "scenario" }
+
+// ScenarioCheck is one rule of a scenario checked on its own segment.
+type ScenarioCheck struct {
+	Sent         string `json:"sent"`
+	Expected     string `json:"expected"`
+	Observed     string `json:"observed"`
+	RFC          string `json:"rfc"`
+	Rule         string `json:"rule"`
+	Strength     string `json:"strength"`
+	StrengthNote string `json:"strength_note,omitempty"`
+	Verdict      string `json:"verdict"`
+	Level        string `json:"level,omitempty"`
+	Why          string `json:"why"`
+}
 
 // Payload is a segment's data. It is shown as text when it is printable
 // UTF-8 (tabs, CR and LF allowed), else as "hex:" and its hex digits; in JSON

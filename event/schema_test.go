@@ -35,8 +35,14 @@ func u16(v uint16) *uint16   { return &v }
 func samples() []event.Event {
 	scen := event.Scenario{Name: "in-window-rst", Title: "t", RFC: "RFC 5961 §3.2", Sent: "RST", Expected: "challenge ACK",
 		Observed: "[.] seq 1 ack 2", Verdict: "conforms", Why: "w", RemoteBefore: "ESTABLISHED", RemoteAfter: "ESTABLISHED",
-		ObservedBefore: "ESTABLISHED", ObservedAfter: "ESTABLISHED"}
+		ObservedBefore: "ESTABLISHED", ObservedAfter: "ESTABLISHED",
+		Rule: "r", Strength: "MUST", StrengthNote: "n", Level: "MUST", Figures: map[string]float64{"rsts": 25},
+		Peer: "Linux", SynCookie: true, SynCookieHow: "h", ICMP: []string{"port-unreach"},
+		Checks: []event.ScenarioCheck{{Sent: "s", Expected: "e", Observed: "o", RFC: "RFC 9293 §3.10.7.1", Rule: "r", Strength: "MUST",
+			StrengthNote: "n", Verdict: "permitted", Level: "", Why: "w"}}}
+	sparse := event.Scenario{Name: "closed-port", Title: "t", RFC: "r", Sent: "s", Expected: "e", Observed: "o", Verdict: "inconclusive", Rule: "r", Strength: "SHOULD"}
 	return []event.Event{
+		sparse,
 		event.Start{Command: "probe", Host: "h", Addr: "198.51.100.2", Src: "198.51.100.1", Interface: "veth0", Ports: []uint16{80}, Flags: "S", Count: 1, HeaderLen: 44},
 		event.Start{Command: "handshake"},
 		event.Step{N: 1, TimeMs: 0.5, Direction: "sent", Src: "a", Dst: "b", Flags: "S.", FlagNames: "SYN, ACK", Seq: 4294967295, Ack: 1,

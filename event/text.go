@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -218,25 +219,83 @@ func writeTable(w io.Writer, rows [][]string) {
 
 // scenario prints one RST scenario's verdict under its steps.
 func (t *Text) scenario(e Scenario) {
-	code := cSent
-	switch e.Verdict {
-	case "deviates":
-		code = cAlert
-	case "inconclusive":
-		code = cNote
-	}
 	fmt.Fprintf(t.W, "\n== %s: %s ==\n", e.Name, e.Title)
-	fmt.Fprintf(t.W, "  sent:      %s\n", e.Sent)
-	fmt.Fprintf(t.W, "  expected:  %s (%s)\n", e.Expected, e.RFC)
-	fmt.Fprintf(t.W, "  observed:  %s\n", e.Observed)
+	if e.Peer != "" {
+		fmt.Fprintf(t.W, "  peer:      %s\n", e.Peer)
+	}
+	if e.SynCookie {
+		fmt.Fprintf(t.W, "  cookie:    the peer answered with a SYN cookie (RFC 4987 §3.6): %s\n", e.SynCookieHow)
+	}
+	for _, c := range e.Checks {
+		fmt.Fprintf(t.W, "  check:     %s\n", c.Sent)
+		fmt.Fprintf(t.W, "    rule:      %s\n", ruleLine(c.RFC, c.Strength, c.StrengthNote, c.Rule))
+		fmt.Fprintf(t.W, "    expected:  %s\n", c.Expected)
+		fmt.Fprintf(t.W, "    observed:  %s\n", c.Observed)
+		fmt.Fprintf(t.W, "    verdict:   %s — %s\n", t.paint(verdictCode(c.Verdict), verdictWord(c.Verdict, c.Level)), c.Why)
+	}
+	if len(e.Checks) == 0 {
+		fmt.Fprintf(t.W, "  rule:      %s\n", ruleLine(e.RFC, e.Strength, e.StrengthNote, e.Rule))
+		fmt.Fprintf(t.W, "  sent:      %s\n", e.Sent)
+		fmt.Fprintf(t.W, "  expected:  %s\n", e.Expected)
+		fmt.Fprintf(t.W, "  observed:  %s\n", e.Observed)
+	}
+	for _, ic := range e.ICMP {
+		fmt.Fprintf(t.W, "  icmp:      %s\n", ic)
+	}
 	if e.RemoteBefore != "" || e.ObservedBefore != "" {
-		fmt.Fprintf(t.W, "  peer:      %s → %s inferred", orDash(e.RemoteBefore), orDash(e.RemoteAfter))
+		fmt.Fprintf(t.W, "  states:    %s → %s inferred", orDash(e.RemoteBefore), orDash(e.RemoteAfter))
 		if e.ObservedBefore != "" || e.ObservedAfter != "" {
-			fmt.Fprintf(t.W, "; %s → %s in its kernel", orDash(e.ObservedBefore), orDash(e.ObservedAfter))
+			fmt.Fprintf(t.W, "; %s → %s observed", orDash(e.ObservedBefore), orDash(e.ObservedAfter))
 		}
 		fmt.Fprintln(t.W)
 	}
-	fmt.Fprintf(t.W, "  verdict:   %s — %s\n\n", t.paint(code, e.Verdict), e.Why)
+	if len(e.Figures) > 0 {
+		keys := make([]string, 0, len(e.Figures))
+		for k := range e.Figures {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %s", k, strconv.FormatFloat(e.Figures[k], 'f', -1, 64)))
+		}
+		fmt.Fprintf(t.W, "  figures:   %s\n", strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(t.W, "  verdict:   %s — %s\n\n", t.paint(verdictCode(e.Verdict), verdictWord(e.Verdict, e.Level)), e.Why)
+}
+
+// ruleLine is a rule with its source and strength.
+func ruleLine(rfc, strength, note, rule string) string {
+	s := rfc
+	if strength != "" {
+		s += " (" + strength
+		if note != "" {
+			s += "; " + note
+		}
+		s += ")"
+	}
+	if rule != "" {
+		s += ": “" + rule + "”"
+	}
+	return s
+}
+
+// verdictWord is a verdict with the level of a deviation: "deviates (MUST)".
+func verdictWord(v, level string) string {
+	if v == "deviates" && level != "" {
+		return v + " (" + level + ")"
+	}
+	return v
+}
+
+func verdictCode(v string) string {
+	switch v {
+	case "deviates":
+		return cAlert
+	case "inconclusive":
+		return cNote
+	}
+	return cSent
 }
 
 func orDash(s string) string {
@@ -250,7 +309,7 @@ func orDash(s string) string {
 func (t *Text) scenarioTable(e Summary) {
 	rows := [][]string{{"SCENARIO", "EXPECTED", "OBSERVED", "VERDICT"}}
 	for _, s := range e.Scenarios {
-		rows = append(rows, []string{s.Name, short(s.Expected, 44), short(s.Observed, 44), s.Verdict})
+		rows = append(rows, []string{s.Name, short(s.Expected, 44), short(s.Observed, 44), verdictWord(s.Verdict, s.Level)})
 	}
 	fmt.Fprintln(t.W)
 	writeTable(t.W, rows)
