@@ -95,7 +95,9 @@ func (s *sender) sent(seg craft.Segment, now time.Time) {
 }
 
 // arm starts the timer: a tail loss probe when an RTT is known, data is in
-// flight and no probe went out since the last ACK; otherwise the RTO.
+// flight and no probe went out since the last ACK; otherwise the RTO. No
+// probe without an RTT sample: after a lost SYN the path may be a slow one,
+// which is why RFC 6298 §5.7 makes the RTO 3 s.
 func (s *sender) arm(now time.Time) {
 	if len(s.queue) == 0 {
 		s.deadline, s.probe = time.Time{}, false
@@ -188,22 +190,33 @@ func (s *sender) onAck(una, ack craft.Seq, blocks [][2]craft.Seq, at, now time.T
 // window or moves NewReno recovery on.
 func (s *sender) newAck(una, ack craft.Seq, at, now time.Time, d *ackDecision) {
 	d.newly = uint32(ack - una)
+	// Karn (RFC 6298 §3): a retransmitted segment is never sampled. The
+	// newest segment sent once is, unless a retransmission this ACK covers
+	// left after it: then the ACK may have waited for that retransmission
+	// to fill a hole. One sent once after every such retransmission reached
+	// the peer behind it (the path keeps order), so its ACK is its own — as
+	// RFC 8985 §6.2 takes the most recently sent delivered segment.
+	var newest *inflight
+	var lastRexmit time.Time
 	for len(s.queue) > 0 && s.queue[0].seg.End().LessThanEq(ack) {
 		f := s.queue[0]
 		if f.retrans == 0 {
-			switch {
-			case !f.wire.IsZero() && !at.IsZero() && f.wire.Before(at):
-				d.sample = at.Sub(f.wire)
-			case !f.sentAt.IsZero():
-				d.sample = now.Sub(f.sentAt)
-			}
+			newest = f
 		} else {
 			d.karn = true
+			if f.sentAt.After(lastRexmit) {
+				lastRexmit = f.sentAt
+			}
 		}
 		s.queue = s.queue[1:]
 	}
-	if d.karn {
-		d.sample = 0 // RFC 6298 §3 (Karn): an ACK covering a retransmission gives no sample
+	if newest != nil && (!d.karn || newest.sentAt.After(lastRexmit)) {
+		switch f := newest; {
+		case !f.wire.IsZero() && !at.IsZero() && f.wire.Before(at):
+			d.sample = at.Sub(f.wire)
+		case !f.sentAt.IsZero():
+			d.sample = now.Sub(f.sentAt)
+		}
 	}
 	if d.sample > 0 {
 		s.est.sample(d.sample)

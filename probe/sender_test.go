@@ -55,7 +55,8 @@ func TestSenderSample(t *testing.T) {
 }
 
 // TestSenderKarn: an ACK that covers a retransmitted segment gives no RTT
-// sample (RFC 6298 §3), even when it also covers segments sent once.
+// sample (RFC 6298 §3), even when it also covers segments sent once before
+// that retransmission; only a segment sent once after it is sampled.
 func TestSenderKarn(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -83,6 +84,18 @@ func TestSenderKarn(t *testing.T) {
 			}
 		})
 	}
+	t.Run("with a segment sent once after the retransmission", func(t *testing.T) {
+		s := newSender(time.Second)
+		s.setMSS(1000)
+		queueData(&s, 1, 1000, at(0))
+		s.expired(at(time.Second), 6)
+		s.retransmitted(at(time.Second))
+		s.sent(dataSeg(1001, 1000), at(time.Second+time.Millisecond))
+		d := newAck(&s, 1, 2001, at(time.Second+4*time.Millisecond))
+		if !d.karn || d.sample != 3*time.Millisecond || s.est.samples != 1 {
+			t.Errorf("karn %v, sample %v, %d samples; want true, 3ms (from the segment sent once after the retransmission), 1", d.karn, d.sample, s.est.samples)
+		}
+	})
 }
 
 // TestSenderBackoffReset: the RTO doubles on each expiry (RFC 6298 §5.5)
@@ -450,3 +463,4 @@ func TestSenderNeverNegative(t *testing.T) {
 		}
 	}
 }
+
