@@ -59,6 +59,8 @@ func (t *Text) Emit(e Event) {
 		t.summary(e)
 	case Scenario:
 		t.scenario(e)
+	case Profile:
+		t.profile(e)
 	case Warning:
 		fmt.Fprintf(t.W, "warning: %s\n", e.Message)
 	}

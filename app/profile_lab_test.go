@@ -1,0 +1,187 @@
+//go:build linux
+
+package app
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"tcpshake/event"
+	"tcpshake/lab"
+	"tcpshake/lab/labtest"
+)
+
+// profileApp is a CLI with only `rst` taking the session flags, rst's
+// --wait and the profile flags, its action runProfile: the profile tested
+// on its own, whether or not rst's command has it wired in yet.
+func profileApp(stdout, stderr io.Writer) *cli.App {
+	flags := append(sessionFlags(), &cli.StringFlag{Name: "wait", Value: "300ms"})
+	cmd := &cli.Command{Name: "rst", Flags: append(flags, profileFlags()...), Action: runProfile}
+	return &cli.App{Name: "tcpshake", Writer: stdout, ErrWriter: stderr, Commands: []*cli.Command{cmd},
+		ExitErrHandler: func(*cli.Context, error) {}}
+}
+
+// runProfileIn runs the profile app with args from a thread inside the lab's
+// client namespace (every socket it opens lives there) and returns the
+// profile events by name and the exit status.
+func runProfileIn(t *testing.T, l lab.Lab, args ...string) (map[string]event.Profile, int, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	a := profileApp(&out, &errb)
+	argv := append([]string{"tcpshake", "rst"}, args...)
+	code := 0
+	err := lab.Do(l.ClientNS, func() error {
+		code = Main(a, func(args []string) error { return a.RunContext(t.Context(), args) }, argv)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := map[string]event.Profile{}
+	sc := bufio.NewScanner(&out)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var head struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &head); err != nil {
+			t.Fatalf("not JSON: %v\n%s", err, sc.Bytes())
+		}
+		if head.Type != "profile" {
+			continue
+		}
+		var p event.Profile
+		if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
+			t.Fatalf("profile event: %v\n%s", err, sc.Bytes())
+		}
+		evs[p.Name] = p
+	}
+	return evs, code, errb.String()
+}
+
+func figure(t *testing.T, p event.Profile, name string) (float64, bool) {
+	t.Helper()
+	for _, f := range p.Figures {
+		if f.Name == name {
+			return f.Value, true
+		}
+	}
+	return 0, false
+}
+
+func figureUnit(p event.Profile, name string) string {
+	for _, f := range p.Figures {
+		if f.Name == name {
+			return f.Unit
+		}
+	}
+	return ""
+}
+
+// TestProfileLab measures the lab's Linux server: its SYN-ACK is
+// retransmitted after 1 s and then 2 s (tcp_synack_retries, TCP_TIMEOUT_INIT:
+// the recording stops after the second retransmission), its SYN-ACK takes up
+// every option offered and offers none unasked, its challenge ACKs are
+// limited to one per 500 ms per socket (tcp_invalid_ratelimit), and its ISNs
+// are a keyed hash per 4-tuple plus a clock of one per 64 ns (secure_tcp_seq:
+// ktime_get_real_ns() >> 6, i.e. 15.625 per µs). Nothing is left open on the
+// server.
+func TestProfileLab(t *testing.T) {
+	l := labtest.New(t)
+	start := time.Now()
+	target := netip.AddrPortFrom(l.ServerV4, 9).String()
+	evs, code, stderr := runProfileIn(t, l, target, "--profile", "--profile-synack-retrans", "2", "--json")
+	elapsed := time.Since(start)
+	if code != 0 {
+		t.Errorf("exit status %d, want 0; stderr: %s", code, stderr)
+	}
+	for _, name := range []string{"options", "isn", "challenge-ack", "synack-schedule", "summary"} {
+		if _, ok := evs[name]; !ok {
+			t.Fatalf("no %s profile event; got %v", name, evs)
+		}
+	}
+	if elapsed > 20*time.Second {
+		t.Errorf("the profile took %v", elapsed)
+	}
+
+	sa := evs["synack-schedule"]
+	if sa.Verdict != "conforms" {
+		t.Errorf("synack-schedule: %s (%s)", sa.Verdict, sa.Why)
+	}
+	for i, want := range []float64{1, 2} {
+		name := []string{"timeout 1", "timeout 2"}[i]
+		got, ok := figure(t, sa, name)
+		if !ok || got < want*0.95 || got > want*1.1+0.05 {
+			t.Errorf("synack-schedule %s = %v s (present %v), want about %v s", name, got, ok, want)
+		}
+	}
+
+	op := evs["options"]
+	if op.Verdict != "conforms" {
+		t.Errorf("options: %s (%s)", op.Verdict, op.Why)
+	}
+	for name, want := range map[string]float64{"all offered: sackOK": 1, "all offered: timestamps": 1, "none offered: timestamps": 0, "none offered: sackOK": 0} {
+		if got, ok := figure(t, op, name); !ok || got != want {
+			t.Errorf("options %s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+	if _, ok := figure(t, op, "all offered: wscale"); !ok {
+		t.Errorf("options: no window scale in the answer to a SYN offering it: %+v", op.Figures)
+	}
+	if _, ok := figure(t, op, "none offered: wscale"); ok {
+		t.Errorf("options: window scale in the answer to a SYN without it: %+v", op.Figures)
+	}
+
+	isn := evs["isn"]
+	if isn.Verdict != "conforms" || figureUnit(isn, "class") != "keyed-hash-clock" {
+		t.Errorf("isn: %s, class %q (%s)\n%s", isn.Verdict, figureUnit(isn, "class"), isn.Why, strings.Join(isn.Explain, "\n"))
+	}
+	if rate, _ := figure(t, isn, "clock rate"); rate < 15.625*0.97 || rate > 15.625*1.03 {
+		t.Errorf("isn clock rate %v per µs, want 15.625 (one per 64 ns)", rate)
+	}
+	if bits, _ := figure(t, isn, "difficulty"); bits < 24 {
+		t.Errorf("isn difficulty %v bits across 4-tuples, want about 30 (random 32-bit hash)", bits)
+	}
+
+	ch := evs["challenge-ack"]
+	if ch.Verdict != "permitted" {
+		t.Errorf("challenge-ack: %s (%s)", ch.Verdict, ch.Why)
+	}
+	if n, _ := figure(t, ch, "burst answered"); n != 1 {
+		t.Errorf("challenge-ack: %v challenge ACKs for the burst, want 1 (one per 500 ms per socket)", n)
+	}
+	if sp, ok := figure(t, ch, "min spacing"); !ok || sp < 450 || sp > 700 {
+		t.Errorf("challenge-ack: min spacing %v ms (present %v), want about 500", sp, ok)
+	}
+	if left := labtest.ServerConns(t, l); len(left) > 0 {
+		t.Errorf("left on the server: %v", left)
+	}
+	t.Logf("profile of the Linux peer in %v: synack %v; isn %s; challenge %s", elapsed, sa.Figures, isn.Why, ch.Why)
+}
+
+// TestProfileLabIPv6 is the quick measurements over IPv6.
+func TestProfileLabIPv6(t *testing.T) {
+	l := labtest.New(t)
+	target := netip.AddrPortFrom(l.ServerV6, 9).String()
+	evs, code, stderr := runProfileIn(t, l, target, "--profile", "--profile-only", "options,isn", "--json")
+	if code != 0 {
+		t.Errorf("exit status %d, want 0; stderr: %s", code, stderr)
+	}
+	if op := evs["options"]; op.Verdict != "conforms" {
+		t.Errorf("options: %s (%s)", op.Verdict, op.Why)
+	}
+	if isn := evs["isn"]; isn.Verdict != "conforms" || figureUnit(isn, "class") != "keyed-hash-clock" {
+		t.Errorf("isn: %s, class %q (%s)", isn.Verdict, figureUnit(isn, "class"), isn.Why)
+	}
+	if left := labtest.ServerConns(t, l); len(left) > 0 {
+		t.Errorf("left on the server: %v", left)
+	}
+}
