@@ -27,7 +27,11 @@ func labCommand() *cli.Command {
 			"Server ports: 7 echo, 9 hold (stays in CLOSE-WAIT a while after your FIN), 13 half (half-closes first),\n" +
 			"80 http (answers and closes first), 81 closed (RST), 82 dropped (silence),\n" +
 			"83 rejected (ICMP port-unreachable), 84 prohibited (ICMP admin-prohibited),\n" +
-			"85 v4only (an echo on 0.0.0.0 only: nothing listens there over IPv6).",
+			"85 v4only (an echo on 0.0.0.0 only: nothing listens there over IPv6).\n" +
+			"Peers (lab up --peer): linux (default), the server namespace's kernel with tcpshake's services;\n" +
+			"lwip, lwIP's TCP/IP stack (Debian's liblwip) in a small C program on a TAP device bridged to the link,\n" +
+			"built with the system's cc at lab up (apt-get install liblwip-dev gcc); the server kernel then holds no\n" +
+			"lab address, and 82-84 are answered by nftables on the server's link. lab status says which peer runs.",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "up",
@@ -35,9 +39,16 @@ func labCommand() *cli.Command {
 				Flags: []cli.Flag{name,
 					&cli.IntFlag{Name: "syncookies", Value: -1, Usage: "set net.ipv4.tcp_syncookies in the server to `MODE` (0 never, 1 on SYN-queue overflow, 2 always: every SYN-ACK carries a cookie; default: the kernel's, 1)"},
 					&cli.BoolFlag{Name: "forger", Usage: "join client and server through a bridge in a third namespace, NAME-forger, from which a program can see the link and put forged or stray frames on it"},
+					&cli.StringFlag{Name: "peer", Value: lab.PeerLinux, Usage: "the TCP stack that serves the server's addresses: `PEER` linux (the server namespace's kernel) or lwip (lwIP on a TAP device, built with cc on first use)"},
 				},
 				Action: func(c *cli.Context) error {
-					if err := labUp(c.Context, c.App.Writer, c.String("name"), true, c.Bool("forger")); err != nil {
+					if err := lab.ValidatePeer(c.String("peer")); err != nil {
+						return usagef("%v", err)
+					}
+					if c.Int("syncookies") >= 0 && c.String("peer") == lab.PeerLWIP {
+						return usagef("--syncookies sets the Linux peer's net.ipv4.tcp_syncookies; the lwip peer has no SYN cookies")
+					}
+					if err := labUp(c.Context, c.App.Writer, c.String("name"), c.String("peer"), true, c.Bool("forger")); err != nil {
 						return err
 					}
 					if m := c.Int("syncookies"); m >= 0 {
@@ -117,30 +128,42 @@ func labCommand() *cli.Command {
 	}
 }
 
-func labUp(ctx context.Context, w io.Writer, name string, tell, forger bool) error {
+func labUp(ctx context.Context, w io.Writer, name, peer string, tell, forger bool) error {
 	l := lab.New(name)
 	l.Forger = forger
-	if err := l.Up(ctx); err != nil {
-		return err
-	}
+	l.Peer = peer
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("lab: find own executable: %w", err)
 	}
-	pid, err := l.StartDaemon([]string{self, "lab", "serve", "--name", name})
+	// The peer program is built (when missing or stale) before anything is created, so a missing compiler or
+	// library leaves no half-made lab behind.
+	argv, err := l.DaemonCommand(ctx, self)
+	if err != nil {
+		return err
+	}
+	if err := l.Up(ctx); err != nil {
+		return err
+	}
+	pid, err := l.StartDaemon(argv)
 	if err != nil {
 		return err
 	}
 	if !tell {
 		return nil
 	}
-	fmt.Fprintf(w, "lab %s is up (server pid %d)\n", name, pid)
+	fmt.Fprintf(w, "lab %s is up (server pid %d), peer %s: %s\n", name, pid, l.Peer, lab.PeerDescription(l.Peer))
 	fmt.Fprintf(w, "  client %s  %v  %v\n  server %s  %v  %v\n", l.ClientNS, l.ClientV4, l.ClientV6, l.ServerNS, l.ServerV4, l.ServerV6)
 	fmt.Fprintf(w, "  ports: 7 echo, 9 hold, 13 half-close, 80 http, 81 closed, 82 dropped, 83 ICMP port-unreachable, 84 ICMP admin-prohibited, 85 IPv4-only echo\n")
 	fmt.Fprintf(w, "run commands as the client:\n")
 	fmt.Fprintf(w, "  ip netns exec %s tcpshake probe %v -p 80,81,82,83\n", l.ClientNS, l.ServerV4)
-	fmt.Fprintf(w, "watch the server's sockets:\n")
-	fmt.Fprintf(w, "  ip netns exec %s ss -tan\n", l.ServerNS)
+	if l.Peer == lab.PeerLWIP {
+		fmt.Fprintf(w, "the server's sockets are lwIP's, inside the peer program (ss in %s shows none); its log: %s\n",
+			l.ServerNS, l.LogFile())
+	} else {
+		fmt.Fprintf(w, "watch the server's sockets:\n")
+		fmt.Fprintf(w, "  ip netns exec %s ss -tan\n", l.ServerNS)
+	}
 	fmt.Fprintf(w, "remove it: tcpshake lab down")
 	if name != lab.DefaultName {
 		fmt.Fprintf(w, " --name %s", name)
@@ -223,7 +246,7 @@ func demoSteps(l lab.Lab, pcap string) []demoStep {
 func labDemo(ctx context.Context, w, ew io.Writer, name string, keep bool) (err error) {
 	l := lab.New(name)
 	fmt.Fprintf(w, "== tcpshake lab demo ==\nCreating lab %q: two network namespaces joined by a veth pair, a real server in one of them.\n", name)
-	if err := labUp(ctx, w, name, false, false); err != nil {
+	if err := labUp(ctx, w, name, lab.PeerLinux, false, false); err != nil {
 		return err
 	}
 	if !keep {

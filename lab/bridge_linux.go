@@ -160,6 +160,10 @@ func (l Lab) SetSynCookies(mode int) error {
 	if mode < 0 || mode > 2 {
 		return fmt.Errorf("lab: set syncookies: mode %d is not 0, 1 or 2", mode)
 	}
+	if p, err := l.runningPeer(); err == nil && p == PeerLWIP || l.Peer == PeerLWIP {
+		return fmt.Errorf("lab: set syncookies: lab %s is served by the lwip peer, which has no SYN cookies; "+
+			"net.ipv4.tcp_syncookies is the Linux peer's", l.Name)
+	}
 	err := inNS(l.ServerNS, func() error {
 		// /proc/sys/net shows the namespace of the thread that opens it.
 		return os.WriteFile("/proc/sys/net/ipv4/tcp_syncookies", []byte(strconv.Itoa(mode)), 0o644)

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,10 +22,12 @@ const (
 	daemonPoll         = 25 * time.Millisecond
 )
 
-// StartDaemon starts argv (for example /proc/self/exe lab serve --name NAME) as a detached lab server: in a new
-// session, stdin from /dev/null, stdout and stderr appended to LogFile. It records the pid in PIDFile and waits
-// (at most 3 s) until the echo port listens in the server namespace. If the pidfile names a live process, it
-// returns that pid and starts nothing. The lab must be up.
+// StartDaemon starts argv (for example /proc/self/exe lab serve --name NAME, or what DaemonCommand returns) as a
+// detached lab server: in a new session, stdin from /dev/null, stdout and stderr appended to LogFile. It records
+// the pid in PIDFile and waits (at most 3 s) until the server answers: for the Linux peer, until the echo port
+// listens in the server namespace; for the lwip peer, until the program says it is ready and its stack refuses a
+// connection to the closed port from the client namespace, over IPv4 and IPv6. If the pidfile names a live
+// process, it returns that pid and starts nothing. The lab must be up.
 func (l Lab) StartDaemon(argv []string) (pid int, err error) {
 	if err := l.check(); err != nil {
 		return 0, err
@@ -37,7 +40,7 @@ func (l Lab) StartDaemon(argv []string) (pid int, err error) {
 	}
 	if ok, err := l.echoListens(); err != nil {
 		return 0, fmt.Errorf("lab: start daemon: %w", err)
-	} else if ok {
+	} else if ok && l.peer() == PeerLinux {
 		return 0, fmt.Errorf("lab: start daemon: port %d already listens in %s, served by another process",
 			PortEcho, l.ServerNS)
 	}
@@ -87,9 +90,13 @@ func (l Lab) StartDaemon(argv []string) (pid int, err error) {
 			os.Remove(l.PIDFile())
 			return 0, fmt.Errorf("lab: start daemon: exited before listening (%v)%s", err, l.logTail())
 		case <-deadline.C:
+			if l.peer() == PeerLWIP {
+				return fail(fmt.Errorf("the lwip peer did not answer on %v and %v within %v", l.ServerV4, l.ServerV6,
+					daemonStartTimeout))
+			}
 			return fail(fmt.Errorf("port %d not listening after %v", PortEcho, daemonStartTimeout))
 		case <-tick.C:
-			ok, err := l.echoListens()
+			ok, err := l.daemonReady()
 			if err != nil {
 				return fail(err)
 			}
@@ -98,6 +105,14 @@ func (l Lab) StartDaemon(argv []string) (pid int, err error) {
 			}
 		}
 	}
+}
+
+// daemonReady reports whether the started server answers (see StartDaemon).
+func (l Lab) daemonReady() (bool, error) {
+	if l.peer() == PeerLWIP {
+		return l.peerAnswers(context.Background())
+	}
+	return l.echoListens()
 }
 
 // echoListens reports whether something listens on the echo port in the server namespace.

@@ -16,17 +16,36 @@ const (
 	lossChain  = "loss"
 )
 
-func labTable() *nftables.Table {
-	return &nftables.Table{Family: nftables.TableFamilyINet, Name: tableName}
+// fwFamily is the family of the lab table. With the Linux peer it is inet, on the input hook of the server's
+// kernel. With the lwip peer the kernel only bridges the server's frames, so no input hook sees them (and this
+// kernel may lack reject in the bridge family): the table is netdev, on the ingress hook of the server's veth end,
+// where reject answers with the ICMP error out of the same port, from the server's address.
+func (l Lab) fwFamily() nftables.TableFamily {
+	if l.peer() == PeerLWIP {
+		return nftables.TableFamilyNetdev
+	}
+	return nftables.TableFamilyINet
 }
 
-func labChain(t *nftables.Table, name string) *nftables.Chain {
+// fwFamilyName is fwFamily as nft names it.
+func (l Lab) fwFamilyName() string {
+	if l.fwFamily() == nftables.TableFamilyNetdev {
+		return "netdev"
+	}
+	return "inet"
+}
+
+func (l Lab) labTable() *nftables.Table {
+	return &nftables.Table{Family: l.fwFamily(), Name: tableName}
+}
+
+func (l Lab) labChain(t *nftables.Table, name string) *nftables.Chain {
 	accept := nftables.ChainPolicyAccept
 	prio := nftables.ChainPriorityFilter
 	if name == lossChain {
 		prio = nftables.ChainPriorityRef(*nftables.ChainPriorityFilter - 10)
 	}
-	return &nftables.Chain{
+	c := &nftables.Chain{
 		Name:     name,
 		Table:    t,
 		Type:     nftables.ChainTypeFilter,
@@ -34,6 +53,10 @@ func labChain(t *nftables.Table, name string) *nftables.Chain {
 		Priority: prio,
 		Policy:   &accept,
 	}
+	if t.Family == nftables.TableFamilyNetdev {
+		c.Hooknum, c.Device = nftables.ChainHookIngress, l.ServerIf
+	}
+	return c
 }
 
 // withNFT runs fn with an nftables connection inside the server namespace.
@@ -54,9 +77,9 @@ func (l Lab) withNFT(fn func(c *nftables.Conn) error) error {
 // batch. The loss chain keeps its rule.
 func (l Lab) ensureFirewall() error {
 	return l.withNFT(func(c *nftables.Conn) error {
-		t := c.AddTable(labTable())
-		in := c.AddChain(labChain(t, inputChain))
-		c.AddChain(labChain(t, lossChain))
+		t := c.AddTable(l.labTable())
+		in := c.AddChain(l.labChain(t, inputChain))
+		c.AddChain(l.labChain(t, lossChain))
 		c.FlushChain(in)
 		for _, r := range serviceRules() {
 			c.AddRule(&nftables.Rule{Table: t, Chain: in, Exprs: r})
@@ -150,15 +173,22 @@ func (l Lab) SetLoss(percent int) error {
 		return fmt.Errorf("lab: set loss: percent %d outside 0..100", percent)
 	}
 	err := l.withNFT(func(c *nftables.Conn) error {
-		ok, err := tableExists(c)
+		if l.Peer == "" {
+			p, err := l.runningPeer()
+			if err != nil {
+				return err
+			}
+			l.Peer = p
+		}
+		ok, err := tableExists(c, l.fwFamily())
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return fmt.Errorf("table %s missing (run lab up first)", tableName)
 		}
-		t := labTable()
-		ch := c.AddChain(labChain(t, lossChain))
+		t := l.labTable()
+		ch := c.AddChain(l.labChain(t, lossChain))
 		c.FlushChain(ch)
 		if percent > 0 {
 			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: lossRule(l.ServerIf, percent)})
@@ -172,8 +202,8 @@ func (l Lab) SetLoss(percent int) error {
 }
 
 // tableExists reports whether the lab table exists.
-func tableExists(c *nftables.Conn) (bool, error) {
-	ts, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+func tableExists(c *nftables.Conn, family nftables.TableFamily) (bool, error) {
+	ts, err := c.ListTablesOfFamily(family)
 	if err != nil {
 		return false, fmt.Errorf("list nftables tables: %w", err)
 	}
@@ -188,11 +218,11 @@ func tableExists(c *nftables.Conn) (bool, error) {
 // firewallState reports whether the table with both chains exists and which loss it applies.
 func (l Lab) firewallState() (ok bool, loss int, err error) {
 	err = l.withNFT(func(c *nftables.Conn) error {
-		exists, err := tableExists(c)
+		exists, err := tableExists(c, l.fwFamily())
 		if err != nil || !exists {
 			return err
 		}
-		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+		chains, err := c.ListChainsOfTableFamily(l.fwFamily())
 		if err != nil {
 			return fmt.Errorf("list nftables chains: %w", err)
 		}
@@ -205,13 +235,13 @@ func (l Lab) firewallState() (ok bool, loss int, err error) {
 		if !found[inputChain] || !found[lossChain] {
 			return nil
 		}
-		t := labTable()
-		rules, err := c.GetRules(t, labChain(t, inputChain))
+		t := l.labTable()
+		rules, err := c.GetRules(t, l.labChain(t, inputChain))
 		if err != nil {
 			return fmt.Errorf("list nftables rules: %w", err)
 		}
 		ok = len(rules) == len(serviceRules())
-		rules, err = c.GetRules(t, labChain(t, lossChain))
+		rules, err = c.GetRules(t, l.labChain(t, lossChain))
 		if err != nil {
 			return fmt.Errorf("list nftables rules: %w", err)
 		}
@@ -227,14 +257,18 @@ func (l Lab) firewallState() (ok bool, loss int, err error) {
 	return ok, loss, err
 }
 
-// removeFirewall deletes the lab table if it exists.
+// removeFirewall deletes the lab table, of either peer's family, if it exists.
 func (l Lab) removeFirewall() error {
 	return l.withNFT(func(c *nftables.Conn) error {
-		ok, err := tableExists(c)
-		if err != nil || !ok {
-			return err
+		for _, f := range []nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyNetdev} {
+			ok, err := tableExists(c, f)
+			if err != nil {
+				return err
+			}
+			if ok {
+				c.DelTable(&nftables.Table{Family: f, Name: tableName})
+			}
 		}
-		c.DelTable(labTable())
 		return c.Flush()
 	})
 }

@@ -111,6 +111,9 @@ func (l Lab) macs() (client, server [6]byte, err error) {
 			return client, server, err
 		}
 	}
+	if p, err := l.runningPeer(); err == nil && p == PeerLWIP {
+		server = peerMAC() // the server's frames come from the lwip peer's interface, not from the veth end
+	}
 	return client, server, nil
 }
 

@@ -58,6 +58,9 @@ type Lab struct {
 	IdleTimeout time.Duration
 	// RunDir holds the daemon's pidfile and log. Empty means DefaultRunDir.
 	RunDir string
+	// Peer is the TCP stack that serves the server's addresses: PeerLinux (empty means it) or PeerLWIP. Status
+	// and Down find out which one a lab runs by themselves.
+	Peer string
 	// Forger makes Up join client and server through a bridge in ForgerNS instead of one veth pair, so that
 	// a program in the forger namespace sees every frame of the lab link and can put its own frames on it
 	// (see Flood and Forge). The client and server ends keep their names and addresses.
@@ -124,6 +127,9 @@ func (l Lab) check() error {
 	if l.Forger && (l.ForgerNS == "" || l.ForgerNS == l.ClientNS || l.ForgerNS == l.ServerNS) {
 		return fmt.Errorf("lab: %s: the forger namespace must be set and differ from client and server", l.Name)
 	}
+	if err := ValidatePeer(l.Peer); err != nil {
+		return err
+	}
 	if l.ClientIf == "" || l.ServerIf == "" {
 		return fmt.Errorf("lab: %s: interface names must be set", l.Name)
 	}
@@ -173,13 +179,14 @@ func (l Lab) LogFile() string { return filepath.Join(l.runDir(), l.Name+".log") 
 // Status describes what of a lab exists on the system.
 type Status struct {
 	Name               string
-	ClientNS, ServerNS bool // the named namespaces exist
-	Link               bool // both veth ends are up and carry their addresses
-	Firewall           bool // the nftables table with its chains exists in the server namespace
-	LossPercent        int  // random loss set by SetLoss, 0 when none
-	SynCookies         int  // the server namespace's net.ipv4.tcp_syncookies (0 off, 1 on overflow, 2 always)
-	ForgerNS           bool // the forger namespace exists (the lab link runs through its bridge)
-	DaemonPID          int  // pid of a live lab daemon, 0 when none
+	Peer               string // the stack that serves the server's addresses: PeerLinux or PeerLWIP
+	ClientNS, ServerNS bool   // the named namespaces exist
+	Link               bool   // both veth ends are up and carry their addresses
+	Firewall           bool   // the nftables table with its chains exists in the server namespace
+	LossPercent        int    // random loss set by SetLoss, 0 when none
+	SynCookies         int    // the server namespace's net.ipv4.tcp_syncookies (0 off, 1 on overflow, 2 always)
+	ForgerNS           bool   // the forger namespace exists (the lab link runs through its bridge)
+	DaemonPID          int    // pid of a live lab daemon, 0 when none
 	Listening          []netip.AddrPort
 	Missing            []string // what Up or Serve would still have to create, in words
 }
@@ -197,6 +204,9 @@ func (s Status) String() string {
 		return "missing"
 	}
 	fmt.Fprintf(&b, "lab %s\n", s.Name)
+	if s.Peer != "" {
+		fmt.Fprintf(&b, "  peer:       %s (%s)\n", s.Peer, PeerDescription(s.Peer))
+	}
 	fmt.Fprintf(&b, "  namespaces: client %s, server %s\n", yes(s.ClientNS), yes(s.ServerNS))
 	fmt.Fprintf(&b, "  link:       %s\n", yes(s.Link))
 	fw := yes(s.Firewall)
@@ -215,7 +225,9 @@ func (s Status) String() string {
 	} else {
 		fmt.Fprintf(&b, "  daemon:     not running\n")
 	}
-	if len(s.Listening) == 0 {
+	if s.Peer == PeerLWIP {
+		fmt.Fprintf(&b, "  listening:  lwIP's own sockets (not visible to ss): ports 7 9 13 80, 85 over IPv4 only\n")
+	} else if len(s.Listening) == 0 {
 		fmt.Fprintf(&b, "  listening:  nothing\n")
 	} else {
 		ls := make([]string, len(s.Listening))

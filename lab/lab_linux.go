@@ -17,10 +17,15 @@ import (
 )
 
 // Up creates whatever of the lab is missing: both namespaces with lo up, the veth pair, the addresses and the
-// nftables table. It is idempotent and does not start the server (see Serve and StartDaemon).
+// nftables table; with the lwip peer, the server's bridge and TAP device instead of its addresses. It is idempotent
+// and does not start the server (see Serve, DaemonCommand and StartDaemon). A lab set up for one peer is not
+// switched to another: Up says to take it down first.
 func (l Lab) Up(ctx context.Context) error {
 	if err := l.check(); err != nil {
 		return err
+	}
+	if err := l.checkPeerSwitch(); err != nil {
+		return fmt.Errorf("lab: up: %w", err)
 	}
 	for _, ns := range l.namespaces() {
 		if err := ctx.Err(); err != nil {
@@ -33,6 +38,9 @@ func (l Lab) Up(ctx context.Context) error {
 			return fmt.Errorf("lab: configure namespace %s: %w", ns, err)
 		}
 	}
+	if err := l.quietPeerNS(); err != nil {
+		return fmt.Errorf("lab: configure namespace %s: %w", l.ServerNS, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("lab: up: %w", err)
 	}
@@ -40,6 +48,9 @@ func (l Lab) Up(ctx context.Context) error {
 		return fmt.Errorf("lab: up: %w", err)
 	}
 	if err := l.ensureBridge(); err != nil {
+		return fmt.Errorf("lab: up: %w", err)
+	}
+	if err := l.ensurePeerLinks(); err != nil {
 		return fmt.Errorf("lab: up: %w", err)
 	}
 	if err := l.waitOperUp(ctx); err != nil {
@@ -129,7 +140,7 @@ func (l Lab) ensureLinks() error {
 		addrs  []netip.Addr
 	}{
 		{ch, l.ClientNS, l.ClientIf, []netip.Addr{l.ClientV4, l.ClientV6}},
-		{sh, l.ServerNS, l.ServerIf, []netip.Addr{l.ServerV4, l.ServerV6}},
+		{sh, l.ServerNS, l.ServerIf, l.serverKernelAddrs()},
 	}
 	for _, e := range ends {
 		lo, err := e.h.LinkByName("lo")
@@ -156,6 +167,15 @@ func (l Lab) ensureLinks() error {
 		}
 	}
 	return nil
+}
+
+// serverKernelAddrs lists the addresses the server namespace's kernel holds: the server's, or none when the lwip
+// peer holds them.
+func (l Lab) serverKernelAddrs() []netip.Addr {
+	if l.peer() == PeerLWIP {
+		return nil
+	}
+	return []netip.Addr{l.ServerV4, l.ServerV6}
 }
 
 // ensurePair creates the veth pair unless both ends exist. A lone end (left when one namespace was deleted and
@@ -342,7 +362,7 @@ func (l Lab) Status() (Status, error) {
 	if err := l.check(); err != nil {
 		return Status{}, err
 	}
-	s := Status{Name: l.Name}
+	s := Status{Name: l.Name, Peer: PeerLinux}
 	var err error
 	if s.ClientNS, err = nsExists(l.ClientNS); err != nil {
 		return s, fmt.Errorf("lab: status: %w", err)
@@ -364,6 +384,10 @@ func (l Lab) Status() (Status, error) {
 	if !s.ServerNS {
 		return s, nil
 	}
+	if l.Peer, err = l.runningPeer(); err != nil {
+		return s, fmt.Errorf("lab: status: %w", err)
+	}
+	s.Peer = l.Peer
 	if s.ClientNS {
 		missing, err := l.linkMissing()
 		if err != nil {
@@ -373,6 +397,13 @@ func (l Lab) Status() (Status, error) {
 		s.Missing = append(s.Missing, missing...)
 	} else {
 		s.Missing = append(s.Missing, "veth pair "+l.ClientIf+"/"+l.ServerIf)
+	}
+	if l.peer() == PeerLWIP {
+		missing, err := l.peerLinksMissing()
+		if err != nil {
+			return s, fmt.Errorf("lab: status: %w", err)
+		}
+		s.Missing = append(s.Missing, missing...)
 	}
 	if s.Firewall, s.LossPercent, err = l.firewallState(); err != nil {
 		return s, fmt.Errorf("lab: status: %w", err)
@@ -386,7 +417,13 @@ func (l Lab) Status() (Status, error) {
 		}
 	}
 	if !s.Firewall {
-		s.Missing = append(s.Missing, "nftables table inet "+tableName+" in "+l.ServerNS)
+		s.Missing = append(s.Missing, "nftables table "+l.fwFamilyName()+" "+tableName+" in "+l.ServerNS)
+	}
+	if l.peer() == PeerLWIP {
+		if s.DaemonPID == 0 {
+			s.Missing = append(s.Missing, "the lwip peer program (lab up --peer lwip starts it)")
+		}
+		return s, nil
 	}
 	socks, err := sockets(l.ServerNS)
 	if err != nil {
@@ -443,7 +480,7 @@ func (l Lab) linkMissing() ([]string, error) {
 		addrs  []netip.Addr
 	}{
 		{ch, l.ClientNS, l.ClientIf, []netip.Addr{l.ClientV4, l.ClientV6}},
-		{sh, l.ServerNS, l.ServerIf, []netip.Addr{l.ServerV4, l.ServerV6}},
+		{sh, l.ServerNS, l.ServerIf, l.serverKernelAddrs()},
 	} {
 		link, err := e.h.LinkByName(e.If)
 		if isLinkNotFound(err) {

@@ -58,3 +58,8 @@ func (l Lab) Flood(ctx context.Context, cfg FloodConfig) (FloodStats, error) {
 func (l Lab) Forge(ctx context.Context, cfg ForgeConfig) (ForgeStats, error) {
 	return ForgeStats{}, errNotImplemented("forge")
 }
+
+// DaemonCommand is not implemented on this system.
+func (l Lab) DaemonCommand(ctx context.Context, self string) ([]string, error) {
+	return nil, errNotImplemented("daemon command")
+}

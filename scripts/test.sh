@@ -18,6 +18,10 @@ command -v tshark >/dev/null || need+=(tshark)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v ss >/dev/null || need+=(iproute2)
 command -v setpriv >/dev/null || need+=(util-linux)
+# The lab's second peer (lab up --peer lwip) is built at lab-up time with cc against Debian's lwIP.
+command -v cc >/dev/null || need+=(gcc)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+[ -e /usr/include/lwip/lwip/tcp.h ] || need+=(liblwip-dev)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "== installing ${need[*]}"
 	apt-get update -qq

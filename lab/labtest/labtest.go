@@ -52,6 +52,7 @@ func Name(t testing.TB) string {
 type Option func(*config)
 
 type config struct {
+	peer       string
 	lab        func(*lab.Lab)
 	synCookies int // -1: the kernel's default
 	loss       int
@@ -70,12 +71,23 @@ func HoldAfterEOF(d time.Duration) Option {
 // SynCookies sets net.ipv4.tcp_syncookies in the server namespace (2: every SYN-ACK carries a cookie).
 func SynCookies(mode int) Option { return func(c *config) { c.synCookies = mode } }
 
+// Peer chooses the TCP stack that serves the lab (lab.PeerLinux, the default, or lab.PeerLWIP). The lwip peer is
+// built with the system's C compiler when missing (scripts/test.sh installs liblwip-dev and gcc) and runs as a
+// separate process, stopped by the cleanup.
+func Peer(name string) Option { return func(c *config) { c.peer = name } }
+
 // Loss makes the server drop percent % of the TCP segments it receives (lab.Lab.SetLoss).
 func Loss(percent int) Option { return func(c *config) { c.loss = percent } }
 
-// New creates a uniquely named lab, brings it up (changed by opts), serves it from a goroutine of the test process
-// and waits until every listener is open. t.Cleanup stops the server and tears the lab down, also when the test
-// fails.
+// NewPeer is New with the lab served by peer (see Peer).
+func NewPeer(t testing.TB, peer string, opts ...Option) lab.Lab {
+	t.Helper()
+	return New(t, append(opts, Peer(peer))...)
+}
+
+// New creates a uniquely named lab, brings it up (changed by opts), serves it and waits until it answers: the Linux
+// peer from a goroutine of the test process once every listener is open, the lwip peer (Peer) as its own process
+// once it answers on both addresses. t.Cleanup stops the server and tears the lab down, also when the test fails.
 func New(t testing.TB, opts ...Option) lab.Lab {
 	t.Helper()
 	RequireRoot(t)
@@ -84,7 +96,22 @@ func New(t testing.TB, opts ...Option) lab.Lab {
 		o(&cfg)
 	}
 	l := lab.New(Name(t))
+	l.Peer = cfg.peer
 	cfg.lab(&l)
+	if err := lab.ValidatePeer(l.Peer); err != nil {
+		t.Fatalf("labtest: %v", err)
+	}
+	if l.Peer == lab.PeerLWIP && cfg.synCookies >= 0 {
+		t.Fatalf("labtest: SynCookies is a Linux peer setting; the lwip peer has none")
+	}
+	var argv []string
+	if l.Peer == lab.PeerLWIP {
+		l.RunDir = t.TempDir()
+		var err error
+		if argv, err = l.DaemonCommand(t.Context(), ""); err != nil {
+			t.Fatalf("labtest: %v", err)
+		}
+	}
 	t.Cleanup(func() {
 		if err := l.Down(); err != nil {
 			t.Errorf("labtest: %v", err)
@@ -92,6 +119,17 @@ func New(t testing.TB, opts ...Option) lab.Lab {
 	})
 	if err := l.Up(t.Context()); err != nil {
 		t.Fatalf("labtest: %v", err)
+	}
+	if l.Peer == lab.PeerLWIP {
+		if cfg.loss > 0 {
+			if err := l.SetLoss(cfg.loss); err != nil {
+				t.Fatalf("labtest: %v", err)
+			}
+		}
+		if _, err := l.StartDaemon(argv); err != nil {
+			t.Fatalf("labtest: %v", err)
+		}
+		return l
 	}
 	if cfg.synCookies >= 0 {
 		if err := l.SetSynCookies(cfg.synCookies); err != nil {
