@@ -34,6 +34,13 @@ func profileApp(stdout, stderr io.Writer) *cli.App {
 // profile events by name and the exit status.
 func runProfileIn(t *testing.T, l lab.Lab, args ...string) (map[string]event.Profile, int, string) {
 	t.Helper()
+	out, code, stderr := runProfileRaw(t, l, args...)
+	return profileEvents(t, out), code, stderr
+}
+
+// runProfileRaw is runProfileIn returning what was printed.
+func runProfileRaw(t *testing.T, l lab.Lab, args ...string) (string, int, string) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	a := profileApp(&out, &errb)
 	argv := append([]string{"tcpshake", "rst"}, args...)
@@ -45,8 +52,14 @@ func runProfileIn(t *testing.T, l lab.Lab, args ...string) (map[string]event.Pro
 	if err != nil {
 		t.Fatal(err)
 	}
+	return out.String(), code, errb.String()
+}
+
+// profileEvents parses JSON lines and returns the profile events by name.
+func profileEvents(t *testing.T, out string) map[string]event.Profile {
+	t.Helper()
 	evs := map[string]event.Profile{}
-	sc := bufio.NewScanner(&out)
+	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var head struct {
@@ -64,7 +77,7 @@ func runProfileIn(t *testing.T, l lab.Lab, args ...string) (map[string]event.Pro
 		}
 		evs[p.Name] = p
 	}
-	return evs, code, errb.String()
+	return evs
 }
 
 func figure(t *testing.T, p event.Profile, name string) (float64, bool) {
@@ -75,15 +88,6 @@ func figure(t *testing.T, p event.Profile, name string) (float64, bool) {
 		}
 	}
 	return 0, false
-}
-
-func figureUnit(p event.Profile, name string) string {
-	for _, f := range p.Figures {
-		if f.Name == name {
-			return f.Unit
-		}
-	}
-	return ""
 }
 
 // TestProfileLab measures the lab's Linux server: its SYN-ACK is
@@ -141,8 +145,8 @@ func TestProfileLab(t *testing.T) {
 	}
 
 	isn := evs["isn"]
-	if isn.Verdict != "conforms" || figureUnit(isn, "class") != "keyed-hash-clock" {
-		t.Errorf("isn: %s, class %q (%s)\n%s", isn.Verdict, figureUnit(isn, "class"), isn.Why, strings.Join(isn.Explain, "\n"))
+	if isn.Verdict != "conforms" || isn.Class != "keyed-hash-clock" {
+		t.Errorf("isn: %s, class %q (%s)\n%s", isn.Verdict, isn.Class, isn.Why, strings.Join(isn.Explain, "\n"))
 	}
 	if rate, _ := figure(t, isn, "clock rate"); rate < 15.625*0.97 || rate > 15.625*1.03 {
 		t.Errorf("isn clock rate %v per µs, want 15.625 (one per 64 ns)", rate)
@@ -178,10 +182,30 @@ func TestProfileLabIPv6(t *testing.T) {
 	if op := evs["options"]; op.Verdict != "conforms" {
 		t.Errorf("options: %s (%s)", op.Verdict, op.Why)
 	}
-	if isn := evs["isn"]; isn.Verdict != "conforms" || figureUnit(isn, "class") != "keyed-hash-clock" {
-		t.Errorf("isn: %s, class %q (%s)", isn.Verdict, figureUnit(isn, "class"), isn.Why)
+	if isn := evs["isn"]; isn.Verdict != "conforms" || isn.Class != "keyed-hash-clock" {
+		t.Errorf("isn: %s, class %q (%s)", isn.Verdict, isn.Class, isn.Why)
 	}
 	if left := labtest.ServerConns(t, l); len(left) > 0 {
 		t.Errorf("left on the server: %v", left)
+	}
+}
+
+// TestProfileLabText checks the text view: each measurement with its
+// figures, what they mean, the rule and the verdict, and the closing line.
+func TestProfileLabText(t *testing.T) {
+	l := labtest.New(t)
+	target := netip.AddrPortFrom(l.ServerV4, 9).String()
+	out, code, stderr := runProfileRaw(t, l, target, "--profile", "--profile-only", "options,isn")
+	if code != 0 {
+		t.Errorf("exit status %d, want 0; stderr: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"== profile options:", "to a SYN offering nothing the SYN-ACK carried [mss ",
+		"== profile isn:", "class                  keyed-hash-clock", "TCP Sequence Prediction: Difficulty=", "(Good luck!)",
+		"rule:      ISN = M + F(", "verdict:   conforms", "--- profile of 198.51.100.2 (198.51.100.2 port 9) ---", "2 measurements: 2 conforms",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
 	}
 }

@@ -25,6 +25,10 @@ type Profile struct {
 	Verdict string `json:"verdict"`
 	Level   string `json:"level,omitempty"`
 	Why     string `json:"why"`
+	// Class names what was found where a measurement sorts the peer into
+	// kinds (isn: constant, constant-increment, time-linear,
+	// keyed-hash-clock, random, …).
+	Class string `json:"class,omitempty"`
 	// Figures are the measured numbers, each with its unit and meaning.
 	Figures []Figure `json:"figures,omitempty"`
 	// Samples are the raw observations behind the figures.
@@ -73,6 +77,9 @@ func (t *Text) profile(e Profile) {
 		code = cNote
 	}
 	fmt.Fprintf(t.W, "\n== profile %s: %s ==\n", e.Name, e.Title)
+	if e.Class != "" {
+		fmt.Fprintf(t.W, "  %-22s %s\n", "class", e.Class)
+	}
 	for _, f := range e.Figures {
 		line := fmt.Sprintf("  %-22s %s", f.Name, figureValue(f))
 		if f.Text != "" {

@@ -378,8 +378,8 @@ func optionFigures(all, none *synAnswer) []event.Figure {
 			out = append(out, event.Figure{Name: x.name + ": wscale", Value: float64(ws), Unit: "shift", Text: fmt.Sprintf("its windows are multiplied by 2^%d once both sides sent the option", ws)})
 		}
 		out = append(out,
-			event.Figure{Name: x.name + ": sackOK", Value: b2f(o.SACKPermitted()), Unit: "", Text: "1: SACK-permitted in its SYN-ACK (RFC 2018)"},
-			event.Figure{Name: x.name + ": timestamps", Value: b2f(hasTS), Unit: "", Text: "1: a timestamps option in its SYN-ACK (RFC 7323 §3)"})
+			event.Figure{Name: x.name + ": sackOK", Value: b2f(o.SACKPermitted()), Unit: "", Text: "1 when its SYN-ACK carries SACK-permitted (RFC 2018)"},
+			event.Figure{Name: x.name + ": timestamps", Value: b2f(hasTS), Unit: "", Text: "1 when its SYN-ACK carries a timestamps option (RFC 7323 §3)"})
 	}
 	return out
 }
@@ -526,8 +526,8 @@ func (p *profiler) isn(ctx context.Context) (event.Profile, error) {
 	if missed > 0 {
 		ev.Explain = append(ev.Explain, fmt.Sprintf("%d SYN(s) got no SYN-ACK within %v", missed, p.cfg.Wait))
 	}
+	ev.Class = r.Class
 	ev.Figures = []event.Figure{
-		{Name: "class", Value: 0, Unit: r.Class, Text: "what the ISNs look like"},
 		{Name: "difficulty", Value: r.Bits, Unit: "bits", Text: "TCP Sequence Prediction: Difficulty: " + r.Difficulty},
 		{Name: "clock rate", Value: r.RatePerUs, Unit: "per µs", Text: "how fast the ISN of one 4-tuple advances (0: no clock)"},
 		{Name: "gap", Value: ms(gap), Unit: "ms", Text: "between connections"},
@@ -623,9 +623,7 @@ loop:
 		if n := len(sched.Arrivals); n >= 2 {
 			last := sched.Arrivals[n-1] - sched.Arrivals[n-2]
 			quiet := first.Add(sched.Arrivals[n-1] + max(last*5/2, 3*time.Second))
-			if quiet.Before(deadline) {
-				timer.Reset(time.Until(quiet))
-			}
+			timer.Reset(time.Until(minTime(quiet, deadline)))
 		}
 		select {
 		case <-ctx.Done():
@@ -709,6 +707,13 @@ loop:
 		event.Figure{Name: "retransmissions", Value: float64(max(len(sched.Arrivals)-1, 0)), Unit: "", Text: "SYN-ACKs after the first"},
 		event.Figure{Name: "listened", Value: sched.Waited.Seconds(), Unit: "s", Text: fmt.Sprintf("after the first SYN-ACK (bound %v)", p.cfg.SynAckWait)})
 	return ev, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // quietEnv is env with a sink that keeps only warnings: the profile's

@@ -28,7 +28,7 @@ const (
 	ISNRandom         = "random"             // unrelated every time, no clock even within one 4-tuple
 	ISNFollowsOurs    = "follows-our-isn"    // within one 4-tuple the ISN moves with ours (SYN cookies)
 	ISNUndecided      = "undecided"          // too few samples
-	isnUnpredictBits  = 28                   // at least this many bits of guessing: unpredictable
+	isnUnpredictBits  = 24                   // at least this many bits of guessing: unpredictable
 	isnPredictBits    = 16                   // below this: predictable
 	isnRateTolerance  = 0.02                 // the relative spread a clock's rate may show beyond timing uncertainty
 	isnMinSamplesEach = 3                    // per group: two deltas at least
