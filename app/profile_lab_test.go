@@ -209,3 +209,55 @@ func TestProfileLabText(t *testing.T) {
 		}
 	}
 }
+
+// TestProfileLabLwIP measures the lab's second stack, lwIP (Debian's liblwip
+// 2.1.3), and checks what its source predicts: tcp_next_iss (src/core/tcp.c)
+// returns a static counter advanced by tcp_ticks, with nothing per 4-tuple,
+// so its ISNs are predictable; tcp_alloc starts the RTO at 3 s (3000 /
+// TCP_SLOW_INTERVAL), so its first SYN-ACK retransmission comes after about
+// 3 s instead of RFC 6298's 1 s; tcp_process answers every in-window RST
+// that is not exact with tcp_ack_now, with no rate limit; its SYN-ACK takes
+// up MSS and window scale (LWIP_WND_SCALE) but neither SACK nor timestamps.
+// The ISN verdict must differ from the Linux peer's.
+func TestProfileLabLwIP(t *testing.T) {
+	lw := labtest.NewPeer(t, lab.PeerLWIP)
+	target := netip.AddrPortFrom(lw.ServerV4, 9).String()
+	evs, code, stderr := runProfileIn(t, lw, target, "--profile", "--profile-synack-retrans", "1", "--json")
+	if code != 1 {
+		t.Errorf("exit status %d, want 1 (measurements deviate); stderr: %s", code, stderr)
+	}
+	isn := evs["isn"]
+	bits, _ := figure(t, isn, "difficulty")
+	switch isn.Class {
+	case "constant", "constant-increment", "small-increments", "time-linear":
+	default:
+		t.Errorf("lwip isn class %q, want a predictable one (%s)", isn.Class, isn.Why)
+	}
+	if isn.Verdict != "deviates" || bits >= 16 {
+		t.Errorf("lwip isn: %s, %v bits (%s)", isn.Verdict, bits, isn.Why)
+	}
+	sa := evs["synack-schedule"]
+	if first, _ := figure(t, sa, "timeout 1"); sa.Verdict != "deviates" || sa.Level != "SHOULD" || first < 2.4 || first > 3.6 {
+		t.Errorf("lwip synack-schedule: %s (%s), first timeout %v s, want deviates (SHOULD) after about 3 s: %s", sa.Verdict, sa.Level, first, sa.Why)
+	}
+	ch := evs["challenge-ack"]
+	if n, _ := figure(t, ch, "burst answered"); ch.Verdict != "deviates" || ch.Level != "SHOULD" || n != 25 {
+		t.Errorf("lwip challenge-ack: %s (%s), %v for the burst of 25, want deviates (SHOULD), no limit: %s", ch.Verdict, ch.Level, n, ch.Why)
+	}
+	op := evs["options"]
+	for name, want := range map[string]float64{"all offered: sackOK": 0, "all offered: timestamps": 0} {
+		if got, ok := figure(t, op, name); !ok || got != want {
+			t.Errorf("lwip options %s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+	if op.Verdict != "conforms" {
+		t.Errorf("lwip options: %s (%s)", op.Verdict, op.Why)
+	}
+
+	lx := labtest.New(t)
+	lxEvs, _, _ := runProfileIn(t, lx, netip.AddrPortFrom(lx.ServerV4, 9).String(), "--profile", "--profile-only", "isn", "--json")
+	if got := lxEvs["isn"].Class; got == isn.Class || got != "keyed-hash-clock" {
+		t.Errorf("ISN class: linux %q, lwip %q: want keyed-hash-clock against a predictable one", got, isn.Class)
+	}
+	t.Logf("lwip: isn %s (%s); synack %s; challenge %s", isn.Class, isn.Why, sa.Why, ch.Why)
+}

@@ -180,7 +180,7 @@ func RunProfile(ctx context.Context, cfg ProfileConfig, env SessionEnv) ([]event
 	}
 	sum := event.Profile{
 		Name: "summary", Title: "profile", Host: cfg.Host, Addr: cfg.Session.Remote.Addr().String(), Port: cfg.Session.Remote.Port(),
-		Verdict: "measured", Why: fmt.Sprintf("%d measurements: %s", len(out), strings.Join(parts, ", ")),
+		Verdict: "measured", Why: fmt.Sprintf("%s: %s", plural(len(out), "measurement"), strings.Join(parts, ", ")),
 		ElapsedMs: ms(env.Now().Sub(start)),
 	}
 	if ctx.Err() != nil {
@@ -707,6 +707,13 @@ loop:
 		event.Figure{Name: "retransmissions", Value: float64(max(len(sched.Arrivals)-1, 0)), Unit: "", Text: "SYN-ACKs after the first"},
 		event.Figure{Name: "listened", Value: sched.Waited.Seconds(), Unit: "s", Text: fmt.Sprintf("after the first SYN-ACK (bound %v)", p.cfg.SynAckWait)})
 	return ev, nil
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -110,7 +110,7 @@ func JudgeSchedule(s Schedule) Judgement {
 		j.Why = "the timeouts do not double from one retransmission to the next (RFC 6298 §5.5: RTO = RTO · 2)"
 	case !near(first, time.Second):
 		j.Verdict, j.Level = "deviates", "SHOULD"
-		j.Why = fmt.Sprintf("the first timeout is %s: RFC 6298 §2.1 says 1 s (the 3 s of RFC 1122 is its fallback only when the SYN or SYN-ACK itself was lost, §5.7)", secs(first))
+		j.Why = fmt.Sprintf("the first timeout is %s: RFC 6298 §2.1 says 1 s until a round trip has been measured (3 s was RFC 1122's; RFC 6298 keeps 3 s only for the data after a handshake whose SYN or SYN-ACK had to be retransmitted, §5.7)", secs(first))
 		if len(iv) >= 2 {
 			j.Why += ", then doubling as §5.5 requires"
 		}
