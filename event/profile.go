@@ -15,8 +15,9 @@ type Profile struct {
 	Host  string `json:"host"`
 	Addr  string `json:"addr"`
 	Port  uint16 `json:"port"`
-	// Rule is the RFC text the measurement is held against, Strength its
-	// level (MUST, SHOULD, MAY).
+	// Rule is the RFC text the measurement is held against (each part with
+	// its own level), Strength the strongest of them (MUST, SHOULD, MAY);
+	// Level is the one a deviation broke.
 	Rule     string `json:"rule,omitempty"`
 	RFC      string `json:"rfc,omitempty"`
 	Strength string `json:"strength,omitempty"`
