@@ -225,8 +225,10 @@ func (s Status) String() string {
 	} else {
 		fmt.Fprintf(&b, "  daemon:     not running\n")
 	}
-	if s.Peer == PeerLWIP {
+	if s.Peer == PeerLWIP && s.DaemonPID > 0 {
 		fmt.Fprintf(&b, "  listening:  lwIP's own sockets (not visible to ss): ports 7 9 13 80, 85 over IPv4 only\n")
+	} else if s.Peer == PeerLWIP {
+		fmt.Fprintf(&b, "  listening:  nothing (the lwip peer is not running)\n")
 	} else if len(s.Listening) == 0 {
 		fmt.Fprintf(&b, "  listening:  nothing\n")
 	} else {

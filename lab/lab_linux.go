@@ -362,7 +362,7 @@ func (l Lab) Status() (Status, error) {
 	if err := l.check(); err != nil {
 		return Status{}, err
 	}
-	s := Status{Name: l.Name, Peer: PeerLinux}
+	s := Status{Name: l.Name}
 	var err error
 	if s.ClientNS, err = nsExists(l.ClientNS); err != nil {
 		return s, fmt.Errorf("lab: status: %w", err)
