@@ -24,6 +24,16 @@
 // loss of incoming TCP segments there. [Lab.SetSynCookies] makes the server's kernel answer every SYN with a
 // SYN cookie (net.ipv4.tcp_syncookies=2).
 //
+// # Peers
+//
+// [Lab.Peer] chooses the TCP stack that answers for the server's addresses. [PeerLinux] (the default) is the server
+// namespace's kernel with the services above on its sockets. [PeerLWIP] is lwIP, an independent userspace TCP/IP
+// stack (Debian's liblwip), in a small C program (package lab/lwip, built with the system's C compiler by
+// [Lab.DaemonCommand]) attached to a TAP device that a bridge in the server namespace joins to the lab link; the
+// server's kernel then holds no lab address and no socket, and the firewall rules move to a netdev table on the
+// ingress of the server's veth end. [Lab.Status] tells which peer a lab runs. docs/peers.md tells what lwIP does
+// differently from Linux.
+//
 // # Forger
 //
 // With [Lab.Forger] set, the client and the server are joined through a bridge in a third namespace,
