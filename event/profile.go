@@ -107,7 +107,7 @@ func figureValue(f Figure) string {
 	switch {
 	case f.Value == float64(int64(f.Value)) && (f.Value < 1e15 && f.Value > -1e15):
 		v = fmt.Sprintf("%d", int64(f.Value))
-	case f.Value < 10 && f.Value > -10:
+	case f.Value < 100 && f.Value > -100:
 		v = fmt.Sprintf("%.3f", f.Value)
 	default:
 		v = fmt.Sprintf("%.1f", f.Value)
