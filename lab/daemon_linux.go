@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -52,6 +53,11 @@ func (l Lab) StartDaemon(argv []string) (pid int, err error) {
 		return 0, fmt.Errorf("lab: start daemon: open log: %w", err)
 	}
 	defer logf.Close()
+	// What an earlier daemon wrote (a crashed one's ready line, say) is not this one's: readiness reads past it.
+	logStart, err := logf.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, fmt.Errorf("lab: start daemon: %w", err)
+	}
 	null, err := os.Open(os.DevNull)
 	if err != nil {
 		return 0, fmt.Errorf("lab: start daemon: %w", err)
@@ -96,7 +102,7 @@ func (l Lab) StartDaemon(argv []string) (pid int, err error) {
 			}
 			return fail(fmt.Errorf("port %d not listening after %v", PortEcho, daemonStartTimeout))
 		case <-tick.C:
-			ok, err := l.daemonReady()
+			ok, err := l.daemonReady(logStart)
 			if err != nil {
 				return fail(err)
 			}
@@ -107,10 +113,11 @@ func (l Lab) StartDaemon(argv []string) (pid int, err error) {
 	}
 }
 
-// daemonReady reports whether the started server answers (see StartDaemon).
-func (l Lab) daemonReady() (bool, error) {
+// daemonReady reports whether the started server, whose log output begins at logStart, answers (see
+// StartDaemon).
+func (l Lab) daemonReady(logStart int64) (bool, error) {
 	if l.peer() == PeerLWIP {
-		return l.peerAnswers(context.Background())
+		return l.peerAnswers(context.Background(), logStart)
 	}
 	return l.echoListens()
 }

@@ -240,12 +240,12 @@ func (l Lab) peerLinksMissing() ([]string, error) {
 	return missing, err
 }
 
-// peerAnswers reports whether the lwip peer answers on the lab link: its log has the ready line, and a connection
-// from the client namespace to the closed port is refused (lwIP's RST) over IPv4 and IPv6. The refused connections
-// leave no state on either side.
-func (l Lab) peerAnswers(ctx context.Context) (bool, error) {
+// peerAnswers reports whether the lwip peer answers on the lab link: its log has the ready line after logStart,
+// and a connection from the client namespace to the closed port is refused (lwIP's RST) over IPv4 and IPv6. The
+// refused connections leave no state on either side.
+func (l Lab) peerAnswers(ctx context.Context, logStart int64) (bool, error) {
 	b, err := os.ReadFile(l.LogFile())
-	if err != nil || !strings.Contains(string(b), lwip.ReadyLine) {
+	if err != nil || int64(len(b)) < logStart || !strings.Contains(string(b[logStart:]), lwip.ReadyLine) {
 		return false, nil
 	}
 	for _, a := range []netip.Addr{l.ServerV4, l.ServerV6} {
