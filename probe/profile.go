@@ -788,7 +788,7 @@ func (p *profiler) challengeACK(ctx context.Context) (event.Profile, error) {
 	if _, err := s.Collect(ctx, 600*time.Millisecond, 0); err != nil {
 		return inconclusiveProfile(ev, err.Error()), nil
 	}
-	paced := ChallengeCount{}
+	paced := ChallengeCount{Every: p.cfg.PacedEvery}
 	t1 := p.env.Now()
 	for i := 0; i < p.cfg.Paced && ctx.Err() == nil; i++ {
 		seq := s.SndNxt().Add(uint32(i%8 + 1))
@@ -818,7 +818,11 @@ func (p *profiler) challengeACK(ctx context.Context) (event.Profile, error) {
 		{Name: "paced answered", Value: float64(len(paced.Challenges)), Unit: "challenge ACKs", Text: ""},
 	}
 	if sp := paced.MinSpacing(); sp > 0 {
-		ev.Figures = append(ev.Figures, event.Figure{Name: "min spacing", Value: ms(sp), Unit: "ms", Text: "between two challenge ACKs: the limit's period"})
+		text := "between two challenge ACKs: the limit's period"
+		if sp < p.cfg.PacedEvery*3/2 {
+			text = "between two challenge ACKs: no more than the RSTs' own spacing, so no period of a limit shows"
+		}
+		ev.Figures = append(ev.Figures, event.Figure{Name: "min spacing", Value: ms(sp), Unit: "ms", Text: text})
 	}
 	// The connection is reset by the deferred Abort (RST at the peer's RCV.NXT).
 	return ev, nil

@@ -138,7 +138,7 @@ func TestJudgeSchedule(t *testing.T) {
 		{"erratic", Schedule{Arrivals: secsList(0, 1, 1.5, 5), Waited: 20 * time.Second, End: EndBound, Guarded: true}, "deviates", "MUST", "do not double"},
 		{"no retransmission (cookies)", Schedule{Arrivals: secsList(0), Waited: 20 * time.Second, End: EndBound, Guarded: true}, "inconclusive", "", "SYN cookies"},
 		{"no SYN-ACK", Schedule{Guarded: true}, "inconclusive", "", "listening"},
-		{"no guard", Schedule{Arrivals: secsList(0), Guarded: false}, "inconclusive", "", "guard"},
+		{"no guard", Schedule{Arrivals: secsList(0), Guarded: false}, "inconclusive", "", "--no-guard"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,6 +168,10 @@ func TestJudgeChallenge(t *testing.T) {
 			ChallengeCount{Sent: 20, Span: 2 * time.Second, Challenges: nil, Alive: true, Checked: true}, "conforms", ""},
 		{"no limit", ChallengeCount{Sent: 25, Challenges: make([]time.Duration, 25), Alive: true, Checked: true},
 			ChallengeCount{Sent: 20, Challenges: make([]time.Duration, 20), Alive: true, Checked: true}, "deviates", "SHOULD"},
+		{"no limit, one lost", ChallengeCount{Sent: 25, Challenges: make([]time.Duration, 24), Alive: true, Checked: true},
+			ChallengeCount{Sent: 20, Challenges: make([]time.Duration, 20), Alive: true, Checked: true}, "deviates", "SHOULD"},
+		{"a limit of 20 at once", ChallengeCount{Sent: 25, Challenges: make([]time.Duration, 20), Alive: true, Checked: true},
+			ChallengeCount{Sent: 20, Challenges: make([]time.Duration, 20), Alive: true, Checked: true}, "permitted", ""},
 		{"no challenge ACK", ChallengeCount{Sent: 25, Alive: true, Checked: true}, ChallengeCount{Sent: 20, Alive: true, Checked: true}, "deviates", "MUST"},
 		{"aborted", ChallengeCount{Sent: 25, Challenges: at(0), Alive: false, Checked: true}, ChallengeCount{Sent: 20, Alive: false, Checked: true}, "deviates", "MUST"},
 		{"nothing sent", ChallengeCount{}, ChallengeCount{}, "inconclusive", ""},
