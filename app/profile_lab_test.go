@@ -261,3 +261,27 @@ func TestProfileLabLwIP(t *testing.T) {
 	}
 	t.Logf("lwip: isn %s (%s); synack %s; challenge %s", isn.Class, isn.Why, sa.Why, ch.Why)
 }
+
+// TestProfileLabSynCookies measures the Linux peer with
+// net.ipv4.tcp_syncookies=2: every SYN-ACK carries a cookie, so the peer
+// keeps no state for the half-open connection and never retransmits its
+// SYN-ACK, and within one 4-tuple its ISN moves exactly with ours
+// (cookie_v4_init_sequence: a hash of the 4-tuple and the minute, plus our
+// ISN). The profile must say so, not call it a clock or a broken schedule.
+func TestProfileLabSynCookies(t *testing.T) {
+	l := labtest.New(t, labtest.SynCookies(2))
+	target := netip.AddrPortFrom(l.ServerV4, 9).String()
+	evs, _, stderr := runProfileIn(t, l, target, "--profile", "--profile-only", "isn,synack-schedule", "--profile-synack-wait", "2500ms", "--json")
+	if stderr != "" {
+		t.Errorf("stderr: %s", stderr)
+	}
+	if isn := evs["isn"]; isn.Class != "follows-our-isn" || isn.Verdict != "permitted" {
+		t.Errorf("isn with SYN cookies: %s %s (%s)", isn.Class, isn.Verdict, isn.Why)
+	}
+	if sa := evs["synack-schedule"]; sa.Verdict != "inconclusive" || !strings.Contains(sa.Why, "SYN cookies") {
+		t.Errorf("synack-schedule with SYN cookies: %s (%s)", sa.Verdict, sa.Why)
+	}
+	if left := labtest.ServerConns(t, l); len(left) > 0 {
+		t.Errorf("left on the server: %v", left)
+	}
+}

@@ -108,9 +108,8 @@ func ClassifyISN(same, diff []ISNSample) ISNReport {
 	r.Bits, r.Predictor, r.Step = predictBits(diff)
 	r.Difficulty = difficulty(r.Bits)
 	// Within one 4-tuple: a clock?
-	r.Clock, r.RatePerUs = clockRate(same)
-	if r.Clock && r.RatePerUs > 0 {
-		r.TickNs = 1000 / r.RatePerUs
+	if clock, rate := clockRate(same); clock {
+		r.Clock, r.RatePerUs, r.TickNs = true, rate, 1000/rate
 	}
 	follows := followsOurs(same)
 	all := append(slices.Clone(same), diff...)
