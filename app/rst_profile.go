@@ -1,6 +1,9 @@
 package app
 
 import (
+	"context"
+	"errors"
+
 	"github.com/urfave/cli/v2"
 
 	"tcpshake/probe"
@@ -65,7 +68,10 @@ func runProfile(c *cli.Context) error {
 	cfg.Host = w.target.host
 	cfg.Session = w.cfg
 	res, err := probe.RunProfile(c.Context, cfg, w.env)
-	if err != nil {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return exitCode(ExitFailure) // interrupted: the events said so
+	case err != nil:
 		return err
 	}
 	for _, r := range res {
