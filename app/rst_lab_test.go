@@ -3,7 +3,9 @@
 package app_test
 
 import (
+	"fmt"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -16,114 +18,235 @@ import (
 )
 
 // rstLabObserved is the state the server's kernel must show before and after
-// each scenario against the Linux kernel.
-var rstLabObserved = map[string][2]string{
-	"closed-port":         {"CLOSED", "CLOSED"},
-	"ack-to-listener":     {"CLOSED", "CLOSED"},
-	"exact-rst":           {"ESTABLISHED", "CLOSED"},
-	"in-window-rst":       {"ESTABLISHED", "ESTABLISHED"},
-	"out-of-window-rst":   {"ESTABLISHED", "ESTABLISHED"},
-	"syn-in-established":  {"ESTABLISHED", "ESTABLISHED"},
-	"rst-in-syn-received": {"SYN-RECEIVED", "CLOSED"},
-	"data-after-reset":    {"CLOSED", "CLOSED"},
-	"ack-of-unsent-data":  {"ESTABLISHED", "ESTABLISHED"},
-	"challenge-ack-burst": {"ESTABLISHED", "ESTABLISHED"},
-	"fin-in-syn-received": {"SYN-RECEIVED", "CLOSE-WAIT"},
+// each scenario against the Linux kernel; with SYN cookies (tcp_syncookies=2)
+// the scenarios that stop in SYN-RECEIVED find no request socket.
+func rstLabObserved(cookies bool) map[string][2]string {
+	m := map[string][2]string{
+		"closed-port":         {"CLOSED", "CLOSED"},
+		"ack-to-listener":     {"CLOSED", "CLOSED"},
+		"exact-rst":           {"ESTABLISHED", "CLOSED"},
+		"in-window-rst":       {"ESTABLISHED", "ESTABLISHED"},
+		"out-of-window-rst":   {"ESTABLISHED", "ESTABLISHED"},
+		"syn-in-established":  {"ESTABLISHED", "ESTABLISHED"},
+		"rst-in-syn-received": {"SYN-RECEIVED", "CLOSED"},
+		"data-after-reset":    {"CLOSED", "CLOSED"},
+		"ack-of-unsent-data":  {"ESTABLISHED", "ESTABLISHED"},
+		"challenge-ack-burst": {"ESTABLISHED", "ESTABLISHED"},
+		"fin-in-syn-received": {"SYN-RECEIVED", "CLOSE-WAIT"},
+	}
+	if cookies {
+		m["rst-in-syn-received"] = [2]string{"CLOSED", "CLOSED"}
+		m["fin-in-syn-received"] = [2]string{"CLOSED", "CLOSE-WAIT"}
+	}
+	return m
+}
+
+// rstLabVerdicts is what every scenario must say against the lab's Linux
+// kernel: conforms, except the challenge-ACK burst, permitted (Linux sends
+// one per 500 ms per socket, net.ipv4.tcp_invalid_ratelimit: 3 for the 25
+// RSTs of 1.15 s, a limit other than RFC 5961 §7's example), and, with SYN
+// cookies and the kernel in view, rst-in-syn-received, inconclusive (no
+// request socket: no SYN-RECEIVED connection to test). Without the kernel in
+// view the cookie cannot be seen there, and the check afterwards finds no
+// embryonic connection either way.
+func rstLabVerdicts(cookies, observe bool) map[string]string {
+	m := map[string]string{}
+	for _, n := range probe.Scenarios() {
+		m[n] = probe.Conforms
+	}
+	m["challenge-ack-burst"] = probe.Permitted
+	if cookies && observe {
+		m["rst-in-syn-received"] = probe.Inconclusive
+	}
+	return m
+}
+
+// rstLabRun is one `tcpshake rst --json` run in the lab's client namespace.
+type rstLabRun struct {
+	code     int
+	verdicts map[string]string
+	events   []map[string]any
+	summary  map[string]any
+	elapsed  time.Duration
+}
+
+func runRSTLab(t *testing.T, l lab.Lab, bin string, server netip.Addr, observe bool) rstLabRun {
+	t.Helper()
+	args := []string{bin, "rst", netip.AddrPortFrom(server, 9).String(), "--closed-port", "81", "--echo-port", "7", "--json"}
+	if observe {
+		args = append(args, "--observe-netns", l.ServerNS)
+	}
+	r := runClient(t, l, args...)
+	if r.stderr != "" {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	out := rstLabRun{code: r.code, verdicts: map[string]string{}, elapsed: r.elapsed}
+	for _, ev := range jsonEvents(t, r.stdout) {
+		switch ev["type"] {
+		case "summary":
+			if out.summary != nil {
+				t.Errorf("a second summary event")
+			}
+			out.summary = ev
+		case "scenario":
+			name, _ := ev["name"].(string)
+			out.verdicts[name] = rstStr(ev["verdict"])
+			out.events = append(out.events, ev)
+		}
+	}
+	if out.summary == nil {
+		t.Fatalf("no summary event; stdout:\n%s", r.stdout)
+	}
+	return out
 }
 
 // TestRSTLab runs `tcpshake rst` inside the lab's client namespace against
-// the Linux kernel of the server namespace (port 9 holds connections open,
-// 81 is closed): every scenario must conform, with the server's kernel in
-// view and without it (then the survival checks send data and ACKs), exit 0,
-// and leave no connection in the server and no nftables table in the client.
+// the Linux kernel of the server namespace (port 9 holds connections open, 7
+// echoes, 81 is closed), by default and with net.ipv4.tcp_syncookies=2, over
+// IPv4 and IPv6, with the server's kernel in view and without (then the
+// survival checks send data and ACKs). Every scenario gives its verdict
+// (rstLabVerdicts), names its rule and strength, names the SYN cookie when
+// there is one and the peer is observed, speaks of Linux only when observed,
+// and leaves no connection in the server (sock_diag and ss) and no nftables
+// table in the client. Five runs give identical verdicts.
 func TestRSTLab(t *testing.T) {
-	l := labtest.New(t)
 	bin := binary(t)
-	tests := []struct {
-		name    string
-		server  netip.Addr
-		observe bool
-	}{
-		{"observed/ipv4", l.ServerV4, true},
-		{"unobserved/ipv4", l.ServerV4, false},
-		{"observed/ipv6", l.ServerV6, true},
-		{"unobserved/ipv6", l.ServerV6, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			args := []string{bin, "rst", netip.AddrPortFrom(tt.server, 9).String(), "--closed-port", "81", "--json"}
-			if tt.observe {
-				args = append(args, "--observe-netns", l.ServerNS)
+	for _, cookies := range []bool{false, true} {
+		t.Run(fmt.Sprintf("syncookies=%v", cookies), func(t *testing.T) {
+			var l lab.Lab
+			if cookies {
+				l = labtest.New(t, labtest.SynCookies(2))
+			} else {
+				l = labtest.New(t)
 			}
-			t.Cleanup(func() { checkRSTLeftovers(t, l) })
-			r := runClient(t, l, args...)
-			if r.code != 0 {
-				t.Errorf("exit status %d, want 0 (every scenario conforms); stderr:\n%s", r.code, r.stderr)
+			tests := []struct {
+				name    string
+				server  netip.Addr
+				observe bool
+			}{
+				{"observed/ipv4", l.ServerV4, true},
+				{"unobserved/ipv4", l.ServerV4, false},
+				{"observed/ipv6", l.ServerV6, true},
+				{"unobserved/ipv6", l.ServerV6, false},
 			}
-			if r.stderr != "" {
-				t.Errorf("stderr:\n%s", r.stderr)
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					t.Cleanup(func() { checkRSTLeftovers(t, l) })
+					r := runRSTLab(t, l, bin, tt.server, tt.observe)
+					checkRSTLabRun(t, r, cookies, tt.observe)
+				})
 			}
-			if r.elapsed > 15*time.Second {
-				t.Errorf("took %v", r.elapsed)
-			}
-			var names []string
-			var summaries []map[string]any
-			for _, ev := range jsonEvents(t, r.stdout) {
-				switch ev["type"] {
-				case "summary":
-					summaries = append(summaries, ev)
-				case "scenario":
-					name, _ := ev["name"].(string)
-					names = append(names, name)
-					if ev["verdict"] != probe.Conforms {
-						t.Errorf("%s: verdict %v: %v (observed: %v)", name, ev["verdict"], ev["why"], ev["observed"])
-					}
-					if !tt.observe {
-						if ev["observed_before"] != nil || ev["observed_after"] != nil {
-							t.Errorf("%s: observed states without --observe-netns: %v, %v", name, ev["observed_before"], ev["observed_after"])
-						}
+			// Five runs (the one above among them in spirit: same lab, same
+			// flags) must agree on every verdict.
+			t.Run("five runs", func(t *testing.T) {
+				var first map[string]string
+				for i := range 5 {
+					r := runRSTLab(t, l, bin, l.ServerV4, cookies)
+					checkRSTLeftovers(t, l)
+					if i == 0 {
+						first = r.verdicts
 						continue
 					}
-					want := rstLabObserved[name]
-					got := [2]string{rstStr(ev["observed_before"]), rstStr(ev["observed_after"])}
-					if got != want {
-						t.Errorf("%s: the server's kernel showed %s → %s, want %s → %s", name, got[0], got[1], want[0], want[1])
+					if diff := cmp.Diff(first, r.verdicts); diff != "" {
+						t.Errorf("run %d's verdicts differ from run 1's (-first +run):\n%s", i+1, diff)
 					}
 				}
-			}
-			if diff := cmp.Diff(probe.Scenarios(), names); diff != "" {
-				t.Errorf("scenario events (-want +got):\n%s", diff)
-			}
-			if len(summaries) != 1 {
-				t.Fatalf("%d summary events, want 1", len(summaries))
-			}
-			sum := summaries[0]
-			if sum["command"] != "rst" || sum["outcome"] != "11 of 11 scenarios conform" {
-				t.Errorf("summary: command %v, outcome %v", sum["command"], sum["outcome"])
-			}
-			if sc, _ := sum["scenarios"].([]any); len(sc) != len(probe.Scenarios()) {
-				t.Errorf("summary lists %d scenarios, want %d", len(sc), len(probe.Scenarios()))
-			}
+			})
 		})
 	}
+}
 
-	t.Run("text table", func(t *testing.T) {
-		t.Cleanup(func() { checkRSTLeftovers(t, l) })
-		r := runClient(t, l, bin, "rst", netip.AddrPortFrom(l.ServerV4, 9).String(), "--closed-port", "81",
-			"--scenario", "in-window-rst,challenge-ack-burst", "--observe-netns", l.ServerNS)
-		if r.code != 0 {
-			t.Errorf("exit status %d, want 0; stderr:\n%s", r.code, r.stderr)
+// checkRSTLabRun checks one run's events against what Linux must give.
+func checkRSTLabRun(t *testing.T, r rstLabRun, cookies, observe bool) {
+	t.Helper()
+	want := rstLabVerdicts(cookies, observe)
+	wantCode := 0
+	for _, v := range want {
+		if v != probe.Conforms && v != probe.Permitted {
+			wantCode = 1
 		}
-		for _, want := range []string{
-			"SCENARIO             EXPECTED", "\nin-window-rst ", "\nchallenge-ack-burst ",
-			"verdict:   conforms — challenge ACK, connection intact",
-			"verdict:   conforms — rate-limited to 1 ", "2 of 2 scenarios conform, time ",
-		} {
-			if !strings.Contains(r.stdout, want) {
-				t.Errorf("text output lacks %q:\n%s", want, r.stdout)
+	}
+	if r.code != wantCode {
+		t.Errorf("exit status %d, want %d", r.code, wantCode)
+	}
+	if r.elapsed > 20*time.Second {
+		t.Errorf("took %v", r.elapsed)
+	}
+	var names []string
+	states := rstLabObserved(cookies)
+	for _, ev := range r.events {
+		name := rstStr(ev["name"])
+		names = append(names, name)
+		if got := rstStr(ev["verdict"]); got != want[name] {
+			t.Errorf("%s: verdict %s, want %s: %v (observed: %v)", name, got, want[name], ev["why"], ev["observed"])
+		}
+		if rstStr(ev["rule"]) == "" || rstStr(ev["strength"]) == "" || rstStr(ev["rfc"]) == "" {
+			t.Errorf("%s: rule %q, strength %q, rfc %q", name, ev["rule"], ev["strength"], ev["rfc"])
+		}
+		peer := rstStr(ev["peer"])
+		if observe != strings.HasPrefix(peer, "Linux") {
+			t.Errorf("%s: peer %q, observed %v", name, peer, observe)
+		}
+		if !observe && strings.Contains(rstStr(ev["why"])+rstStr(ev["observed"]), "Linux") {
+			t.Errorf("%s: a Linux note about a peer not known to be Linux: %v", name, ev["why"])
+		}
+		opens := name != "closed-port" && name != "ack-to-listener"
+		if cookie, _ := ev["syn_cookie"].(bool); observe && cookies && opens && !cookie {
+			t.Errorf("%s: the SYN cookie is not named", name)
+		} else if cookie && !cookies {
+			t.Errorf("%s: a SYN cookie without tcp_syncookies=2", name)
+		}
+		if name == "challenge-ack-burst" {
+			fig, _ := ev["figures"].(map[string]any)
+			if fig["rsts"] != 25.0 || fig["challenge_acks"] != 3.0 {
+				t.Errorf("challenge-ack-burst figures %v, want 25 RSTs and 3 challenge ACKs (one per 500 ms over 1.15 s)", fig)
 			}
 		}
-	})
+		if !observe {
+			if ev["observed_before"] != nil || ev["observed_after"] != nil {
+				t.Errorf("%s: observed states without --observe-netns: %v, %v", name, ev["observed_before"], ev["observed_after"])
+			}
+			continue
+		}
+		got := [2]string{rstStr(ev["observed_before"]), rstStr(ev["observed_after"])}
+		if got != states[name] {
+			t.Errorf("%s: the server's kernel showed %s → %s, want %s → %s", name, got[0], got[1], states[name][0], states[name][1])
+		}
+	}
+	if diff := cmp.Diff(probe.Scenarios(), names); diff != "" {
+		t.Errorf("scenario events (-want +got):\n%s", diff)
+	}
+	if r.summary["command"] != "rst" {
+		t.Errorf("summary command %v", r.summary["command"])
+	}
+	if sc, _ := r.summary["scenarios"].([]any); len(sc) != len(probe.Scenarios()) {
+		t.Errorf("summary lists %d scenarios, want %d", len(sc), len(probe.Scenarios()))
+	}
+}
+
+// TestRSTLabText checks the text output: the rule, the verdict with its
+// level, the measured limit and the final table.
+func TestRSTLabText(t *testing.T) {
+	l := labtest.New(t)
+	bin := binary(t)
+	t.Cleanup(func() { checkRSTLeftovers(t, l) })
+	r := runClient(t, l, bin, "rst", netip.AddrPortFrom(l.ServerV4, 9).String(), "--closed-port", "81",
+		"--scenario", "in-window-rst,challenge-ack-burst", "--observe-netns", l.ServerNS)
+	if r.code != 0 {
+		t.Errorf("exit status %d, want 0; stderr:\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"SCENARIO             EXPECTED", "\nin-window-rst ", "\nchallenge-ack-burst ",
+		"  rule:      RFC 9293 §3.10.7.4 (RFC 5961 §3.2) (MUST): “If the RST bit is set and the sequence number does not exactly match",
+		"verdict:   conforms — challenge ACK, connection intact",
+		"verdict:   permitted — throttled to 3 for 25 RSTs within 1.1", "(Linux: at most one per net.ipv4.tcp_invalid_ratelimit",
+		"  figures:   challenge_acks 3, rsts 25, span_ms ",
+		"1 of 2 scenarios conform, 1 permitted, time ",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("text output lacks %q:\n%s", want, r.stdout)
+		}
+	}
 }
 
 func rstStr(v any) string {
@@ -132,19 +255,21 @@ func rstStr(v any) string {
 }
 
 // checkRSTLeftovers fails t if, within 1 s, the server namespace still holds
-// a connection from the client that is neither in TIME-WAIT nor closed, or if
-// the client namespace has any nftables table (the guard's owner table must
-// be gone with the process that made it).
+// a connection from the client that is neither in TIME-WAIT nor closed (by
+// sock_diag, and by `ss` as a user would look), or if the client namespace
+// has any nftables table (the guard's owner table must be gone with the
+// process that made it).
 func checkRSTLeftovers(t *testing.T, l lab.Lab) {
 	t.Helper()
 	deadline := time.Now().Add(time.Second)
 	for {
 		left := labtest.ServerConns(t, l)
-		if len(left) == 0 {
+		ss := ssLeft(t, l)
+		if len(left) == 0 && len(ss) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("the server still holds connections from the client 1 s after the run: %v", left)
+			t.Errorf("the server still holds connections from the client 1 s after the run: sock_diag %v; ss %q", left, ss)
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -152,4 +277,27 @@ func checkRSTLeftovers(t *testing.T, l lab.Lab) {
 	if tables := labtest.Tables(t, l.ClientNS); len(tables) > 0 {
 		t.Errorf("nftables tables left in %s: %v", l.ClientNS, tables)
 	}
+}
+
+// ssLeft lists the lines of `ss -tanH` in the server namespace for
+// connections from the lab client that are not in TIME-WAIT.
+func ssLeft(t *testing.T, l lab.Lab) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", l.ServerNS, "ss", "-tanH").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss in %s: %v: %s", l.ServerNS, err, out)
+	}
+	var left []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[0] == "LISTEN" || f[0] == "TIME-WAIT" {
+			continue
+		}
+		peer := f[4]
+		if strings.HasPrefix(peer, l.ClientV4.String()+":") || strings.HasPrefix(peer, "["+l.ClientV6.String()+"]:") ||
+			strings.HasPrefix(peer, "[::ffff:"+l.ClientV4.String()+"]:") {
+			left = append(left, line)
+		}
+	}
+	return left
 }

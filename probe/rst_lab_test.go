@@ -127,6 +127,11 @@ func (w *labWorld) rules(t *testing.T) int {
 	return len(rules)
 }
 
+// TestRSTLabScenarios runs every scenario against the Linux kernel of the lab
+// server, observed, over IPv4 and IPv6: every one conforms except the
+// challenge-ACK burst, which is permitted (Linux limits challenge ACKs to one
+// per 500 ms per socket, net.ipv4.tcp_invalid_ratelimit, where RFC 5961 §7's
+// example is 10 in 5 s).
 func TestRSTLabScenarios(t *testing.T) {
 	l := labtest.New(t)
 	for _, host := range []netip.Addr{l.ServerV4, l.ServerV6} {
@@ -142,7 +147,7 @@ func TestRSTLabScenarios(t *testing.T) {
 			for _, name := range probe.Scenarios() {
 				t.Run(name, func(t *testing.T) {
 					rec := &rstEvents{}
-					cfg := probe.RSTConfig{Port: 9, ClosedPort: 81}
+					cfg := probe.RSTConfig{Port: 9, ClosedPort: 81, EchoPort: 7}
 					res, err := probe.RunRST(t.Context(), []string{name}, cfg, w.dial(rec), rec, time.Now)
 					if err != nil {
 						t.Fatalf("RunRST: %v", err)
@@ -151,7 +156,12 @@ func TestRSTLabScenarios(t *testing.T) {
 						t.Fatalf("%d results, want 1", len(res))
 					}
 					r := res[0]
-					if r.Verdict != probe.Conforms {
+					want := probe.Conforms
+					if name == "challenge-ack-burst" {
+						// Linux: one per 500 ms per socket, not the example's 10 in 5 s.
+						want = probe.Permitted
+					}
+					if r.Verdict != want {
 						t.Errorf("verdict %s: %s\nsent: %s\nobserved: %s", r.Verdict, r.Why, r.Sent, r.Observed)
 					}
 					if r.RemoteAfter == "" || r.ObservedAfter == "" {

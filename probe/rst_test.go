@@ -37,7 +37,9 @@ var (
 
 const (
 	rstListenPort = 9  // rstServer listens here
+	rstEchoPort   = 7  // and echoes here
 	rstClosedPort = 81 // and nowhere else
+	rstRejectPort = 83 // answered with ICMP port unreachable (peertest's script)
 	rstOurISN     = craft.Seq(1000)
 	rstRandVal    = 0x0badcafe // env.Rand: the made-up ack of ack-to-listener
 	rstWindow     = 65535
@@ -57,6 +59,13 @@ type rstMisbehave struct {
 	ignoreSynRcvdFIN bool   // a FIN,ACK in SYN-RECEIVED is dropped
 	noAckOfUnsent    bool   // an ACK of unsent data is dropped without an ACK
 	silentWhenClosed bool   // segments for no connection get no RST
+	closedCopiesAck  bool   // a closed port's RST to a SYN takes the SYN's ack field as its seq
+	resetCarriesACK  bool   // every <SEQ=SEG.ACK><CTL=RST> also carries the ACK bit (permitted)
+	exampleLimit     bool   // challenge ACKs limited as RFC 5961 §7's example: 10 in any 5 s
+	takeUnsentData   bool   // an ACK of unsent data is answered, but its data is taken (and echoed)
+	takeUnsentWindow bool   // an ACK of unsent data is answered, but its window is taken (a zero window stops the echo)
+	cookies          bool   // SYN cookies: no SYN-RECEIVED state; an ACK matching the cookie opens a connection
+	listenBehindICMP bool   // a listener on rstRejectPort, behind the ICMP-rejecting firewall
 }
 
 // rstConn is one connection rstServer holds, keyed from its side.
@@ -65,6 +74,22 @@ type rstConn struct {
 	iss, sndNxt   craft.Seq
 	rcvNxt        craft.Seq
 	lastChallenge time.Time
+	challenges    []time.Time // when challenge ACKs went out (exampleLimit)
+	zeroWindow    bool        // the client's window was taken as 0 (takeUnsentWindow)
+}
+
+// rstCookie is the ISN of a SYN cookie for the 4-tuple and the client's
+// ISN, made as Linux makes its cookies: a hash of the 4-tuple plus the
+// client's ISN plus an MSS index (3) in the low bits.
+func rstCookie(k rstConnKey, clientISN craft.Seq) craft.Seq {
+	return craft.Seq(uint32(k.client.Port())*2654435761 + uint32(clientISN) + 3)
+}
+
+// rstCookieValid checks an ACK against the cookie as Linux does: what is
+// left of the MSS index after taking the hash and seq − 1 away must be a
+// valid index (0-3), so a seq up to 3 past the handshake's still passes.
+func rstCookieValid(k rstConnKey, seg craft.Segment) bool {
+	return uint32(seg.Ack-1)-uint32(k.client.Port())*2654435761-uint32(seg.Seq-1) <= 3
 }
 
 type rstConnKey struct{ server, client netip.AddrPort }
@@ -89,6 +114,9 @@ func rstReply(to craft.Segment, seq, ack craft.Seq, flags craft.Flags) craft.Seg
 // respond is peertest.Peer.Respond: never nil, so the peer's port scripts
 // stay out of it. It runs under the peer's lock and must not call it.
 func (sv *rstServer) respond(seg craft.Segment) [][]byte {
+	if seg.Dst.Port() == rstRejectPort {
+		return nil // the firewall's ICMP, from peertest's script
+	}
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
 	var out [][]byte
@@ -126,6 +154,9 @@ func (sv *rstServer) answer(seg craft.Segment) []craft.Segment {
 			return nil
 		case !f.Has(craft.ACK) || f.Has(craft.SYN):
 			return nil
+		case !seg.Seq.InWindow(c.rcvNxt, rstWindow):
+			// Not acceptable (RFC 9293 §3.10.7.4, first check): an ACK.
+			return []craft.Segment{rstReply(seg, c.sndNxt, c.rcvNxt, craft.ACK)}
 		case seg.Ack != c.sndNxt:
 			return []craft.Segment{rstReply(seg, seg.Ack, 0, craft.RST)}
 		case f.Has(craft.FIN) && sv.bad.ignoreSynRcvdFIN:
@@ -144,13 +175,29 @@ func (sv *rstServer) noConnection(k rstConnKey, seg craft.Segment) []craft.Segme
 	switch {
 	case f.Has(craft.RST):
 		return nil
+	case f.Has(craft.ACK) && sv.bad.cookies && sv.listens(seg.Dst.Port()) && !f.Has(craft.SYN) && rstCookieValid(k, seg):
+		// The cookie checks out: the connection is made now (RFC 4987 §3.6).
+		c := &rstConn{state: "ESTABLISHED", iss: seg.Ack - 1, sndNxt: seg.Ack, rcvNxt: seg.Seq}
+		sv.conns[k] = c
+		return sv.synchronized(k, c, seg)
 	case f.Has(craft.ACK):
 		if sv.bad.silentWhenClosed {
 			return nil
 		}
+		if sv.bad.resetCarriesACK {
+			return []craft.Segment{rstReply(seg, seg.Ack, seg.End(), craft.RST|craft.ACK)}
+		}
 		return []craft.Segment{rstReply(seg, seg.Ack, 0, craft.RST)}
-	case seg.Dst.Port() != rstListenPort:
-		return []craft.Segment{rstReply(seg, 0, seg.End().Add(sv.bad.closedAckOff), craft.RST|craft.ACK)}
+	case !sv.listens(seg.Dst.Port()):
+		seq := craft.Seq(0)
+		if sv.bad.closedCopiesAck {
+			seq = seg.Ack
+		}
+		return []craft.Segment{rstReply(seg, seq, seg.End().Add(sv.bad.closedAckOff), craft.RST|craft.ACK)}
+	case f.Has(craft.SYN) && sv.bad.cookies:
+		r := rstReply(seg, rstCookie(k, seg.Seq), seg.Seq+1, craft.SYN|craft.ACK)
+		r.Options = craft.Options{craft.MSS(1460)}
+		return []craft.Segment{r}
 	case f.Has(craft.SYN):
 		c := &rstConn{state: "SYN-RECEIVED", iss: peertest.DefaultISN, sndNxt: peertest.DefaultISN + 1, rcvNxt: seg.Seq + 1}
 		sv.conns[k] = c
@@ -159,6 +206,11 @@ func (sv *rstServer) noConnection(k rstConnKey, seg craft.Segment) []craft.Segme
 		return []craft.Segment{r}
 	}
 	return nil
+}
+
+// listens reports whether the server has a listener on port.
+func (sv *rstServer) listens(port uint16) bool {
+	return port == rstListenPort || port == rstEchoPort || (port == rstRejectPort && sv.bad.listenBehindICMP)
 }
 
 // synchronized answers a segment of an established connection (RFC 9293
@@ -190,21 +242,47 @@ func (sv *rstServer) synchronized(k rstConnKey, c *rstConn, seg craft.Segment) [
 		return sv.challenge(c, seg)
 	case !f.Has(craft.ACK):
 		return nil
+	case !seg.Seq.InWindow(c.rcvNxt, rstWindow) && !(len(seg.Payload) > 0 && seg.End().InWindow(c.rcvNxt, rstWindow)):
+		// Not acceptable (RFC 9293 §3.10.7.4, first check): an ACK.
+		return ack()
 	case c.sndNxt.LessThan(seg.Ack):
-		if sv.bad.noAckOfUnsent {
+		switch {
+		case sv.bad.noAckOfUnsent:
 			return nil
+		case sv.bad.takeUnsentWindow && seg.Window == 0:
+			c.zeroWindow = true
+		case sv.bad.takeUnsentData:
+			return sv.take(k, c, seg)
 		}
 		return ack()
 	}
+	return sv.take(k, c, seg)
+}
+
+// take processes an acceptable segment's data and FIN; on the echo port it
+// sends the data back, unless the client's window was taken as zero.
+func (sv *rstServer) take(k rstConnKey, c *rstConn, seg craft.Segment) []craft.Segment {
+	f := seg.Flags
+	ack := func() []craft.Segment { return []craft.Segment{rstReply(seg, c.sndNxt, c.rcvNxt, craft.ACK)} }
 	need := false
+	var echo []byte
 	if n := uint32(len(seg.Payload)); n > 0 && seg.Seq == c.rcvNxt {
 		c.rcvNxt = c.rcvNxt.Add(n)
 		need = true
+		if k.server.Port() == rstEchoPort && !c.zeroWindow {
+			echo = seg.Payload
+		}
 	}
 	if f.Has(craft.FIN) && seg.Seq.Add(uint32(len(seg.Payload))) == c.rcvNxt {
 		c.rcvNxt = c.rcvNxt.Add(1)
 		c.state = "CLOSE-WAIT"
 		need = true
+	}
+	if echo != nil {
+		r := rstReply(seg, c.sndNxt, c.rcvNxt, craft.PSH|craft.ACK)
+		r.Payload = append([]byte(nil), echo...)
+		c.sndNxt = c.sndNxt.Add(uint32(len(echo)))
+		return []craft.Segment{r}
 	}
 	if need {
 		return ack()
@@ -219,7 +297,18 @@ func (sv *rstServer) challenge(c *rstConn, seg craft.Segment) []craft.Segment {
 	switch {
 	case sv.bad.noChallengeACK:
 		return nil
-	case !sv.bad.noRateLimit && !c.lastChallenge.IsZero() && now.Sub(c.lastChallenge) < 500*time.Millisecond:
+	case sv.bad.exampleLimit:
+		n := 0
+		for _, t := range c.challenges {
+			if now.Sub(t) < 5*time.Second {
+				n++
+			}
+		}
+		if n >= 10 {
+			return nil
+		}
+		c.challenges = append(c.challenges, now)
+	case !sv.bad.noRateLimit && !sv.bad.exampleLimit && !c.lastChallenge.IsZero() && now.Sub(c.lastChallenge) < 500*time.Millisecond:
 		return nil
 	}
 	c.lastChallenge = now
@@ -250,7 +339,7 @@ func (sv *rstServer) reading(local, remote netip.AddrPort) observe.Reading {
 
 // Listening implements probe.Observer.
 func (sv *rstServer) Listening(local netip.AddrPort) (bool, error) {
-	return local.Port() == rstListenPort && !sv.bad.silent, nil
+	return sv.listens(local.Port()) && !sv.bad.silent, nil
 }
 
 // left lists the connections the server still holds.
@@ -336,17 +425,25 @@ func (g *rstRecordGuard) stale() []string {
 // own synctest bubble.
 func runRSTSeam(t *testing.T, names []string, bad rstMisbehave, observe bool) rstSeamRun {
 	t.Helper()
+	return runRSTSeamOn(t, names, bad, observe, rstListenPort, rstEchoPort)
+}
+
+// runRSTSeamOn is runRSTSeam with the listening and echo ports given.
+func runRSTSeamOn(t *testing.T, names []string, bad rstMisbehave, observe bool, port, echo uint16) rstSeamRun {
+	t.Helper()
 	var out rstSeamRun
 	synctest.Test(t, func(t *testing.T) {
 		sv := newRSTServer(bad)
 		peer := peertest.New(nil)
 		peer.Now = time.Now
 		peer.Respond = sv.respond
+		peer.Scripts = map[uint16]peertest.Script{rstRejectPort: {Answer: peertest.PortUnreachable}}
 		m := capture.NewMatcher()
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() { done <- m.Run(ctx, peer) }()
 		rec := &rstEvents{}
+		tap := probe.NewRSTTap(rec)
 		g := &rstRecordGuard{blocked: map[string]int{}}
 		var obs probe.Observer
 		if observe {
@@ -361,13 +458,13 @@ func runRSTSeam(t *testing.T, names []string, bad rstMisbehave, observe bool) rs
 				ISN: &isn, Window: 64240, TTL: 64, SYN: craft.SYNOptionSet{MSS: 1460, WScale: -1},
 			}
 			env := probe.SessionEnv{
-				Env:      probe.Env{Sender: peer, Matcher: m, Sink: rec, Now: time.Now, Rand: peertest.FixedRand(rstRandVal)},
+				Env:      probe.Env{Sender: peer, Matcher: m, Sink: tap, Now: time.Now, Rand: peertest.FixedRand(rstRandVal)},
 				Guard:    g,
 				Observer: obs,
 			}
 			return probe.NewSession(cfg, env), func() {}, nil
 		}
-		cfg := probe.RSTConfig{Port: rstListenPort, ClosedPort: rstClosedPort}
+		cfg := probe.RSTConfig{Port: port, ClosedPort: rstClosedPort, EchoPort: echo, Tap: tap}
 		res, err := probe.RunRST(ctx, names, cfg, dial, rec, time.Now)
 		if err != nil {
 			t.Errorf("RunRST: %v", err)
@@ -395,23 +492,49 @@ func verdicts(res []event.Scenario) []rstVerdict {
 	return out
 }
 
-// TestRSTConforming runs every scenario against a server that follows RFC
-// 9293 and RFC 5961, with its state in view and without (then the survival
-// checks send data), and checks that nothing is left behind.
+// TestRSTConforming runs every scenario against servers that follow RFC
+// 9293 and RFC 5961: challenge ACKs limited as Linux does (one per 500 ms:
+// permitted, a limit other than the example), as RFC 5961 §7's example (10
+// in 5 s: conforms), and with SYN cookies; with their state in view and
+// without (then the survival checks send data). Nothing may be left behind.
 func TestRSTConforming(t *testing.T) {
-	for _, observe := range []bool{true, false} {
-		t.Run(fmt.Sprintf("observe=%v", observe), func(t *testing.T) {
-			run := runRSTSeam(t, probe.Scenarios(), rstMisbehave{}, observe)
-			var want []rstVerdict
-			for _, n := range probe.Scenarios() {
-				want = append(want, rstVerdict{n, probe.Conforms})
+	all := func(v string, except map[string]string) []rstVerdict {
+		var out []rstVerdict
+		for _, n := range probe.Scenarios() {
+			w := v
+			if e, ok := except[n]; ok {
+				w = e
 			}
-			if diff := cmp.Diff(want, verdicts(run.results)); diff != "" {
+			out = append(out, rstVerdict{n, w})
+		}
+		return out
+	}
+	burstPermitted := map[string]string{"challenge-ack-burst": probe.Permitted}
+	tests := []struct {
+		name    string
+		bad     rstMisbehave
+		observe bool
+		want    []rstVerdict
+		outcome string
+		cookie  bool // the scenarios that open a connection say SYN cookie
+	}{
+		{"linux-like limit/observe", rstMisbehave{}, true, all(probe.Conforms, burstPermitted), "10 of 11 scenarios conform, 1 permitted", false},
+		{"linux-like limit", rstMisbehave{}, false, all(probe.Conforms, burstPermitted), "10 of 11 scenarios conform, 1 permitted", false},
+		{"example limit/observe", rstMisbehave{exampleLimit: true}, true, all(probe.Conforms, nil), "11 of 11 scenarios conform", false},
+		{"example limit", rstMisbehave{exampleLimit: true}, false, all(probe.Conforms, nil), "11 of 11 scenarios conform", false},
+		{
+			"syn cookies/observe", rstMisbehave{cookies: true, exampleLimit: true}, true,
+			all(probe.Conforms, map[string]string{"rst-in-syn-received": probe.Inconclusive}), "10 of 11 scenarios conform, 1 inconclusive", true,
+		},
+		{"syn cookies", rstMisbehave{cookies: true, exampleLimit: true}, false, all(probe.Conforms, nil), "11 of 11 scenarios conform", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			run := runRSTSeam(t, probe.Scenarios(), tt.bad, tt.observe)
+			if diff := cmp.Diff(tt.want, verdicts(run.results)); diff != "" {
 				t.Errorf("verdicts (-want +got):\n%s", diff)
 				for _, r := range run.results {
-					if r.Verdict != probe.Conforms {
-						t.Logf("%s: %s (observed: %s)", r.Name, r.Why, r.Observed)
-					}
+					t.Logf("%s: %s: %s (observed: %s)", r.Name, r.Verdict, r.Why, r.Observed)
 				}
 			}
 			if len(run.left) > 0 {
@@ -421,8 +544,20 @@ func TestRSTConforming(t *testing.T) {
 				t.Errorf("guard rules not released: %v", run.stale)
 			}
 			for _, r := range run.results {
-				if r.Why == "" || r.Sent == "" || r.Expected == "" || r.Observed == "" || r.Title == "" || r.RFC == "" {
+				if r.Why == "" || r.Sent == "" || r.Expected == "" || r.Observed == "" || r.Title == "" || r.RFC == "" || r.Rule == "" || r.Strength == "" || r.Peer == "" {
 					t.Errorf("%s: a field is empty: %+v", r.Name, r)
+				}
+				if tt.cookie && r.Name != "closed-port" && r.Name != "ack-to-listener" && (!r.SynCookie || r.SynCookieHow == "") {
+					t.Errorf("%s: the SYN cookie is not named: %+v", r.Name, r)
+				}
+				if !tt.cookie && r.SynCookie {
+					t.Errorf("%s: a SYN cookie where there was none", r.Name)
+				}
+				if tt.observe != strings.HasPrefix(r.Peer, "Linux") {
+					t.Errorf("%s: peer %q with observe=%v", r.Name, r.Peer, tt.observe)
+				}
+				if !tt.observe && strings.Contains(r.Why, "Linux") {
+					t.Errorf("%s: a Linux note about a peer not known to be Linux: %s", r.Name, r.Why)
 				}
 			}
 			var sums []event.Summary
@@ -431,137 +566,208 @@ func TestRSTConforming(t *testing.T) {
 					sums = append(sums, s)
 				}
 			}
-			if len(sums) != 1 || sums[0].Command != "rst" || sums[0].Outcome != "11 of 11 scenarios conform" || len(sums[0].Scenarios) != 11 {
+			if len(sums) != 1 || sums[0].Command != "rst" || sums[0].Outcome != tt.outcome || len(sums[0].Scenarios) != 11 {
 				for _, s := range sums {
 					t.Logf("summary: command %q, outcome %q, %d scenarios", s.Command, s.Outcome, len(s.Scenarios))
 				}
-				t.Errorf("%d summary events, want one for rst with 11 of 11 scenarios conforming", len(sums))
+				t.Errorf("%d summary events, want one for rst with outcome %q", len(sums), tt.outcome)
 			}
 		})
 	}
 }
 
 // TestRSTDeviations switches one misbehaviour on at a time: the scenario
-// that checks the rule must say deviates (or inconclusive) and why.
+// that checks the rule must say deviates with the level of the rule broken
+// (or permitted, or inconclusive) and why, naming the field that differs.
 func TestRSTDeviations(t *testing.T) {
+	D, P, I, C := probe.Deviates, probe.Permitted, probe.Inconclusive, probe.Conforms
 	tests := []struct {
 		name     string
 		scenario string
 		bad      rstMisbehave
 		observe  bool
+		port     uint16 // the listening port (default rstListenPort)
 		verdict  string
+		level    string
 		why      string // a phrase of Why
 		observed string // a phrase of Observed
+		icmp     bool   // an ICMP error is among the results
 	}{
 		{
 			name: "dies on an in-window RST", scenario: "in-window-rst", bad: rstMisbehave{dieOnInWindowRST: true},
-			verdict: probe.Deviates, why: "no challenge ACK, and the connection was aborted by a RST that was not exact",
+			verdict: D, level: "MUST", why: "no challenge ACK, and the connection was aborted by a RST that was not exact",
 			observed: "nothing; one byte of data drew a RST: the connection is gone",
 		},
 		{
 			name: "dies on an in-window RST, observed", scenario: "in-window-rst", bad: rstMisbehave{dieOnInWindowRST: true}, observe: true,
-			verdict: probe.Deviates, why: "no challenge ACK, and the connection was aborted by a RST that was not exact",
+			verdict: D, level: "MUST", why: "no challenge ACK, and the connection was aborted by a RST that was not exact",
 			observed: "nothing; the peer's kernel shows CLOSED",
 		},
 		{
 			name: "no challenge ACK for an in-window RST", scenario: "in-window-rst", bad: rstMisbehave{noChallengeACK: true},
-			verdict: probe.Deviates, why: "no challenge ACK came back", observed: "nothing",
+			verdict: D, level: "MUST", why: "no challenge ACK came back (no ACK with ack = RCV.NXT)", observed: "nothing",
 		},
 		{
 			name: "no challenge ACK for a SYN", scenario: "syn-in-established", bad: rstMisbehave{noChallengeACK: true},
-			verdict: probe.Deviates, why: "no challenge ACK came back", observed: "one byte of data was acknowledged",
+			verdict: D, level: "MUST", why: "no challenge ACK came back", observed: "one byte of data was acknowledged",
 		},
 		{
 			name: "a SYN resets (RFC 793)", scenario: "syn-in-established", bad: rstMisbehave{synResets: true},
-			verdict: probe.Deviates, why: "the SYN aborted the connection (RFC 793's old rule",
+			verdict: D, level: "MUST", why: "the SYN aborted the connection (RFC 793's old rule",
 		},
 		{
 			name: "a SYN resets (RFC 793), observed", scenario: "syn-in-established", bad: rstMisbehave{synResets: true}, observe: true,
-			verdict: probe.Deviates, why: "the SYN aborted the connection", observed: "the peer's kernel shows CLOSED",
+			verdict: D, level: "MUST", why: "the SYN aborted the connection", observed: "the peer's kernel shows CLOSED",
 		},
 		{
 			name: "no challenge ACK in the burst", scenario: "challenge-ack-burst", bad: rstMisbehave{noChallengeACK: true},
-			verdict: probe.Deviates, why: "no challenge ACK at all", observed: "0 challenge ACK(s) for 10 RSTs",
+			verdict: D, level: "MUST", why: "no challenge ACK at all", observed: "0 challenge ACKs for 25 in-window RSTs within 1.15 s",
 		},
 		{
 			name: "every RST of the burst answered", scenario: "challenge-ack-burst", bad: rstMisbehave{noRateLimit: true},
-			verdict: probe.Deviates, why: "one challenge ACK per RST: no rate limit", observed: "10 challenge ACK(s) for 10 RSTs",
+			verdict: D, level: "SHOULD", why: "a challenge ACK for every one of 25 RSTs within 1.15 s: no throttling",
+			observed: "25 challenge ACKs for 25 in-window RSTs within 1.15 s",
+		},
+		{
+			name: "burst limited as Linux does", scenario: "challenge-ack-burst",
+			verdict: P, why: "throttled to 3 for 25 RSTs within 1.15 s: a limit other than the example's 10 in any 5 s",
+			observed: "3 challenge ACKs for 25 in-window RSTs within 1.15 s",
+		},
+		{
+			name: "burst limited as the example", scenario: "challenge-ack-burst", bad: rstMisbehave{exampleLimit: true},
+			verdict: C, why: "throttled to 10 for 25 RSTs within 1.15 s: the example's limit of 10 in 5 s",
+			observed: "10 challenge ACKs for 25 in-window RSTs within 1.15 s",
 		},
 		{
 			name: "closed port answers with a wrong ack", scenario: "closed-port", bad: rstMisbehave{closedAckOff: 1},
-			verdict: probe.Deviates, why: "a reset, but with [R.] seq 0 ack 1002", observed: "[R.] seq 0 ack 1002",
+			verdict: D, level: "MUST", why: "SYN without ACK: deviates (MUST) — the RST's ack is 1002, not SEG.SEQ + SEG.LEN = 1001",
+			observed: "[R.] seq 0 ack 1002",
+		},
+		{
+			name: "closed port copies the ack field of an ACK-less SYN", scenario: "closed-port", bad: rstMisbehave{closedCopiesAck: true},
+			verdict: D, level: "MUST", why: "SYN without ACK: deviates (MUST) — the RST's seq 195939071 is our SYN's ack field although its ACK bit was off",
+			observed: "[R.] seq 195939071 ack 1001",
+		},
+		{
+			name: "closed port: [R.] for an ACK", scenario: "closed-port", bad: rstMisbehave{resetCarriesACK: true},
+			verdict: P, why: "ACK: permitted — [R.]: the RST's seq 195939070 is our ack as the rule says, and it carries the ACK bit as well",
 		},
 		{
 			name: "closed port silent", scenario: "closed-port", bad: rstMisbehave{silent: true},
-			verdict: probe.Inconclusive, why: "nothing came back in time: the port may be filtered", observed: "nothing",
+			verdict: I, why: "SYN without ACK: inconclusive — nothing came back within the wait: the port may be filtered", observed: "nothing",
 		},
 		{
-			name: "silent: no ACK to a listener", scenario: "ack-to-listener", bad: rstMisbehave{silent: true},
-			verdict: probe.Inconclusive, why: "nothing came back: the port may be filtered",
+			name: "closed port behind ICMP", scenario: "closed-port", port: rstRejectPort,
+			verdict: C, why: "SYN without ACK: conforms",
+		},
+		{
+			name: "silent: no listener known", scenario: "ack-to-listener", bad: rstMisbehave{silent: true},
+			verdict: I, why: "not judged: a SYN on a fresh 4-tuple just before drew no SYN-ACK: no listener is known on port 9",
+		},
+		{
+			name: "ICMP, no listener known", scenario: "ack-to-listener", port: rstRejectPort, icmp: true,
+			verdict: I, why: "not judged: a SYN on a fresh 4-tuple just before drew no SYN-ACK: no listener is known on port 83, so the LISTEN rule cannot be what answered (what came back: ICMP port-unreach",
+		},
+		{
+			name: "ICMP before a listener, observed", scenario: "ack-to-listener", port: rstRejectPort, bad: rstMisbehave{listenBehindICMP: true}, observe: true, icmp: true,
+			verdict: I, why: "came back instead of a TCP answer: something on the way rejected the segment", observed: "ICMP port-unreach",
+		},
+		{
+			name: "ACK to a closed port, observed: no listener", scenario: "ack-to-listener", port: rstClosedPort, observe: true,
+			verdict: I, why: "not judged: the peer's kernel shows no listener on port 81",
 		},
 		{
 			name: "silent listener, observed", scenario: "ack-to-listener", bad: rstMisbehave{silentWhenClosed: true}, observe: true,
-			verdict: probe.Deviates, why: "nothing came back: a listener must answer an ACK with RST",
+			verdict: D, level: "SHOULD", why: "nothing came back although a listener owns the port: it must answer an ACK with RST",
+		},
+		{
+			name: "listener answers [R.]", scenario: "ack-to-listener", bad: rstMisbehave{resetCarriesACK: true},
+			verdict: P, why: "[R.]: the RST's seq 195939070 is our ack as the rule says, and it carries the ACK bit as well",
 		},
 		{
 			name: "silent: no connection for in-window-rst", scenario: "in-window-rst", bad: rstMisbehave{silent: true},
-			verdict: probe.Inconclusive, why: "no connection to port 9 within 3s (we are in SYN-SENT)",
+			verdict: I, why: "no connection to port 9 within 3s (we are in SYN-SENT)",
 		},
 		{
 			name: "silent: no SYN-ACK for rst-in-syn-received", scenario: "rst-in-syn-received", bad: rstMisbehave{silent: true},
-			verdict: probe.Inconclusive, why: "no SYN-ACK: the port must be listening",
+			verdict: I, why: "no SYN-ACK: the port must be listening",
 		},
 		{
 			name: "exact RST ignored", scenario: "exact-rst", bad: rstMisbehave{ignoreExactRST: true},
-			verdict: probe.Deviates, why: "the connection survived an exact RST", observed: "a bare ACK afterwards drew no RST",
+			verdict: D, level: "MUST", why: "the connection survived a RST at exactly RCV.NXT",
+			observed: "a bare ACK afterwards (seq 1 = our ISN + 1 − 1000, old for a live connection) drew an ACK: the connection still exists",
 		},
 		{
 			name: "exact RST ignored, observed", scenario: "exact-rst", bad: rstMisbehave{ignoreExactRST: true}, observe: true,
-			verdict: probe.Deviates, why: "the connection survived an exact RST", observed: "the peer's kernel shows ESTABLISHED",
+			verdict: D, level: "MUST", why: "the connection survived a RST at exactly RCV.NXT", observed: "the peer's kernel shows ESTABLISHED",
+		},
+		{
+			name: "exact RST, SYN cookie, observed", scenario: "exact-rst", bad: rstMisbehave{cookies: true}, observe: true,
+			verdict: C, why: "silent abort: the RST at RCV.NXT reset the connection (the connection was opened through a SYN cookie)",
 		},
 		{
 			name: "any RST kills", scenario: "out-of-window-rst", bad: rstMisbehave{anyRSTKills: true},
-			verdict: probe.Deviates, why: "the connection did not survive an out-of-window RST", observed: "one byte of data drew a RST",
+			verdict: D, level: "MUST", why: "the connection did not survive an out-of-window RST", observed: "one byte of data drew a RST",
 		},
 		{
 			name: "RST in SYN-RECEIVED ignored", scenario: "rst-in-syn-received", bad: rstMisbehave{ignoreSynRcvdRST: true},
-			verdict: probe.Deviates, why: "the final ACK afterwards drew no RST: the embryonic connection survived",
+			verdict: D, level: "MUST", why: "the embryonic connection survived: an ACK with an old seq afterwards drew [.] seq 1342177281 ack 1001",
 		},
 		{
 			name: "RST in SYN-RECEIVED ignored, observed", scenario: "rst-in-syn-received", bad: rstMisbehave{ignoreSynRcvdRST: true}, observe: true,
-			verdict: probe.Deviates, why: "the embryonic connection is still there", observed: "the peer's kernel shows SYN-RECEIVED",
+			verdict: D, level: "MUST", why: "the embryonic connection is still there (SYN-RECEIVED)", observed: "the peer's kernel shows SYN-RECEIVED",
+		},
+		{
+			name: "RST in SYN-RECEIVED, SYN cookie, observed", scenario: "rst-in-syn-received", bad: rstMisbehave{cookies: true}, observe: true,
+			verdict: I, why: "not tested: the peer answered with a SYN cookie and kept no SYN-RECEIVED connection",
 		},
 		{
 			name: "no RST for data after the reset", scenario: "data-after-reset", bad: rstMisbehave{silentWhenClosed: true},
-			verdict: probe.Deviates, why: "nothing came back: a segment for no connection must draw RST", observed: "nothing",
+			verdict: D, level: "SHOULD", why: "nothing came back: a segment for no connection, on a port with a listener, must draw RST", observed: "nothing",
+		},
+		{
+			name: "data after the reset: [R.]", scenario: "data-after-reset", bad: rstMisbehave{resetCarriesACK: true},
+			verdict: P, why: "and it carries the ACK bit as well",
 		},
 		{
 			name: "ACK of unsent data dropped silently", scenario: "ack-of-unsent-data", bad: rstMisbehave{noAckOfUnsent: true},
-			verdict: probe.Deviates, why: "no ACK came back", observed: "nothing; one byte of data was acknowledged",
+			verdict: D, level: "MUST", why: "no ACK came back: the segment was dropped silently", observed: "nothing; the next byte \"c\" was echoed",
+		},
+		{
+			name: "ACK of unsent data: data taken", scenario: "ack-of-unsent-data", bad: rstMisbehave{takeUnsentData: true},
+			verdict: D, level: "MUST", why: "the segment's data was taken: \"X\" was echoed; it must be discarded", observed: "\"X\" was echoed",
+		},
+		{
+			name: "ACK of unsent data: window taken", scenario: "ack-of-unsent-data", bad: rstMisbehave{takeUnsentWindow: true},
+			verdict: D, level: "MUST", why: "the segment's window 0 was taken: the next byte was not echoed within 1.5s",
+			observed: "the next byte \"c\" was not echoed within 1.5s",
+		},
+		{
+			name: "ACK of unsent data: no echo service", scenario: "ack-of-unsent-data", port: rstListenPort,
+			verdict: I, why: "did not echo a byte: whether the segment's data and window were dropped needs an echo service (--echo-port)",
 		},
 		{
 			name: "FIN in SYN-RECEIVED dropped", scenario: "fin-in-syn-received", bad: rstMisbehave{ignoreSynRcvdFIN: true},
-			verdict: probe.Deviates, why: "our FIN was not acknowledged",
+			verdict: D, level: "MUST", why: "our FIN was not acknowledged (no ACK with ack 1002)",
 		},
-		// Positive controls next to the negative ones: the same scenarios
-		// against the RFC 5961 behaviour.
+		// Positive controls next to the negative ones.
 		{
 			name: "RFC 5961: challenge ACK for an in-window RST", scenario: "in-window-rst",
-			verdict: probe.Conforms, why: "challenge ACK, connection intact",
-			observed: fmt.Sprintf("[.] seq %d ack %d; one byte of data was acknowledged (ack %d)", peertest.DefaultISN+1, rstOurISN+1, rstOurISN+2),
-		},
-		{
-			name: "RFC 5961: one challenge ACK for the burst", scenario: "challenge-ack-burst",
-			verdict: probe.Conforms, why: "rate-limited to 1", observed: "1 challenge ACK(s) for 10 RSTs",
+			verdict: C, why: "challenge ACK, connection intact",
+			observed: fmt.Sprintf("[.] seq %d ack %d; one byte of data was acknowledged (ack %d)", peertest.DefaultISN+1, rstOurISN+9, rstOurISN+10),
 		},
 		{
 			name: "RFC 9293: closed port", scenario: "closed-port",
-			verdict: probe.Conforms, why: "the reset names our SYN exactly", observed: "[R.] seq 0 ack 1001",
+			verdict: C, why: "SYN without ACK: conforms — RST,ACK seq 0 ack 1001: the reset names our SYN", observed: "[R.] seq 0 ack 1001; [R] seq 195939070",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			run := runRSTSeam(t, []string{tt.scenario}, tt.bad, tt.observe)
+			port, echo := tt.port, tt.port
+			if port == 0 {
+				port, echo = rstListenPort, rstEchoPort
+			}
+			run := runRSTSeamOn(t, []string{tt.scenario}, tt.bad, tt.observe, port, echo)
 			if len(run.results) != 1 {
 				t.Fatalf("%d results, want 1: %+v", len(run.results), run.results)
 			}
@@ -570,11 +776,20 @@ func TestRSTDeviations(t *testing.T) {
 			if diff := cmp.Diff(rstVerdict{tt.scenario, tt.verdict}, got); diff != "" {
 				t.Errorf("verdict (-want +got):\n%s\nwhy: %s\nobserved: %s", diff, r.Why, r.Observed)
 			}
+			if r.Level != tt.level {
+				t.Errorf("level %q, want %q", r.Level, tt.level)
+			}
 			if !strings.Contains(r.Why, tt.why) {
 				t.Errorf("why = %q, want it to contain %q", r.Why, tt.why)
 			}
 			if !strings.Contains(r.Observed, tt.observed) {
 				t.Errorf("observed = %q, want it to contain %q", r.Observed, tt.observed)
+			}
+			if tt.icmp != (len(r.ICMP) > 0) {
+				t.Errorf("icmp results %q, want some: %v", r.ICMP, tt.icmp)
+			}
+			if strings.Contains(r.Why+r.Observed, "nothing came back") && len(r.ICMP) > 0 {
+				t.Errorf("\"nothing came back\" although ICMP came back: %s", r.Why)
 			}
 			if len(run.stale) > 0 {
 				t.Errorf("guard rules not released: %v", run.stale)
