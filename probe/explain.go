@@ -2,6 +2,7 @@ package probe
 
 import (
 	"fmt"
+	"time"
 
 	"tcpshake/craft"
 	"tcpshake/probe/tcpstate"
@@ -157,6 +158,15 @@ func (s *Session) explainRx(seg *craft.Segment, rx tcpstate.Rx) []string {
 			return []string{"the peer repeats its SYN-ACK: its timer fired and it has had no ACK from us yet (type `ack`)"}
 		case !s.ackSent:
 			return []string{"the peer repeats its SYN-ACK: its timer fired before any ACK of ours (we had not sent it yet); we acknowledge"}
+		case !s.synAckAt.IsZero() && !s.rxAt.IsZero():
+			// How long after the first copy tells a retransmission timer
+			// (RFC 6298: 1 s; RFC 1122's older 3 s) from a copy crossing
+			// our ACK, and says which timer the peer's stack runs.
+			gap := s.rxAt.Sub(s.synAckAt)
+			if gap >= 200*time.Millisecond {
+				return []string{fmt.Sprintf("the peer repeats its SYN-ACK %.3f s after the first: its retransmission timer fired without taking our ACK (RFC 6298 §2.1 starts at 1 s; a first timeout near 3 s is RFC 1122's older value) — our ACK was lost, or its stack did not accept it; we acknowledge again", gap.Seconds())}
+			}
+			return []string{fmt.Sprintf("the peer repeats its SYN-ACK %.3f ms after the first, too soon for its retransmission timer: a copy that crossed our ACK on the way, or a duplicate; we acknowledge again", float64(gap)/float64(time.Millisecond))}
 		default:
 			return []string{"the peer repeats its SYN-ACK: our ACK was lost, or this copy crossed it on the way; we acknowledge again"}
 		}

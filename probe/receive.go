@@ -16,6 +16,7 @@ import (
 // accepted the segment, and shows it.
 func (s *Session) receive(rep capture.Reply) {
 	seg := &rep.Packet.Seg
+	s.rxAt = rep.Time
 	s.emit.before(rep.Time)
 	s.inbox.add(seg)
 	if s.me.State == tcpstate.Closed && s.ended == nil && s.me.ISS == s.me.SndNxt {
@@ -62,6 +63,9 @@ func (s *Session) receiveSynSent(rep capture.Reply, seg *craft.Segment) {
 		s.ignored["unexpected-in-syn-sent"]++
 		why = []string{"not an answer to our SYN (an RST must acknowledge it, RFC 9293 §3.10.7.3): ignored"}
 	case tcpstate.Accepted:
+		if s.synAckAt.IsZero() {
+			s.synAckAt = rep.Time
+		}
 		why = s.explainSynAck(seg, rx)
 		if rx.Acked > 0 {
 			s.snd.onAck(una, seg.Ack, nil, rep.Time, s.env.Now(), false, false)

@@ -463,4 +463,3 @@ func TestSenderNeverNegative(t *testing.T) {
 		}
 	}
 }
-

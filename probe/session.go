@@ -163,12 +163,14 @@ type Session struct {
 	sink    event.Sink
 	begun   bool
 
-	ended     error    // how the connection ended (refused, reset, unreachable, no answer), once it did
-	ackDue    int      // segments received that still need our ACK
-	ackWhy    []string // what the ACK that is due will say
-	ackNow    bool     // an ACK must go out before anything else is read
-	ackSent   bool     // we acknowledged the peer's SYN
-	manualAck bool     // the shell: the handshake's third step waits for `ack`
+	ended     error     // how the connection ended (refused, reset, unreachable, no answer), once it did
+	ackDue    int       // segments received that still need our ACK
+	ackWhy    []string  // what the ACK that is due will say
+	ackNow    bool      // an ACK must go out before anything else is read
+	ackSent   bool      // we acknowledged the peer's SYN
+	synAckAt  time.Time // the first SYN-ACK's kernel time
+	rxAt      time.Time // the kernel time of the segment being received
+	manualAck bool      // the shell: the handshake's third step waits for `ack`
 	synAt     time.Time
 	sndMax    craft.Seq // the highest sequence number we ever sent (crafted segments included)
 	peerAck   craft.Seq // the highest ack the peer sent: its RCV.NXT
