@@ -238,7 +238,8 @@ func demoSteps(l lab.Lab, pcap string) []demoStep {
 		{
 			title: "Resets against RFC 9293 and RFC 5961",
 			says:  "Each scenario on a fresh connection: what was sent, what came back, what the RFCs say, a verdict.",
-			args:  []string{"rst", v4 + ":9", "--closed-port", "81", "--observe-netns", l.ServerNS, "--view", "list"},
+			args: []string{"rst", v4 + ":9", "--closed-port", "81", "--echo-port", "7", "--observe-netns", l.ServerNS,
+				"--view", "list"},
 		},
 	}
 }
