@@ -28,6 +28,7 @@ func loadSchema(t *testing.T) *jsonschema.Schema {
 }
 
 func f64(v float64) *float64 { return &v }
+func u32(v uint32) *uint32   { return &v }
 func u8(v uint8) *uint8      { return &v }
 func u16(v uint16) *uint16   { return &v }
 
@@ -56,6 +57,11 @@ func samples() []event.Event {
 		event.Summary{Command: "handshake", Local: "CLOSED", Remote: "CLOSED", Observed: "CLOSED", BytesSent: 6, BytesReceived: 6, Retransmissions: 1, SRTTMs: 0.1, Outcome: "ok"},
 		event.Summary{Command: "rst", Outcome: "1 of 1 scenarios conform", Scenarios: []event.Scenario{scen}},
 		event.Warning{Message: "m"},
+		event.Profile{Name: "isn", Title: "ISN quality", Host: "h", Addr: "198.51.100.2", Port: 80, Rule: "RFC 6528 §3", RFC: "RFC 6528",
+			Strength: "MUST", Verdict: "deviates", Level: "MUST", Why: "constant", Class: "constant",
+			Figures: []event.Figure{{Name: "delta", Value: 0, Unit: "", Text: "no change"}},
+			Samples: []event.ProfileSample{{TimeMs: 1.5, SPort: 40000, Flags: "S.", Seq: u32(6510), OurISN: u32(1), DeltaMs: f64(0.1), RTTMs: f64(0.05), Options: "[mss 1460]", Note: "n"}},
+			Explain: []string{"x"}, ElapsedMs: 170},
 		scen,
 		event.Connection{Index: 1, Client: "a", Server: "b", PacketsToServer: 1, BytesToServer: 60, Opened: "3-way", Closed: "4-way-fin", ICMP: 1},
 		event.CaptureSummary{File: "f", Format: "pcapng", LinkType: "Raw", Packets: 1, Error: "truncated"},
@@ -117,7 +123,7 @@ func TestSchemaAgreements(t *testing.T) {
 
 // Every exported event type must be in samples, so the schema test covers it.
 func TestSamplesCoverEventTypes(t *testing.T) {
-	want := []any{event.Start{}, event.Step{}, event.Result{}, event.Summary{}, event.Warning{}, event.Scenario{}, event.Connection{}, event.CaptureSummary{}}
+	want := []any{event.Start{}, event.Step{}, event.Result{}, event.Summary{}, event.Warning{}, event.Scenario{}, event.Connection{}, event.CaptureSummary{}, event.Profile{}}
 	have := map[reflect.Type]bool{}
 	for _, e := range samples() {
 		have[reflect.TypeOf(e)] = true
