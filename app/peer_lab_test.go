@@ -112,7 +112,7 @@ func TestLWIPPeerLab(t *testing.T) {
 
 		t.Run("rst/"+server.String(), func(t *testing.T) {
 			r := runClient(t, l, bin, "rst", netip.AddrPortFrom(server, lab.PortHold).String(),
-				"--closed-port", "81", "--json")
+				"--closed-port", "81", "--echo-port", "7", "--json")
 			if r.code != 0 && r.code != 1 {
 				t.Fatalf("exit status %d, want 0 or 1 (verdicts, not an error); stderr:\n%s", r.code, r.stderr)
 			}
