@@ -215,8 +215,10 @@ func (r *rstRun) finish(sc scenario, res *event.Scenario) {
 	if r.cookie {
 		res.SynCookie, res.SynCookieHow = true, r.cookieHow
 	}
-	for _, ic := range r.cfg.Tap.icmpSince(r.tapMark) {
-		res.ICMP = append(res.ICMP, ic)
+	res.ICMP = append(res.ICMP, r.cfg.Tap.icmpSince(r.tapMark)...)
+	if len(res.ICMP) > 0 && strings.HasPrefix(res.Observed, "nothing") {
+		// An ICMP error is an answer: never "nothing".
+		res.Observed = strings.Join(res.ICMP, "; ") + strings.TrimPrefix(res.Observed, "nothing")
 	}
 	if res.Verdict != Deviates {
 		res.Level = ""
