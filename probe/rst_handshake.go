@@ -61,10 +61,49 @@ func rstInSynReceived(ctx context.Context, r *rstRun) event.Scenario {
 	switch {
 	case sg == nil:
 		return inconclusive(res, "the ACK afterwards drew nothing: neither the ACK of a SYN-RECEIVED connection nor the RST of a listener")
-	case sg.Flags.Has(craft.RST):
-		return conforms(res, "no embryonic connection is left: the listener answered the ACK afterwards with RST (a peer with SYN cookies never had one; only its kernel could tell which)")
+	case !sg.Flags.Has(craft.RST):
+		return deviates(res, "MUST", "the embryonic connection survived: an ACK with an old seq afterwards drew "+describeSegs(got)+", as a SYN-RECEIVED connection answers")
 	}
-	return deviates(res, "MUST", "the embryonic connection survived: an ACK with an old seq afterwards drew "+describeSegs(got)+", as a SYN-RECEIVED connection answers")
+	// No embryonic connection is left. Did one ever exist? The handshake's
+	// final ACK, with one byte, now draws a RST from a listener that kept
+	// state, and opens a connection at a SYN-cookie listener (its data is
+	// acknowledged): the cookie shows in the behaviour.
+	switch r.cookieByBehaviour(ctx, &res) {
+	case tupleAlive:
+		return inconclusive(res, "not tested: the peer answered with a SYN cookie and kept no SYN-RECEIVED connection, so there was no embryonic connection for the RST to return to LISTEN (the connection the cookie opened was reset again)")
+	case tupleUnknown:
+		return conforms(res, "no embryonic connection is left: the listener answered the ACK afterwards with RST (whether the peer used a SYN cookie, and so never had one, could not be told: the handshake's ACK afterwards drew no answer)")
+	}
+	return conforms(res, "no embryonic connection is left: the listener answered an ACK afterwards with RST, and the handshake's own final ACK too (no SYN cookie)")
+}
+
+// cookieByBehaviour sends the handshake's final ACK with one byte of data
+// after the embryonic connection was shown gone: tupleGone (a RST: the
+// listener kept state and dropped it), tupleAlive (the byte was
+// acknowledged: a SYN cookie opened a connection, which is reset again), or
+// tupleUnknown.
+func (r *rstRun) cookieByBehaviour(ctx context.Context, res *event.Scenario) int {
+	s := r.s
+	seq, ack := s.ISS().Add(1), s.RcvNxt()
+	if err := r.send(ctx, Crafted{Flags: craft.PSH | craft.ACK, Seq: &seq, Ack: &ack, Data: []byte("x")}); err != nil {
+		return tupleUnknown
+	}
+	got := r.collect(ctx, 1)
+	res.Observed += fmt.Sprintf("; the handshake's final ACK with \"x\" (seq %d ack %d) afterwards drew %s", uint32(seq), uint32(ack), describeSegs(got))
+	sg := first(got)
+	switch {
+	case sg == nil:
+		return tupleUnknown
+	case sg.Flags.Has(craft.RST):
+		return tupleGone
+	}
+	r.resetAt(ctx, seq.Add(1), seq)
+	if sg.Flags.Has(craft.ACK) && sg.Ack == seq.Add(1) {
+		r.cookie = true
+		r.cookieHow = "after the embryonic connection was shown gone, the handshake's final ACK still opened a connection (its data was acknowledged): the SYN-ACK's ISN was a cookie"
+		return tupleAlive
+	}
+	return tupleUnknown
 }
 
 func finInSynReceived(ctx context.Context, r *rstRun) event.Scenario {
