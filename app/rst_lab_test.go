@@ -345,3 +345,61 @@ func TestRSTLabICMP(t *testing.T) {
 		})
 	}
 }
+
+// TestRSTLabLWIP runs `tcpshake rst` against the lab's second stack, lwIP
+// 2.1.3 (docs/peers.md), over IPv4 and IPv6: every scenario must give the
+// verdict lwIP's source predicts (lines of STABLE-2_1_3_RELEASE):
+//   - closed-port deviates (MUST): src/core/tcp_in.c:575-580 answers with
+//     tcp_rst(NULL, ackno, …), seq = the segment's ack field even without the
+//     ACK bit, and tcp_rst (src/core/tcp_out.c:1981-2001) always sets ACK;
+//   - ack-to-listener and data-after-reset permitted: [R.] seq = SEG.ACK
+//     (tcp_in.c:644-650, 575-580);
+//   - ack-of-unsent-data deviates (MUST): tcp_in.c:1334-1337 sends an ACK but
+//     does not return; the window was taken at :1155-1164 and the data is
+//     processed;
+//   - challenge-ack-burst deviates (SHOULD): tcp_ack_now for every in-window
+//     RST (tcp_in.c:805-819), no throttling;
+//   - the rest conforms. The peer is not observed (its sockets live inside
+//     the lwIP program), so no text may speak of Linux.
+func TestRSTLabLWIP(t *testing.T) {
+	l := labtest.NewPeer(t, lab.PeerLWIP)
+	bin := binary(t)
+	want := map[string]string{}
+	for _, n := range probe.Scenarios() {
+		want[n] = probe.Conforms
+	}
+	want["closed-port"] = probe.Deviates
+	want["ack-to-listener"] = probe.Permitted
+	want["data-after-reset"] = probe.Permitted
+	want["ack-of-unsent-data"] = probe.Deviates
+	want["challenge-ack-burst"] = probe.Deviates
+	levels := map[string]string{"closed-port": "MUST", "ack-of-unsent-data": "MUST", "challenge-ack-burst": "SHOULD"}
+	for _, server := range []netip.Addr{l.ServerV4, l.ServerV6} {
+		t.Run(server.String(), func(t *testing.T) {
+			r := runRSTLab(t, l, bin, server, false)
+			if r.code != 1 {
+				t.Errorf("exit status %d, want 1 (some deviate)", r.code)
+			}
+			if diff := cmp.Diff(want, r.verdicts); diff != "" {
+				t.Errorf("verdicts (-want +got):\n%s", diff)
+			}
+			for _, ev := range r.events {
+				name := rstStr(ev["name"])
+				if got := rstStr(ev["level"]); got != levels[name] {
+					t.Errorf("%s: level %q, want %q (%v)", name, got, levels[name], ev["why"])
+				}
+				if strings.Contains(rstStr(ev["why"])+rstStr(ev["observed"])+rstStr(ev["peer"]), "Linux") {
+					t.Errorf("%s: speaks of Linux about lwIP: %v", name, ev["why"])
+				}
+				if cookie, _ := ev["syn_cookie"].(bool); cookie {
+					t.Errorf("%s: a SYN cookie from lwIP, which has none", name)
+				}
+				if name == "challenge-ack-burst" {
+					if fig, _ := ev["figures"].(map[string]any); fig["challenge_acks"] != 25.0 {
+						t.Errorf("challenge-ack-burst figures %v, want 25 challenge ACKs (no throttling)", fig)
+					}
+				}
+			}
+		})
+	}
+}
