@@ -29,9 +29,16 @@ func New(stdout, stderr io.Writer) *cli.App {
 		Description: "tcpshake sends hand-made TCP segments from raw sockets and explains every answer:\n" +
 			"whether a port is open, closed or filtered and why, with round-trip times taken from\n" +
 			"kernel timestamps. `tcpshake lab demo` shows it all in a private two-host lab.",
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideHelpCommand: true,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// Our own help command (helpCommand) also takes subcommands and
+		// answers an unknown name with one line.
+		HideHelpCommand:      true,
+		EnableBashCompletion: true,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "version", Usage: "print the version and VCS revision this binary was built from"},
+		},
+		Action: rootAction,
 		Commands: []*cli.Command{
 			probeCommand(),
 			handshakeCommand(),
@@ -39,12 +46,16 @@ func New(stdout, stderr io.Writer) *cli.App {
 			rstCommand(),
 			labCommand(),
 			analyzeCommand(),
+			completionCommand(),
+			manCommand(),
+			helpCommand(),
 		},
 		// Errors are printed once, by Main, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   usageError,
 	}
 	oneLineUsage(a.Commands)
+	withWriteCheck(a.Commands)
 	return a
 }
 
@@ -55,6 +66,11 @@ func oneLineUsage(cmds []*cli.Command) {
 	for _, c := range cmds {
 		if c.OnUsageError == nil {
 			c.OnUsageError = usageError
+		}
+		// Without an Action urfave/cli answers an unknown subcommand
+		// with "No help topic for '…'".
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = subcommandAction
 		}
 		oneLineUsage(c.Subcommands)
 	}

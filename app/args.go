@@ -10,7 +10,9 @@ import (
 // `tcpshake probe HOST -p 80` works as users of hping3 and nmap expect:
 // urfave/cli v2 stops parsing flags at the first positional argument.
 func Permute(app *cli.App, args []string) []string {
-	if len(args) < 2 {
+	// Shell completion asks with its flag last, where urfave/cli looks
+	// for it.
+	if len(args) < 2 || args[len(args)-1] == completionFlag {
 		return args
 	}
 	out := []string{args[0]}

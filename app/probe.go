@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -67,6 +68,9 @@ func runProbe(c *cli.Context) error {
 	cfg.Src, cfg.Iface = route.Src, route.IfName
 	if !c.IsSet("mss") {
 		cfg.SYN.MSS = routeMSS(route, cfg.Addr)
+	}
+	if err := checkProbeSize(cfg); err != nil {
+		return err
 	}
 	// Our kernel must not hand the port to a connection of its own while we
 	// probe from it, and a port a live connection uses is refused here: a
@@ -154,7 +158,7 @@ func parseTarget(c *cli.Context, cmd string) (target, error) {
 		tg.ports = append(tg.ports, ps...)
 	}
 	if len(tg.ports) == 0 {
-		return tg, usagef("no port: give HOST:PORT or -p PORT")
+		return tg, noPort(host)
 	}
 	family := 0
 	if c.Bool("4") {
@@ -189,6 +193,26 @@ func parseTarget(c *cli.Context, cmd string) (target, error) {
 	return tg, nil
 }
 
+// noPort is the error for a target without a port. A bare IPv6 address
+// whose last group looks like a port (2001:db8::2:80) is one address: the
+// hint says how to write the port.
+func noPort(host string) error {
+	a, err := netip.ParseAddr(host)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return usagef("no port: give HOST:PORT or -p PORT")
+	}
+	i := strings.LastIndex(host, ":")
+	addr, port := host[:i], host[i+1:]
+	if strings.HasSuffix(addr, ":") {
+		addr = host[:i+1] // 2001:db8::80 is 2001:db8:: and 80
+	}
+	n, perr := strconv.ParseUint(port, 10, 16)
+	if b, aerr := netip.ParseAddr(addr); aerr != nil || b.IsUnspecified() || perr != nil || n == 0 {
+		return usagef("no port: give [%s]:PORT or -p PORT", host)
+	}
+	return usagef("no port: %s is read as one IPv6 address; for port %s on %s write [%s]:%s or -p %s", host, port, addr, addr, port, port)
+}
+
 func probeConfig(c *cli.Context) (probe.Config, string, error) {
 	var cfg probe.Config
 	tg, err := parseTarget(c, "probe")
@@ -197,6 +221,9 @@ func probeConfig(c *cli.Context) (probe.Config, string, error) {
 	}
 	cfg.Host, cfg.Addr, cfg.Ports, cfg.Src = tg.host, tg.addr, tg.ports, tg.src
 	if cfg.Flags, err = craft.ParseFlags(c.String("flags")); err != nil {
+		if strings.TrimSpace(strings.Trim(c.String("flags"), ",[]")) == "" {
+			return cfg, "", usagef("--flags %q: empty flag list; for a segment with no flag at all (a NULL probe) write --flags none", c.String("flags"))
+		}
 		return cfg, "", usagef("--flags: %v", err)
 	}
 	p := numParser{c: c}
@@ -235,6 +262,26 @@ func probeConfig(c *cli.Context) (probe.Config, string, error) {
 		}
 	}
 	return cfg, tg.iface, nil
+}
+
+// checkProbeSize builds the probe as probe.Run will, so that one too large
+// for an IP packet (a 70,000-byte --data) or with too many options is
+// refused before the start line and the first packet.
+func checkProbeSize(cfg probe.Config) error {
+	seg := craft.Segment{
+		Src:     netip.AddrPortFrom(cfg.Src, 1),
+		Dst:     netip.AddrPortFrom(cfg.Addr, 1),
+		Flags:   cfg.Flags,
+		Payload: cfg.Data,
+	}
+	if cfg.Flags.Has(craft.SYN) {
+		seg.Options = craft.SYNOptions(cfg.SYN)
+	}
+	seg.Options = append(seg.Options, cfg.Options...)
+	if _, err := seg.Marshal(); err != nil {
+		return usagef("the probe cannot be sent: %v (--data is %s)", err, plural(len(cfg.Data), "byte"))
+	}
+	return nil
 }
 
 // synOptions reads --mss, --wscale, --sackok and --timestamp.
