@@ -56,7 +56,46 @@ func New(stdout, stderr io.Writer) *cli.App {
 	}
 	oneLineUsage(a.Commands)
 	withWriteCheck(a.Commands)
+	withLabPrivileges(findCommand(a.Commands, "lab"))
 	return a
+}
+
+// labSetcap is what the lab needs without root, measured as an
+// unprivileged user with exactly these capabilities (ambient, and as file
+// capabilities): namespaces under /run/netns and their mounts
+// (CAP_SYS_ADMIN), writing root's /run and the namespaces' sysctls
+// (CAP_DAC_OVERRIDE), the veth pair, routes and nftables (CAP_NET_ADMIN),
+// raw sockets (CAP_NET_RAW) and the server's ports below 1024
+// (CAP_NET_BIND_SERVICE). CAP_SYS_ADMIN with CAP_DAC_OVERRIDE is as good as
+// root, which the advice says.
+const labSetcap = "cap_net_raw,cap_net_admin,cap_sys_admin,cap_dac_override,cap_net_bind_service"
+
+// withLabPrivileges makes a refused lab command name what the lab needs:
+// CAP_NET_RAW and CAP_NET_ADMIN, the usual advice, are not enough.
+func withLabPrivileges(labCmd *cli.Command) {
+	if labCmd == nil {
+		return
+	}
+	for _, c := range labCmd.Subcommands {
+		action, name := c.Action, c.Name
+		if action == nil {
+			continue
+		}
+		c.Action = func(ctx *cli.Context) error {
+			err := action(ctx)
+			var ce *capErr
+			var re *capture.RouteError
+			if err == nil || !errors.Is(err, os.ErrPermission) || errors.As(err, &ce) || errors.As(err, &re) {
+				return err
+			}
+			return &capErr{
+				what:   "lab " + name + " (network namespaces, their mounts under /run/netns, sysctls and a server on ports below 1024)",
+				cap:    "CAP_SYS_ADMIN, CAP_DAC_OVERRIDE, CAP_NET_ADMIN, CAP_NET_RAW and CAP_NET_BIND_SERVICE (together as good as root)",
+				setcap: labSetcap,
+				err:    err,
+			}
+		}
+	}
 }
 
 // oneLineUsage makes every command report flag errors as a usage error, one
