@@ -165,7 +165,7 @@ func completionCommand() *cli.Command {
 			"  fish: tcpshake completion fish > ~/.config/fish/completions/tcpshake.fish",
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return usagef("completion takes one shell: bash, zsh or fish (got %d arguments)", c.NArg())
+				return usagef("completion takes one shell: bash, zsh or fish (got %s)", plural(c.NArg(), "argument"))
 			}
 			switch sh := c.Args().First(); sh {
 			case "bash":

@@ -138,7 +138,7 @@ func targetFlags() []cli.Flag {
 func parseTarget(c *cli.Context, cmd string) (target, error) {
 	var tg target
 	if c.NArg() != 1 {
-		return tg, usagef("%s takes one HOST[:PORT] (got %d arguments)", cmd, c.NArg())
+		return tg, usagef("%s takes one HOST[:PORT] (got %s)", cmd, plural(c.NArg(), "argument"))
 	}
 	host, port, err := probe.SplitTarget(c.Args().First())
 	if err != nil {
