@@ -181,7 +181,7 @@ func (s *story) explain(d int, seg *craft.Segment, relSeq, relAck uint32, out se
 		s.acked[d] = ackSeen{true, relAck}
 	}
 	if n > 0 {
-		why = append(why, fmt.Sprintf("data: %d bytes at seq %d, so the next byte from this side is seq %d = %d + %d", n, relSeq, relSeq+n, relSeq, n))
+		why = append(why, fmt.Sprintf("data: %s at seq %d, so the next byte from this side is seq %d = %d + %d", nbytes(int(n)), relSeq, relSeq+n, relSeq, n))
 	}
 	if f.Has(craft.FIN) {
 		fin := relSeq + n
@@ -214,9 +214,9 @@ func (s *story) ackWords(d int, relAck uint32, seg *craft.Segment) string {
 	case p.fin && p.n == 0 && relAck == p.seq+1:
 		return fmt.Sprintf("ack %d = peer FIN at seq %d + 1: a FIN takes one sequence number", relAck, p.seq)
 	case p.fin && relAck == p.seq+p.n+1:
-		return fmt.Sprintf("ack %d = %d + %d bytes + 1: the data and the FIN after it (a FIN takes one sequence number)", relAck, p.seq, p.n)
+		return fmt.Sprintf("ack %d = %d + %s + 1: the data and the FIN after it (a FIN takes one sequence number)", relAck, p.seq, nbytes(int(p.n)))
 	case p.n > 0 && relAck == p.seq+p.n:
-		return fmt.Sprintf("ack %d = %d + %d bytes: the peer's data up to seq %d has arrived", relAck, p.seq, p.n, relAck-1)
+		return fmt.Sprintf("ack %d = %d + %s: the peer's data up to seq %d has arrived", relAck, p.seq, nbytes(int(p.n)), relAck-1)
 	}
 	return fmt.Sprintf("ack %d: every byte before seq %d from the peer has arrived", relAck, relAck)
 }
@@ -251,4 +251,12 @@ func (s *story) flush(c *conv) {
 	if s.ends[0] == nil && len(s.pending) > 0 {
 		s.resolve(c, nil, 0)
 	}
+}
+
+// nbytes counts bytes in words: "1 byte", "2 bytes".
+func nbytes(n int) string {
+	if n == 1 {
+		return "1 byte"
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

@@ -240,7 +240,7 @@ func (t *Text) sessionSummary(e Summary) {
 		obs = " (kernel: " + e.Observed + ")"
 	}
 	fmt.Fprintf(t.W, "end: us %s · peer %s%s\n", e.Local, e.Remote, obs)
-	fmt.Fprintf(t.W, "%d bytes sent, %d bytes received, %d retransmissions", e.BytesSent, e.BytesReceived, e.Retransmissions)
+	fmt.Fprintf(t.W, "%s sent, %s received, %s", plural(e.BytesSent, "byte"), plural(e.BytesReceived, "byte"), plural(e.Retransmissions, "retransmission"))
 	if e.SRTTMs > 0 {
 		fmt.Fprintf(t.W, ", srtt %s", fmtMs(e.SRTTMs))
 	}

@@ -116,12 +116,12 @@ func (s *Session) explainAck(seg *craft.Segment, rx tcpstate.Rx, d ackDecision) 
 	switch {
 	case rx.Acked > 0 && s.me.FinSent && ack == s.me.FinSeq.Add(1):
 		if data := rx.Acked - 1; data > 0 {
-			why = append(why, fmt.Sprintf("ack %d = %d + %d bytes + 1 for our FIN: the peer has all our data and our FIN", uint32(ack), uint32(rx.AckedFrom), data))
+			why = append(why, fmt.Sprintf("ack %d = %d + %s + 1 for our FIN: the peer has all our data and our FIN", uint32(ack), uint32(rx.AckedFrom), plural(int(data), "byte")))
 		} else {
 			why = append(why, fmt.Sprintf("ack %d = our FIN's seq %d + 1: the peer has our FIN (a FIN takes one sequence number)", uint32(ack), uint32(s.me.FinSeq)))
 		}
 	case rx.Acked > 0 && s.me.State != tcpstate.SynReceived:
-		why = append(why, fmt.Sprintf("ack %d = %d + %d bytes: the peer has all our data up to here", uint32(ack), uint32(rx.AckedFrom), rx.Acked))
+		why = append(why, fmt.Sprintf("ack %d = %d + %s: the peer has all our data up to here", uint32(ack), uint32(rx.AckedFrom), plural(int(rx.Acked), "byte")))
 	case d.dup > 0:
 		why = append(why, fmt.Sprintf("duplicate ACK %d (no data, same ack %d, same window): the peer still waits for seq %d", d.dup, uint32(ack), uint32(ack)))
 	}
@@ -202,7 +202,7 @@ func (s *Session) explainRx(seg *craft.Segment, rx tcpstate.Rx) []string {
 	case rx.PartOld > 0 && rx.InOrder > 0:
 		why = append(why, fmt.Sprintf("partly new: %d of %d bytes were already received", rx.PartOld, n))
 	case rx.InOrder > 0:
-		why = append(why, fmt.Sprintf("%d bytes of data from the peer (relative seq %d to %d)", rx.InOrder, uint32(seg.Seq-s.me.IRS), uint32(end-s.me.IRS)))
+		why = append(why, fmt.Sprintf("%s of data from the peer (relative seq %d to %d)", plural(int(rx.InOrder), "byte"), uint32(seg.Seq-s.me.IRS), uint32(end-s.me.IRS)))
 	}
 	if rx.Filled > 0 {
 		why = append(why, fmt.Sprintf("the gap is filled: %d held bytes are now in order", rx.Filled))
@@ -225,11 +225,11 @@ func (s *Session) explainOurAck(seg *craft.Segment, rx tcpstate.Rx) []string {
 		return []string{fmt.Sprintf("ACK of what we really have: ack %d = RCV.NXT, seq %d = SND.NXT", uint32(s.me.RcvNxt), uint32(s.me.SndNxt))}
 	case rx.FIN && s.me.RcvNxt == seg.Seq.Add(n+1):
 		if n > 0 {
-			return []string{fmt.Sprintf("ack %d = peer seq %d + %d bytes + 1 for the FIN (a FIN takes one sequence number)", uint32(s.me.RcvNxt), uint32(seg.Seq), n)}
+			return []string{fmt.Sprintf("ack %d = peer seq %d + %s + 1 for the FIN (a FIN takes one sequence number)", uint32(s.me.RcvNxt), uint32(seg.Seq), plural(int(n), "byte"))}
 		}
 		return []string{fmt.Sprintf("ack %d = peer FIN seq %d + 1: a FIN takes one sequence number; seq stays %d: nothing new sent", uint32(s.me.RcvNxt), uint32(seg.Seq), uint32(s.me.SndNxt))}
 	case n > 0 && seg.Seq.Add(n) == s.me.RcvNxt && rx.Filled == 0:
-		return []string{fmt.Sprintf("ack %d = %d + %d bytes; seq stays %d: nothing new sent", uint32(s.me.RcvNxt), uint32(seg.Seq), n, uint32(s.me.SndNxt))}
+		return []string{fmt.Sprintf("ack %d = %d + %s; seq stays %d: nothing new sent", uint32(s.me.RcvNxt), uint32(seg.Seq), plural(int(n), "byte"), uint32(s.me.SndNxt))}
 	default:
 		return []string{fmt.Sprintf("ack %d: everything before it is here, nothing after (RCV.NXT)", uint32(s.me.RcvNxt))}
 	}

@@ -230,7 +230,7 @@ func describe(seg *craft.Segment) string {
 	case seg.Flags.Has(craft.FIN) && len(seg.Payload) == 0:
 		return "our FIN"
 	default:
-		return fmt.Sprintf("%d bytes at seq %d", len(seg.Payload), uint32(seg.Seq))
+		return fmt.Sprintf("%s at seq %d", plural(len(seg.Payload), "byte"), uint32(seg.Seq))
 	}
 }
 

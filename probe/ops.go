@@ -201,7 +201,7 @@ func (s *Session) Write(ctx context.Context, data []byte) error {
 		}
 		return fmt.Errorf("cannot send data in %s", s.me.State)
 	}
-	if err := s.ask(ctx, s.segment(craft.PSH|craft.ACK, data[:min(len(data), s.maxSegment())]), []string{fmt.Sprintf("%d bytes to send", len(data))}); err != nil {
+	if err := s.ask(ctx, s.segment(craft.PSH|craft.ACK, data[:min(len(data), s.maxSegment())]), []string{plural(len(data), "byte") + " to send"}); err != nil {
 		return err
 	}
 	mss := s.maxSegment()
@@ -229,7 +229,7 @@ func (s *Session) Write(ctx context.Context, data []byte) error {
 		n := min(len(data)-off, mss, room)
 		chunk := data[off : off+n]
 		seg := s.segment(craft.PSH|craft.ACK, chunk)
-		why := []string{fmt.Sprintf("%d bytes at seq %d (relative %d); the next byte we send will be %d = %d + %d", n, uint32(s.me.SndNxt), uint32(s.me.SndNxt-s.me.ISS), uint32(s.me.SndNxt)+uint32(n), uint32(s.me.SndNxt), n)}
+		why := []string{fmt.Sprintf("%s at seq %d (relative %d); the next byte we send will be %d = %d + %d", plural(n, "byte"), uint32(s.me.SndNxt), uint32(s.me.SndNxt-s.me.ISS), uint32(s.me.SndNxt)+uint32(n), uint32(s.me.SndNxt), n)}
 		if s.me.SndWnd == 0 {
 			why = append(why, "the peer's window is 0: this one byte is a window probe (RFC 9293 §3.8.6.1)")
 		}
@@ -263,7 +263,7 @@ func (s *Session) Send(ctx context.Context, data []byte) error {
 	if err := s.Write(ctx, data); err != nil {
 		return err
 	}
-	return s.WaitAcked(ctx, fmt.Sprintf("our %d bytes", len(data)))
+	return s.WaitAcked(ctx, "our "+plural(len(data), "byte"))
 }
 
 // WaitAcked waits until everything we sent is acknowledged; what names it
