@@ -55,10 +55,17 @@ func inWindowRST(ctx context.Context, r *rstRun) event.Scenario {
 		return inconclusive(res, err.Error())
 	}
 	n := challenge(got, s.SndNxt())
-	alive := r.survived(ctx, &res)
+	return challenged(res, n, r.survived(ctx, &res),
+		"no challenge ACK, and the connection was aborted by a RST that was not exact (RFC 793's rule, which RFC 5961 replaced)")
+}
+
+// challenged judges a segment that calls for a challenge ACK (RFC 5961
+// §3.2, §4.2): n challenge ACKs came back, alive says whether the
+// connection survived, aborted words the old RFC 793 behaviour.
+func challenged(res event.Scenario, n int, alive bool, aborted string) event.Scenario {
 	switch {
 	case n == 0 && !alive:
-		return deviates(res, "MUST", "no challenge ACK, and the connection was aborted by a RST that was not exact (RFC 793's rule, which RFC 5961 replaced)")
+		return deviates(res, "MUST", aborted)
 	case n == 0:
 		return deviates(res, "MUST", "no challenge ACK came back (no ACK with ack = RCV.NXT)")
 	case !alive:
@@ -101,16 +108,7 @@ func synInEstablished(ctx context.Context, r *rstRun) event.Scenario {
 	}
 	// Count before alive: its probe byte moves SND.NXT on.
 	n := challenge(got, s.SndNxt())
-	alive := r.survived(ctx, &res)
-	switch {
-	case n == 0 && !alive:
-		return deviates(res, "MUST", "the SYN aborted the connection (RFC 793's old rule, which RFC 5961 replaced)")
-	case n == 0:
-		return deviates(res, "MUST", "no challenge ACK came back (no ACK with ack = RCV.NXT)")
-	case !alive:
-		return deviates(res, "MUST", "a challenge ACK came, but the connection did not survive")
-	}
-	return conforms(res, "challenge ACK, connection intact")
+	return challenged(res, n, r.survived(ctx, &res), "the SYN aborted the connection (RFC 793's old rule, which RFC 5961 replaced)")
 }
 
 func dataAfterReset(ctx context.Context, r *rstRun) event.Scenario {
