@@ -87,7 +87,7 @@ func segments(t *testing.T, out string) []string {
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
 			t.Fatalf("bad JSON line %q: %v", line, err)
 		}
-		if ev.Type != "step" || ev.Direction == "note" || ev.ICMP == "echo-reply" {
+		if ev.Type != "step" || ev.Direction == "note" || ev.Direction == "observed" || ev.ICMP == "echo-reply" {
 			continue
 		}
 		if ev.ICMP != "" {

@@ -713,7 +713,7 @@ func (m *Merger) insertObserved(c cand) {
 		TimeMs:    float64(c.r.At.Sub(m.start)) / float64(time.Millisecond),
 		Direction: event.DirectionObserved,
 		Observed:  c.r.Observed(),
-		Explain: []string{fmt.Sprintf("the peer's kernel moved on its own, with no segment of ours near: %s → %s",
+		Explain: []string{fmt.Sprintf("the peer's kernel changed state, and no step within %s was observed in the new one: %s → %s", fmtDur(m.timing.Window),
 			c.from, c.r)},
 	}
 	it := &item{ev: *st, st: st, at: c.r.At, decided: true, chosen: c.r, hasChosen: true}
