@@ -154,22 +154,40 @@ func (l Lab) ensureBridge() error {
 // default) sends them when the SYN queue overflows, 2 always, so every SYN-ACK carries a cookie and no request
 // socket exists until the final ACK. The lab must be up.
 func (l Lab) SetSynCookies(mode int) error {
-	if err := l.check(); err != nil {
-		return err
-	}
 	if mode < 0 || mode > 2 {
 		return fmt.Errorf("lab: set syncookies: mode %d is not 0, 1 or 2", mode)
 	}
+	return l.SetTCPSysctl("tcp_syncookies", mode)
+}
+
+// isTCPSysctl reports whether net.ipv4.name is one of the Linux server's TCP settings SetTCPSysctl may change:
+// the variants a stack engineer tries (SYN cookies; no timestamps, SACK or window scaling; ECN).
+func isTCPSysctl(name string) bool {
+	switch name {
+	case "tcp_syncookies", "tcp_timestamps", "tcp_sack", "tcp_window_scaling", "tcp_ecn":
+		return true
+	}
+	return false
+}
+
+// SetTCPSysctl sets net.ipv4.NAME to value in the server namespace, for the Linux peer; NAME is one of
+// tcp_syncookies, tcp_timestamps, tcp_sack, tcp_window_scaling, tcp_ecn. The lab must be up.
+func (l Lab) SetTCPSysctl(name string, value int) error {
+	if err := l.check(); err != nil {
+		return err
+	}
+	if !isTCPSysctl(name) {
+		return fmt.Errorf("lab: set %s: not one of the lab's TCP settings", name)
+	}
 	if p, err := l.runningPeer(); err == nil && p == PeerLWIP || l.Peer == PeerLWIP {
-		return fmt.Errorf("lab: set syncookies: lab %s is served by the lwip peer, which has no SYN cookies; "+
-			"net.ipv4.tcp_syncookies is the Linux peer's", l.Name)
+		return fmt.Errorf("lab: set %s: lab %s is served by the lwip peer; net.ipv4.%s is the Linux peer's", name, l.Name, name)
 	}
 	err := inNS(l.ServerNS, func() error {
 		// /proc/sys/net shows the namespace of the thread that opens it.
-		return os.WriteFile("/proc/sys/net/ipv4/tcp_syncookies", []byte(strconv.Itoa(mode)), 0o644)
+		return os.WriteFile("/proc/sys/net/ipv4/"+name, []byte(strconv.Itoa(value)), 0o644)
 	})
 	if err != nil {
-		return fmt.Errorf("lab: set syncookies: %w", err)
+		return fmt.Errorf("lab: set %s: %w", name, err)
 	}
 	return nil
 }

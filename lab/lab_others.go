@@ -43,6 +43,9 @@ func Do(ns string, fn func() error) error { return errNotImplemented("enter name
 // SetSynCookies is not implemented on this system.
 func (l Lab) SetSynCookies(mode int) error { return errNotImplemented("set syncookies") }
 
+// SetTCPSysctl is not implemented on this system.
+func (l Lab) SetTCPSysctl(name string, value int) error { return errNotImplemented("set " + name) }
+
 // SynCookies is not implemented on this system.
 func (l Lab) SynCookies() (int, error) { return 0, errNotImplemented("read syncookies") }
 

@@ -55,6 +55,7 @@ type config struct {
 	peer       string
 	lab        func(*lab.Lab)
 	synCookies int // -1: the kernel's default
+	sysctls    []sysctl
 	loss       int
 }
 
@@ -70,6 +71,17 @@ func HoldAfterEOF(d time.Duration) Option {
 
 // SynCookies sets net.ipv4.tcp_syncookies in the server namespace (2: every SYN-ACK carries a cookie).
 func SynCookies(mode int) Option { return func(c *config) { c.synCookies = mode } }
+
+// Sysctl sets net.ipv4.NAME in the Linux server's namespace (lab.Lab.SetTCPSysctl): tcp_timestamps, tcp_sack,
+// tcp_window_scaling, tcp_ecn, tcp_syncookies.
+func Sysctl(name string, value int) Option {
+	return func(c *config) { c.sysctls = append(c.sysctls, sysctl{name, value}) }
+}
+
+type sysctl struct {
+	name  string
+	value int
+}
 
 // Peer chooses the TCP stack that serves the lab (lab.PeerLinux, the default, or lab.PeerLWIP). The lwip peer is
 // built with the system's C compiler when missing (scripts/test.sh installs liblwip-dev and gcc) and runs as a
@@ -133,6 +145,11 @@ func New(t testing.TB, opts ...Option) lab.Lab {
 	}
 	if cfg.synCookies >= 0 {
 		if err := l.SetSynCookies(cfg.synCookies); err != nil {
+			t.Fatalf("labtest: %v", err)
+		}
+	}
+	for _, sc := range cfg.sysctls {
+		if err := l.SetTCPSysctl(sc.name, sc.value); err != nil {
 			t.Fatalf("labtest: %v", err)
 		}
 	}
