@@ -37,6 +37,10 @@ func New(stdout, stderr io.Writer) *cli.App {
 		EnableBashCompletion: true,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "version", Usage: "print the version and VCS revision this binary was built from"},
+			// urfave/cli adds --help only when it adds its own help
+			// command; ours (helpCommand) replaces that, so the flag is
+			// named here.
+			cli.HelpFlag,
 		},
 		Action: rootAction,
 		Commands: []*cli.Command{

@@ -79,6 +79,9 @@ func TestHelp(t *testing.T) {
 		{[]string{"lab"}, "tcpshake lab - a private two-host lab"},
 		{[]string{"help", "completion"}, "tcpshake completion - print the shell completion"},
 		{[]string{}, "tcpshake - craft TCP segments"},
+		{[]string{"--help"}, "tcpshake - craft TCP segments"},
+		{[]string{"-h"}, "tcpshake - craft TCP segments"},
+		{[]string{"probe", "--help"}, "tcpshake probe - is a port open"},
 	}
 	for _, tt := range tests {
 		code, out, errb := mainRun(t, tt.args...)
