@@ -5,7 +5,6 @@ package app_test
 import (
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -265,7 +264,7 @@ func checkRSTLeftovers(t *testing.T, l lab.Lab) {
 	deadline := time.Now().Add(time.Second)
 	for {
 		left := labtest.ServerConns(t, l)
-		ss := ssLeft(t, l)
+		ss := labtest.ServerSS(t, l)
 		if len(left) == 0 && len(ss) == 0 {
 			break
 		}
@@ -278,29 +277,6 @@ func checkRSTLeftovers(t *testing.T, l lab.Lab) {
 	if tables := labtest.Tables(t, l.ClientNS); len(tables) > 0 {
 		t.Errorf("nftables tables left in %s: %v", l.ClientNS, tables)
 	}
-}
-
-// ssLeft lists the lines of `ss -tanH` in the server namespace for
-// connections from the lab client that are not in TIME-WAIT.
-func ssLeft(t *testing.T, l lab.Lab) []string {
-	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", l.ServerNS, "ss", "-tanH").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ss in %s: %v: %s", l.ServerNS, err, out)
-	}
-	var left []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 || f[0] == "LISTEN" || f[0] == "TIME-WAIT" {
-			continue
-		}
-		peer := f[4]
-		if strings.HasPrefix(peer, l.ClientV4.String()+":") || strings.HasPrefix(peer, "["+l.ClientV6.String()+"]:") ||
-			strings.HasPrefix(peer, "[::ffff:"+l.ClientV4.String()+"]:") {
-			left = append(left, line)
-		}
-	}
-	return left
 }
 
 // TestRSTLabICMP runs ack-to-listener and closed-port against the lab's port

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -201,7 +199,7 @@ func checkRSTLabServer(t *testing.T, l lab.Lab) {
 	deadline := time.Now().Add(time.Second)
 	for {
 		left := labtest.ServerConns(t, l)
-		ss := ssFromClient(t, l)
+		ss := labtest.ServerSS(t, l)
 		if len(left) == 0 && len(ss) == 0 {
 			return
 		}
@@ -213,24 +211,3 @@ func checkRSTLabServer(t *testing.T, l lab.Lab) {
 	}
 }
 
-// ssFromClient lists the lines of `ss -tanH` in the server namespace for
-// connections from the lab client that are not in TIME-WAIT.
-func ssFromClient(t *testing.T, l lab.Lab) []string {
-	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", l.ServerNS, "ss", "-tanH").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ss in %s: %v: %s", l.ServerNS, err, out)
-	}
-	var left []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 || f[0] == "LISTEN" || f[0] == "TIME-WAIT" {
-			continue
-		}
-		if p := f[4]; strings.HasPrefix(p, l.ClientV4.String()+":") || strings.HasPrefix(p, "["+l.ClientV6.String()+"]:") ||
-			strings.HasPrefix(p, "[::ffff:"+l.ClientV4.String()+"]:") {
-			left = append(left, line)
-		}
-	}
-	return left
-}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -90,4 +91,28 @@ func Tables(t testing.TB, ns string) []string {
 		out = append(out, tb.Name)
 	}
 	return out
+}
+
+// ServerSS lists the lines of `ss -tanH` in the server namespace for
+// connections from the lab client that are not in TIME-WAIT: what a user
+// checking "nothing left open" with ss would see (ServerConns reads the same
+// through sock_diag).
+func ServerSS(t testing.TB, l lab.Lab) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", l.ServerNS, "ss", "-tanH").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss in %s: %v: %s", l.ServerNS, err, out)
+	}
+	var left []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[0] == "LISTEN" || f[0] == "TIME-WAIT" {
+			continue
+		}
+		if p := f[4]; strings.HasPrefix(p, l.ClientV4.String()+":") || strings.HasPrefix(p, "["+l.ClientV6.String()+"]:") ||
+			strings.HasPrefix(p, "[::ffff:"+l.ClientV4.String()+"]:") {
+			left = append(left, line)
+		}
+	}
+	return left
 }
