@@ -210,4 +210,3 @@ func checkRSTLabServer(t *testing.T, l lab.Lab) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
