@@ -1,6 +1,8 @@
 package probe
 
 import (
+	"fmt"
+	"slices"
 	"time"
 
 	"tcpshake/capture"
@@ -25,6 +27,10 @@ type heldStep struct {
 	at      time.Time // our clock when sent or noted; the copy's kernel time once seen
 	waiting bool      // a sent step waiting for its copy
 	rep     *capture.Reply
+	// over is the last received step that went out ahead of this one: it
+	// reached our interface before this segment left, but was read after
+	// this segment was decided (see overtaken).
+	over *event.Step
 }
 
 // emitter puts the session's events into the stream in time order. Sent
@@ -78,6 +84,9 @@ func (e *emitter) pop() {
 	for len(e.held) > 0 && !e.held[0].waiting {
 		h := e.held[0]
 		e.held = e.held[1:]
+		if st, ok := h.ev.(event.Step); ok && h.over != nil {
+			h.ev = overtaken(st, h.over)
+		}
 		e.out(h.ev, h.at, h.rep)
 	}
 }
@@ -122,10 +131,33 @@ func (e *emitter) flushAll() {
 	e.pop()
 }
 
-// now emits a received step at t (its kernel time) at once.
+// now emits a received step at t (its kernel time) at once. The sent steps
+// still held left the interface after it, though they were decided before
+// it was read: they are told after it (the wire's order), with the states
+// it left (see overtaken).
 func (e *emitter) now(st *event.Step, t time.Time, rep *capture.Reply) {
 	e.before(t)
 	e.out(*st, t, rep)
+	for i := range e.held {
+		if _, ok := e.held[i].ev.(event.Step); ok && e.held[i].waiting {
+			over := *st
+			over.N, over.TimeMs = e.steps, e.lastMs
+			e.held[i].over = &over
+		}
+	}
+}
+
+// overtaken is a sent step as told after a received one that reached our
+// interface before the sent segment left but was read after the segment was
+// decided (e.g. the peer's FIN arriving while our ACK of its data was on its
+// way out). The states beside a step are those after it; the received step's
+// already include this one's (it was handled later), so this one shows the
+// same, and says why its own changes are told after.
+func overtaken(st event.Step, over *event.Step) event.Step {
+	st.Explain = append(slices.Clone(st.Explain), fmt.Sprintf("this segment was decided before step %d was read, though step %d reached our interface first (%.3f ms) and this one left after it: the segments crossed inside our host; the states shown are after both",
+		over.N, over.N, over.TimeMs))
+	st.Local, st.Remote = over.Local, over.Remote
+	return st
 }
 
 func (e *emitter) out(ev event.Event, t time.Time, rep *capture.Reply) {

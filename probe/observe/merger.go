@@ -399,7 +399,7 @@ func (m *Merger) decide(pos int, now, floor time.Time) {
 			closed = true
 			break
 		}
-		if Agree(it.inferred, r) == event.Agrees {
+		if Agree(it.inferred, r) == event.Agrees && !bornOfACK(r) {
 			it.decided, it.agr, it.chosen, it.hasChosen = true, event.Agrees, r, true
 			return
 		}
@@ -483,6 +483,17 @@ func (m *Merger) decide(pos int, now, floor time.Time) {
 	if it.agr != event.Agrees && isSYN(it.st) && it.inferred == tcpstate.SynReceived && last.Err == nil && !last.Exists {
 		it.hold, it.holdUntil = true, it.at.Add(m.timing.CookieWait)
 	}
+}
+
+// bornOfACK reports whether r is a full socket in Linux's TCP_SYN_RECV (3),
+// not a request socket (TCP_NEW_SYN_RECV, 12): the child a listener makes
+// from a handshake's final ACK (from its request socket or from a SYN
+// cookie), hashed in SYN_RECV and moved to ESTABLISHED some µs later
+// (tcp_v4_syn_recv_sock, then tcp_child_process). It shows that the final ACK
+// has arrived, so it cannot prove the SYN's state at once; it counts only
+// among the readings before our next step (decide's own window).
+func bornOfACK(r Reading) bool {
+	return r.Err == nil && r.Exists && !r.Request && r.Linux == 3
 }
 
 // holdForCookie holds our SYN, undecided by the readings, until its answer
@@ -686,6 +697,9 @@ func (m *Merger) resolveCands(now time.Time) {
 				pending = true
 			} else if it.hasChosen && it.chosen.Err == nil && sameState(it.chosen, c.r) {
 				claimed = true
+			} else if bornOfACK(c.r) && it.st != nil && it.st.Direction == "sent" && it.inferred == tcpstate.Established &&
+				!it.at.After(c.r.At.Add(readingSkew)) {
+				claimed = true // the child our final ACK made, on its way to ESTABLISHED
 			}
 		}
 		for i := range m.history {

@@ -110,6 +110,7 @@ var (
 	noSocket = observe.Reading{}
 	request  = observe.Reading{Exists: true, State: tcpstate.SynReceived, Request: true, Linux: 12}
 	estab    = observe.Reading{Exists: true, State: tcpstate.Established, Linux: 1}
+	child    = observe.Reading{Exists: true, State: tcpstate.SynReceived, Linux: 3} // a full socket made from the final ACK
 	fin1     = observe.Reading{Exists: true, State: tcpstate.FinWait1, Linux: 4}
 	lastAck  = observe.Reading{Exists: true, State: tcpstate.LastAck, Linux: 9}
 	timeWait = observe.Reading{Exists: true, State: tcpstate.TimeWait, Linux: 6}
@@ -406,6 +407,38 @@ func TestMergerCookieLateAck(t *testing.T) {
 		}
 		if x := strings.Join(sts[2].Explain, " "); !strings.Contains(x, "did not accept ack − 1 = 3615022035 as its cookie") {
 			t.Errorf("explains %q", x)
+		}
+	})
+}
+
+// TestMergerCookieChildAfterAck: with SYN cookies nothing is read between our
+// SYN and our ACK; the first socket read is the child the kernel makes from
+// the cookie ACK, a full socket still in SYN_RECV (Linux 3) for some µs. That
+// reading is the ACK's doing: the SYN must be named a cookie, not SYN-RECEIVED
+// (CI: "kernel: SYN-RECEIVED" at the SYN, and no cookie named).
+func TestMergerCookieChildAfterAck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		n := int64(5)
+		if err := w.m.SetCookieCounter(func() (int64, error) { return n, nil }); err != nil {
+			t.Fatal(err)
+		}
+		w.read(0.1, noSocket)
+		w.step(1, syn(1))
+		n++ // the listener sent a cookie
+		w.step(1.02, synAck(2))
+		w.step(1.26, ack(3))
+		w.read(1.30, child)
+		w.read(1.35, estab)
+		w.until(200)
+		sts := w.rec.steps()
+		want := []got{
+			{1, "sent", "CLOSED", event.Cookie},
+			{2, "received", "CLOSED", event.Cookie},
+			{3, "sent", "ESTABLISHED", event.Agrees},
+		}
+		if diff := cmp.Diff(want, summary(sts)); diff != "" {
+			t.Fatalf("steps (-want +got):\n%s", diff)
 		}
 	})
 }
