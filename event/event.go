@@ -7,6 +7,7 @@ package event
 
 import (
 	"encoding/hex"
+	"fmt"
 	"unicode/utf8"
 )
 
@@ -120,6 +121,9 @@ type Summary struct {
 	Retransmissions int     `json:"retransmissions,omitempty"`
 	SRTTMs          float64 `json:"srtt_ms,omitempty"`
 	Outcome         string  `json:"outcome,omitempty"`
+	// Segments counts the connection's segments by phase, as the teaching
+	// texts do (handshake, listen).
+	Segments *SegmentCount `json:"segments,omitempty"`
 
 	// rst: every scenario's verdict, for the final table.
 	Scenarios []Scenario `json:"scenarios,omitempty"`
@@ -127,6 +131,32 @@ type Summary struct {
 
 // EventType implements Event.
 func (Summary) EventType() string { return "summary" }
+
+// SegmentCount is how many segments a connection took, both directions, by
+// phase: the handshake (SYN, SYN-ACK and the ACK that completes it), the
+// data (data segments and the ACKs of data) and the close (FIN, RST and the
+// ACKs of a FIN). Retransmissions count: they crossed the wire too.
+type SegmentCount struct {
+	Handshake int `json:"handshake"`
+	Data      int `json:"data"`
+	Close     int `json:"close"`
+	Total     int `json:"total"`
+	// BytesSent and BytesReceived are the data bytes each way (new data,
+	// not retransmitted copies).
+	BytesSent     int `json:"bytes_sent"`
+	BytesReceived int `json:"bytes_received"`
+}
+
+// String is the count as the texts write it: "3 (handshake) + 2 (data) +
+// 4 (close) = 9 segments for 6 bytes".
+func (c SegmentCount) String() string {
+	b := c.BytesSent + c.BytesReceived
+	bytes := plural(b, "byte")
+	if c.BytesSent > 0 && c.BytesReceived > 0 {
+		bytes += fmt.Sprintf(" (%d sent, %d received)", c.BytesSent, c.BytesReceived)
+	}
+	return fmt.Sprintf("%d (handshake) + %d (data) + %d (close) = %s for %s", c.Handshake, c.Data, c.Close, plural(c.Total, "segment"), bytes)
+}
 
 // RTTStats are min/avg/max/mdev in milliseconds, as ping prints them.
 type RTTStats struct {

@@ -38,7 +38,12 @@ func (t *Text) sessionStart(e Start) {
 	if strings.Contains(e.Addr, ":") {
 		peer = fmt.Sprintf("[%s]:%d", e.Addr, first(e.Ports))
 	}
-	fmt.Fprintf(t.W, "%s %s (%s) from %s\n", strings.ToUpper(e.Command), e.Host, peer, e.Src)
+	if e.Command == "listen" {
+		// We are the server: the header names our port and the client.
+		fmt.Fprintf(t.W, "LISTEN %s: a connection from %s\n", e.Src, peer)
+	} else {
+		fmt.Fprintf(t.W, "%s %s (%s) from %s\n", strings.ToUpper(e.Command), e.Host, peer, e.Src)
+	}
 	t.peerName = peer
 	t.usName = e.Src
 	if t.View == ViewLadder {
@@ -245,6 +250,9 @@ func (t *Text) sessionSummary(e Summary) {
 		fmt.Fprintf(t.W, ", srtt %s", fmtMs(e.SRTTMs))
 	}
 	fmt.Fprintf(t.W, ", time %s\n", fmtMs(e.Elapsed))
+	if e.Segments != nil {
+		fmt.Fprintf(t.W, "segments: %s\n", e.Segments)
+	}
 	if e.Outcome != "" {
 		fmt.Fprintf(t.W, "outcome: %s\n", e.Outcome)
 	}
