@@ -52,7 +52,7 @@ func runAnalyze(c *cli.Context) error {
 	}
 	// One write per row would cost a system call per conversation: buffer, and flush before any error line.
 	out := bufio.NewWriterSize(c.App.Writer, 64<<10)
-	var sink event.Sink = analyze.NewTable(out, c.Bool("verbose"))
+	var sink event.Sink = analyze.NewTable(columnsWriter{out, outputWidth(c)}, c.Bool("verbose"))
 	var js *event.JSON
 	if c.Bool("json") {
 		js = event.NewJSON(out)

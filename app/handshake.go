@@ -258,7 +258,7 @@ func sessionSinkTo(c *cli.Context, w io.Writer, tty bool) (event.Sink, error) {
 		return nil, usagef("--view %s: want ladder or list", v)
 	}
 	_, noColor := os.LookupEnv("NO_COLOR")
-	return &event.Text{W: w, View: view, Color: tty && !noColor}, nil
+	return &event.Text{W: w, View: view, Color: tty && !noColor, Width: outputWidth(c)}, nil
 }
 
 func runHandshake(c *cli.Context) error {

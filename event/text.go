@@ -17,6 +17,11 @@ type Text struct {
 	Verbose bool   // also the segments we send, and every explanation
 	View    string // sessions: ViewLadder or ViewList (default)
 	Color   bool   // ANSI colours (terminals only, never with NO_COLOR)
+	// Width is the number of columns the session views fit their lines
+	// in: arrows shrink, labels and explanations wrap at word boundaries.
+	// 0: W's own width if W has a Columns() int method, else no limit (a
+	// pipe or a file: every step's lines whole); negative: no limit.
+	Width int
 
 	mu        sync.Mutex
 	explained map[string]bool
@@ -24,6 +29,8 @@ type Text struct {
 	session   bool
 	peerName  string
 	usName    string
+	lay       layout
+	laidOut   bool
 }
 
 // Emit implements Sink.
