@@ -235,59 +235,60 @@ func s8Port() uint16 { return randomPort() }
 // receive the echo (shell commands wait for what they expect: syn for the SYN-ACK, send for the ACK of its
 // data, fin for its ACK).
 func TestShellScriptsWithoutWait(t *testing.T) {
-	l := labtest.New(t)
-	scripts := []struct {
-		name, script, echo string
-	}{
-		// The README's example: the segment at seq=+3 leaves a gap, so only "hi" comes back.
-		{"readme", "syn\nack\nsend hi\nsegment PA seq=+3 data=xyz\nwait 1s\nquit\n", "hi"},
-		{"issue", "syn\nack\nsend hi\\n\nfin\nquit\n", "hi\n"},
-	}
-	const runs = 20
-	for _, sc := range scripts {
-		t.Run(sc.name, func(t *testing.T) {
-			var mu sync.Mutex
-			var failures []string
-			sem := make(chan struct{}, 4)
-			var wg sync.WaitGroup
-			for i := range runs {
-				wg.Add(1)
-				sem <- struct{}{}
-				go func() {
-					defer wg.Done()
-					defer func() { <-sem }()
-					r := s8Run(t, l, sc.script, 30*time.Second, "shell", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho),
-						"--json", "--time-wait", "100ms", "--sport", fmt.Sprint(s8Port()))
-					var why []string
-					if r.code != 0 {
-						why = append(why, fmt.Sprintf("exit %d", r.code))
-					}
-					all := r.stdout + r.stderr
-					if strings.Contains(all, "nothing to acknowledge") {
-						why = append(why, `says "nothing to acknowledge"`)
-					}
-					if strings.Contains(all, "panic") {
-						why = append(why, "panics")
-					}
-					if data, _ := receivedData(t, r.stdout); data != sc.echo {
-						why = append(why, fmt.Sprintf("echo %q, want %q", data, sc.echo))
-					}
-					if bad := s8TimeOrder(t, r.stdout); len(bad) > 0 {
-						why = append(why, "t_ms out of order: "+bad[0])
-					}
-					if len(why) > 0 {
-						mu.Lock()
-						failures = append(failures, fmt.Sprintf("run %d: %s\n%s", i+1, strings.Join(why, "; "), r))
-						mu.Unlock()
-					}
-				}()
-			}
-			wg.Wait()
-			if len(failures) > 0 {
-				t.Errorf("%d of %d runs failed; the first:\n%s", len(failures), runs, failures[0])
-			}
-		})
-	}
+	labtest.EachPeer(t, false, func(t *testing.T, l lab.Lab) {
+		scripts := []struct {
+			name, script, echo string
+		}{
+			// The README's example: the segment at seq=+3 leaves a gap, so only "hi" comes back.
+			{"readme", "syn\nack\nsend hi\nsegment PA seq=+3 data=xyz\nwait 1s\nquit\n", "hi"},
+			{"issue", "syn\nack\nsend hi\\n\nfin\nquit\n", "hi\n"},
+		}
+		const runs = 20
+		for _, sc := range scripts {
+			t.Run(sc.name, func(t *testing.T) {
+				var mu sync.Mutex
+				var failures []string
+				sem := make(chan struct{}, 4)
+				var wg sync.WaitGroup
+				for i := range runs {
+					wg.Add(1)
+					sem <- struct{}{}
+					go func() {
+						defer wg.Done()
+						defer func() { <-sem }()
+						r := s8Run(t, l, sc.script, 30*time.Second, "shell", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho),
+							"--json", "--time-wait", "100ms", "--sport", fmt.Sprint(s8Port()))
+						var why []string
+						if r.code != 0 {
+							why = append(why, fmt.Sprintf("exit %d", r.code))
+						}
+						all := r.stdout + r.stderr
+						if strings.Contains(all, "nothing to acknowledge") {
+							why = append(why, `says "nothing to acknowledge"`)
+						}
+						if strings.Contains(all, "panic") {
+							why = append(why, "panics")
+						}
+						if data, _ := receivedData(t, r.stdout); data != sc.echo {
+							why = append(why, fmt.Sprintf("echo %q, want %q", data, sc.echo))
+						}
+						if bad := s8TimeOrder(t, r.stdout); len(bad) > 0 {
+							why = append(why, "t_ms out of order: "+bad[0])
+						}
+						if len(why) > 0 {
+							mu.Lock()
+							failures = append(failures, fmt.Sprintf("run %d: %s\n%s", i+1, strings.Join(why, "; "), r))
+							mu.Unlock()
+						}
+					}()
+				}
+				wg.Wait()
+				if len(failures) > 0 {
+					t.Errorf("%d of %d runs failed; the first:\n%s", len(failures), runs, failures[0])
+				}
+			})
+		}
+	})
 }
 
 // s8Tcpdump starts tcpdump in the client namespace writing the lab link's TCP to a file, and returns the file
@@ -397,46 +398,47 @@ func s8ReadWire(t *testing.T, file string) []s8Wire {
 // the peer sent) and checks, on a tcpdump capture of the client's link, that the segment on the wire carries
 // exactly that ack; and that the JSON step of it says the same.
 func TestCraftedAckOnWire(t *testing.T) {
-	l := labtest.New(t)
-	sport := s8Port()
-	file, stop := s8Tcpdump(t, l, fmt.Sprintf("tcp port %d", sport))
-	r := s8Run(t, l, "syn\nack\nsend hi\nwait 200ms\nsegment PA ack=+1000 data=zzz\nwait 200ms\nquit\n", 30*time.Second,
-		"shell", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho), "--json", "--time-wait", "100ms",
-		"--sport", fmt.Sprint(sport))
-	stop()
-	segs := s8ReadWire(t, file)
-	var rcvNxt uint32
-	var found bool
-	for _, s := range segs {
-		if s.src == l.ServerV4.String() {
-			end := s.seq + uint32(s.len)
-			if s.syn || s.fin {
-				end++
+	labtest.EachPeer(t, false, func(t *testing.T, l lab.Lab) {
+		sport := s8Port()
+		file, stop := s8Tcpdump(t, l, fmt.Sprintf("tcp port %d", sport))
+		r := s8Run(t, l, "syn\nack\nsend hi\nwait 200ms\nsegment PA ack=+1000 data=zzz\nwait 200ms\nquit\n", 30*time.Second,
+			"shell", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho), "--json", "--time-wait", "100ms",
+			"--sport", fmt.Sprint(sport))
+		stop()
+		segs := s8ReadWire(t, file)
+		var rcvNxt uint32
+		var found bool
+		for _, s := range segs {
+			if s.src == l.ServerV4.String() {
+				end := s.seq + uint32(s.len)
+				if s.syn || s.fin {
+					end++
+				}
+				if rcvNxt == 0 || int32(end-rcvNxt) > 0 {
+					rcvNxt = end
+				}
+				continue
 			}
-			if rcvNxt == 0 || int32(end-rcvNxt) > 0 {
-				rcvNxt = end
+			if string(s.payload) != "zzz" {
+				continue
 			}
-			continue
-		}
-		if string(s.payload) != "zzz" {
-			continue
-		}
-		found = true
-		if want := rcvNxt + 1000; s.ack != want {
-			t.Errorf("frame %d on the wire: ack %d, want RCV.NXT %d + 1000 = %d\n%s", s.frame, s.ack, rcvNxt, want, r)
-		} else {
-			t.Logf("frame %d on the wire: ack %d = RCV.NXT %d + 1000", s.frame, s.ack, rcvNxt)
-		}
-		for _, ev := range jsonEvents(t, r.stdout) {
-			if ev["type"] == "step" && ev["direction"] == "sent" && ev["data"] == "zzz" && uint32(s8Num(ev, "ack")) != s.ack {
-				t.Errorf("the JSON step says ack %v, the wire %d", ev["ack"], s.ack)
+			found = true
+			if want := rcvNxt + 1000; s.ack != want {
+				t.Errorf("frame %d on the wire: ack %d, want RCV.NXT %d + 1000 = %d\n%s", s.frame, s.ack, rcvNxt, want, r)
+			} else {
+				t.Logf("frame %d on the wire: ack %d = RCV.NXT %d + 1000", s.frame, s.ack, rcvNxt)
 			}
+			for _, ev := range jsonEvents(t, r.stdout) {
+				if ev["type"] == "step" && ev["direction"] == "sent" && ev["data"] == "zzz" && uint32(s8Num(ev, "ack")) != s.ack {
+					t.Errorf("the JSON step says ack %v, the wire %d", ev["ack"], s.ack)
+				}
+			}
+			break
 		}
-		break
-	}
-	if !found {
-		t.Errorf("no segment with data \"zzz\" on the wire (%d segments captured)\n%s", len(segs), r)
-	}
+		if !found {
+			t.Errorf("no segment with data \"zzz\" on the wire (%d segments captured)\n%s", len(segs), r)
+		}
+	})
 }
 
 // TestLossTransfers sends 100 KB and 1 MB through random loss of 5%, 20% and 50% of the segments to the server
@@ -444,7 +446,8 @@ func TestCraftedAckOnWire(t *testing.T) {
 // echo reassembled from the received steps equals the file byte for byte, t_ms never goes backwards, and the run
 // ends within a bound: 5%: 20 s, 20%: 60 s, 50%: 180 s (for Linux itself, 100 KB through 5% takes about
 // 0.03 s; the bounds are generous so that only a broken sender misses them). The three loss levels run in
-// parallel, each in its own lab, both sizes at once.
+// parallel, each in its own lab, both sizes at once, against each peer (lwIP's own sender works through the same
+// loss, so the bounds hold for both).
 func TestLossTransfers(t *testing.T) {
 	labtest.RequireRoot(t)
 	small, smallData := s8RandomFile(t, 100<<10)
@@ -455,50 +458,51 @@ func TestLossTransfers(t *testing.T) {
 	}{{5, 20 * time.Second}, {20, 60 * time.Second}, {50, 240 * time.Second}} {
 		t.Run(fmt.Sprintf("loss%d", lv.loss), func(t *testing.T) {
 			t.Parallel()
-			l := labtest.New(t, labtest.Loss(lv.loss))
-			for _, f := range []struct {
-				name string
-				path string
-				data []byte
-			}{{"100KB", small, smallData}, {"1MB", big, bigData}} {
-				t.Run(f.name, func(t *testing.T) {
-					t.Parallel()
-					args := []string{"handshake", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho),
-						"--send-file", f.path, "--json", "--time-wait", "100ms", "--timeout", "30s", "--retries", "12",
-						"--sport", fmt.Sprint(s8Port())}
-					if lv.loss >= 50 {
-						// At 50% a segment is lost k times in a row with 2^-k chance, and
-						// the doubling RTO makes such a streak cost 0.2·2^k s: the kernel
-						// itself took 54 s for 1 MB here. The cap keeps the run bounded
-						// (below RFC 6298 §2.5's 60 s: a deliberate lab setting).
-						args = append(args, "--rto-max", "1s", "--retries", "30")
-					}
-					r := s8Run(t, l, "", lv.bound+10*time.Second, args...)
-					t.Logf("%d%% loss, %s: exit %d in %v", lv.loss, f.name, r.code, r.elapsed.Round(time.Millisecond))
-					if r.code != 0 {
-						t.Errorf("exit %d, want 0\n%s", r.code, r)
-					}
-					if r.elapsed > lv.bound {
-						t.Errorf("took %v, bound %v", r.elapsed, lv.bound)
-					}
-					sum := s8Summary(t, r.stdout)
-					if sum == nil {
-						t.Fatalf("no summary\n%s", r)
-					}
-					if s8Num(sum, "bytes_sent") != float64(len(f.data)) || s8Num(sum, "bytes_received") != float64(len(f.data)) {
-						t.Errorf("summary: bytes_sent %v, bytes_received %v, want %d each", sum["bytes_sent"], sum["bytes_received"], len(f.data))
-					}
-					got, problems := s8Received(t, r.stdout, len(f.data))
-					if len(problems) > 0 {
-						t.Errorf("the echo as received: %s", strings.Join(problems, "; "))
-					} else if !bytes.Equal(got, f.data) {
-						t.Errorf("the echo differs from the file")
-					}
-					if bad := s8TimeOrder(t, r.stdout); len(bad) > 0 {
-						t.Errorf("t_ms goes backwards %d times, first: %s", len(bad), bad[0])
-					}
-				})
-			}
+			labtest.EachPeer(t, true, func(t *testing.T, l lab.Lab) {
+				for _, f := range []struct {
+					name string
+					path string
+					data []byte
+				}{{"100KB", small, smallData}, {"1MB", big, bigData}} {
+					t.Run(f.name, func(t *testing.T) {
+						t.Parallel()
+						args := []string{"handshake", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho),
+							"--send-file", f.path, "--json", "--time-wait", "100ms", "--timeout", "30s", "--retries", "12",
+							"--sport", fmt.Sprint(s8Port())}
+						if lv.loss >= 50 {
+							// At 50% a segment is lost k times in a row with 2^-k chance, and
+							// the doubling RTO makes such a streak cost 0.2·2^k s: the kernel
+							// itself took 54 s for 1 MB here. The cap keeps the run bounded
+							// (below RFC 6298 §2.5's 60 s: a deliberate lab setting).
+							args = append(args, "--rto-max", "1s", "--retries", "30")
+						}
+						r := s8Run(t, l, "", lv.bound+10*time.Second, args...)
+						t.Logf("%d%% loss, %s: exit %d in %v", lv.loss, f.name, r.code, r.elapsed.Round(time.Millisecond))
+						if r.code != 0 {
+							t.Errorf("exit %d, want 0\n%s", r.code, r)
+						}
+						if r.elapsed > lv.bound {
+							t.Errorf("took %v, bound %v", r.elapsed, lv.bound)
+						}
+						sum := s8Summary(t, r.stdout)
+						if sum == nil {
+							t.Fatalf("no summary\n%s", r)
+						}
+						if s8Num(sum, "bytes_sent") != float64(len(f.data)) || s8Num(sum, "bytes_received") != float64(len(f.data)) {
+							t.Errorf("summary: bytes_sent %v, bytes_received %v, want %d each", sum["bytes_sent"], sum["bytes_received"], len(f.data))
+						}
+						got, problems := s8Received(t, r.stdout, len(f.data))
+						if len(problems) > 0 {
+							t.Errorf("the echo as received: %s", strings.Join(problems, "; "))
+						} else if !bytes.Equal(got, f.data) {
+							t.Errorf("the echo differs from the file")
+						}
+						if bad := s8TimeOrder(t, r.stdout); len(bad) > 0 {
+							t.Errorf("t_ms goes backwards %d times, first: %s", len(bad), bad[0])
+						}
+					})
+				}
+			}, labtest.Loss(lv.loss))
 		})
 	}
 }

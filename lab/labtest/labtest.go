@@ -133,13 +133,14 @@ func New(t testing.TB, opts ...Option) lab.Lab {
 		t.Fatalf("labtest: %v", err)
 	}
 	if l.Peer == lab.PeerLWIP {
+		if _, err := l.StartDaemon(argv); err != nil {
+			t.Fatalf("labtest: %v", err)
+		}
+		// After the daemon's readiness check, which a lossy link would fail.
 		if cfg.loss > 0 {
 			if err := l.SetLoss(cfg.loss); err != nil {
 				t.Fatalf("labtest: %v", err)
 			}
-		}
-		if _, err := l.StartDaemon(argv); err != nil {
-			t.Fatalf("labtest: %v", err)
 		}
 		return l
 	}
@@ -178,4 +179,22 @@ func New(t testing.TB, opts ...Option) lab.Lab {
 		t.Fatalf("labtest: server of lab %s not ready after %v", l.Name, readyTimeout)
 	}
 	return l
+}
+
+// EachPeer runs f as one subtest per peer of the lab (lab.Peers: "linux", then "lwip"), each with its own lab built
+// by New from opts, so a test of a command holds for any TCP stack and not just the Linux kernel it was written
+// beside. Peer-specific expectations branch on l.Peer (lab.PeerLinux or lab.PeerLWIP); what needs the Linux server's
+// kernel (--observe-netns, sysctls, SYN cookies) belongs in a test of its own. With parallel true the subtests run
+// in parallel with each other.
+func EachPeer(t *testing.T, parallel bool, f func(t *testing.T, l lab.Lab), opts ...Option) {
+	t.Helper()
+	RequireRoot(t)
+	for _, p := range lab.Peers() {
+		t.Run(p, func(t *testing.T) {
+			if parallel {
+				t.Parallel()
+			}
+			f(t, NewPeer(t, p, opts...))
+		})
+	}
 }
