@@ -66,6 +66,10 @@ type Step struct {
 	RTTMs     *float64 `json:"rtt_ms,omitempty"`
 	ICMP      string   `json:"icmp,omitempty"` // nmap-style reason of an ICMP error
 	Retrans   bool     `json:"retransmission,omitempty"`
+	// Analysis names what Wireshark's TCP sequence analysis finds about the
+	// segment (analyze): "retransmission", "spurious-retransmission",
+	// "duplicate-ack", "keep-alive", "window-update"... (docs/analyze.md).
+	Analysis []string `json:"analysis,omitempty"`
 	// Ignored: a received segment our end did not accept (outside the
 	// window, a forged or stale ack, a non-exact RST...): it changed nothing.
 	Ignored  bool     `json:"ignored,omitempty"`
