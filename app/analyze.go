@@ -31,6 +31,7 @@ func analyzeCommand() *cli.Command {
 			&cli.StringFlag{Name: "port", Usage: "only conversations with an endpoint on `PORT`"},
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (docs/analyze.md)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "with --conn: every explanation of every step"},
+			svgFlag(),
 		},
 		Action: runAnalyze,
 	}
@@ -58,7 +59,7 @@ func runAnalyze(c *cli.Context) error {
 		js = event.NewJSON(out)
 		sink = js
 	}
-	_, err = analyze.Run(c.Context, in, cfg, sink)
+	err = withSVG(c, sink, func(sink event.Sink) error { _, err := analyze.Run(c.Context, in, cfg, sink); return err })
 	if js != nil && err == nil {
 		err = js.Err()
 	}
@@ -81,6 +82,9 @@ func analyzeConfig(c *cli.Context) (analyze.Config, error) {
 		return cfg, usagef("analyze takes one FILE (got %d arguments)", c.NArg())
 	}
 	cfg.File = c.Args().First()
+	if c.String("svg") != "" && c.String("conn") == "" {
+		return cfg, usagef("--svg draws one conversation: give --conn N (or --conn A:PORT,B:PORT)")
+	}
 	if s := c.String("conn"); s != "" {
 		sel, err := analyze.ParseConnSelector(s)
 		if err != nil {

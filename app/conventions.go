@@ -259,38 +259,45 @@ else
 fi
 `
 
-// checkWritable fails at once when -w FILE could not be written later: a
+// checkWritable fails at once when -w FILE or --svg FILE could not be written later: a
 // directory that does not exist or refuses us, or a path that is not a
 // regular file. The file itself is only written when the run ends; a file
 // made here to try is removed again.
 func checkWritable(c *cli.Context) error {
-	path := c.String("write")
+	if err := checkWritableFile("-w", c.String("write")); err != nil {
+		return err
+	}
+	return checkWritableFile("--svg", c.String("svg"))
+}
+
+// checkWritableFile is checkWritable for one flag's path ("": not given).
+func checkWritableFile(flag, path string) error {
 	if path == "" {
 		return nil
 	}
 	fi, err := os.Stat(path)
 	switch {
 	case err == nil && !fi.Mode().IsRegular():
-		return usagef("-w %s: not a regular file", path)
+		return usagef("%s %s: not a regular file", flag, path)
 	case err == nil:
 		f, err := os.OpenFile(path, os.O_WRONLY, 0)
 		if err != nil {
-			return fmt.Errorf("-w: %w", err)
+			return fmt.Errorf("%s: %w", flag, err)
 		}
 		return f.Close()
 	case !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("-w: %w", err)
+		return fmt.Errorf("%s: %w", flag, err)
 	}
 	if _, err := os.Stat(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("-w %s: no such directory: %w", path, err)
+		return fmt.Errorf("%s %s: no such directory: %w", flag, path, err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return fmt.Errorf("-w: %w", err)
+		return fmt.Errorf("%s: %w", flag, err)
 	}
 	f.Close()
 	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("-w: removing the trial file: %w", err)
+		return fmt.Errorf("%s: removing the trial file: %w", flag, err)
 	}
 	return nil
 }
@@ -300,7 +307,7 @@ func checkWritable(c *cli.Context) error {
 func withWriteCheck(cmds []*cli.Command) {
 	for _, c := range cmds {
 		withWriteCheck(c.Subcommands)
-		if !hasFlag(c, "write") {
+		if !hasFlag(c, "write") && !hasFlag(c, "svg") {
 			continue
 		}
 		before := c.Before

@@ -94,6 +94,7 @@ func handshakeCommand() *cli.Command {
 			&cli.StringFlag{Name: "close", Value: "fin", Usage: "how to end: fin (active close), wait (passive: the peer closes first), half (FIN, keep receiving), rst, none"},
 			&cli.StringFlag{Name: "hold", Usage: "stay established for `DURATION` before closing, acknowledging what arrives"},
 			&cli.BoolFlag{Name: "step", Usage: "before each segment we send, show it and wait for Enter"},
+			svgFlag(),
 		),
 		Action: runHandshake,
 	}
@@ -303,7 +304,7 @@ func runHandshake(c *cli.Context) error {
 		defer a.Close()
 		sink = a
 	}
-	return runSession(c, "handshake", sink, step, func(ctx context.Context, s *probe.Session) error {
+	return runSessionSVG(c, "handshake", sink, step, func(ctx context.Context, s *probe.Session) error {
 		if err := s.Open(ctx); err != nil {
 			return err
 		}

@@ -30,6 +30,7 @@ func shellCommand() *cli.Command {
 			"At the end of input the connection is closed as --close says.",
 		Flags: append(sessionFlags(),
 			&cli.StringFlag{Name: "close", Value: "fin", Usage: "how to end at quit or end of input: fin, rst, none"},
+			svgFlag(),
 		),
 		Action: runShell,
 	}
@@ -91,7 +92,7 @@ func runShell(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return runSession(c, "shell", sink, nil, func(ctx context.Context, s *probe.Session) error {
+	return runSessionSVG(c, "shell", sink, nil, func(ctx context.Context, s *probe.Session) error {
 		s.ManualACK()
 		if err := s.Begin("shell"); err != nil {
 			return err

@@ -22,6 +22,8 @@ command -v setpriv >/dev/null || need+=(util-linux)
 command -v cc >/dev/null || need+=(gcc)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -e /usr/include/lwip/lwip/tcp.h ] || need+=(liblwip-dev)
+# event's TestSVGInBrowser renders an --svg picture in headless Chromium.
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "== installing ${need[*]}"
 	apt-get update -qq
