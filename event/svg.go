@@ -74,9 +74,9 @@ func (s *SVG) WriteTo(w io.Writer) (int64, error) {
 	defer s.mu.Unlock()
 	var body strings.Builder
 	y := svgTop + 20
-	var local, remote string
+	var last drawn
 	for _, st := range s.steps {
-		y = s.step(&body, st, y, &local, &remote)
+		y = s.step(&body, st, y, &last)
 	}
 	height := y + 30
 	left, right := s.names()
@@ -143,9 +143,12 @@ func (s *SVG) title(left, right string) string {
 	return fmt.Sprintf("tcpshake %s: %s ⇄ %s", what, left, right)
 }
 
+// drawn is what is beside the lifelines so far: the states last drawn, and
+// the kernel's last reading.
+type drawn struct{ local, remote, kernel string }
+
 // step draws one step from y down and returns where the next begins.
-// local and remote are the states last drawn beside each lifeline.
-func (s *SVG) step(b *strings.Builder, st Step, y int, local, remote *string) int {
+func (s *SVG) step(b *strings.Builder, st Step, y int, last *drawn) int {
 	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	colour := svgNote
 	switch {
@@ -215,10 +218,19 @@ func (s *SVG) step(b *strings.Builder, st Step, y int, local, remote *string) in
 	case "received":
 		ry = y
 	}
-	stateText(svgLeft-10, ly, "end", st.Local, *local)
-	if st.Direction != DirectionObserved {
-		stateText(svgRight+10, ry, "start", st.Remote, *remote)
-		if obs, _ := observed(st); obs != "" {
+	stateText(svgLeft-10, ly, "end", st.Local, last.local)
+	obs, _ := observed(st)
+	if st.Direction == DirectionObserved {
+		last.kernel = "kernel: " + st.Observed
+	} else {
+		stateText(svgRight+10, ry, "start", st.Remote, last.remote)
+		// The kernel's reading where it changes, or when it disagrees.
+		if obs == last.kernel && st.Agreement != Differs {
+			obs = ""
+		} else if obs != "" {
+			last.kernel = obs
+		}
+		if obs != "" {
 			c := svgDim
 			if st.Agreement == Differs {
 				c = svgRST
@@ -227,10 +239,10 @@ func (s *SVG) step(b *strings.Builder, st Step, y int, local, remote *string) in
 		}
 	}
 	if st.Local != "" {
-		*local = st.Local
+		last.local = st.Local
 	}
 	if st.Remote != "" && st.Direction != DirectionObserved {
-		*remote = st.Remote
+		last.remote = st.Remote
 	}
 	// The arithmetic, under the arrow.
 	ly = end + 6
@@ -247,7 +259,7 @@ func (s *SVG) step(b *strings.Builder, st Step, y int, local, remote *string) in
 			p(`<text x="%d" y="%d" font-size="%d" fill="#24292f" xml:space="preserve">%s</text>`+"\n", svgLeft+12, ly, svgSmallPx, esc(l))
 		}
 	}
-	if obs, _ := observed(st); obs != "" && st.Direction != DirectionObserved {
+	if obs != "" && st.Direction != DirectionObserved {
 		ly = max(ly, end+4+svgLine)
 	}
 	p("</g>\n")
