@@ -2,31 +2,43 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net/netip"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
+	"tcpshake/capture"
 	"tcpshake/craft"
 	"tcpshake/event"
 	"tcpshake/probe"
+	"tcpshake/probe/guard"
 )
 
 func probeCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "probe",
 		Usage:     "is a port open, closed or filtered, and why (like hping3 and nmap --reason)",
-		ArgsUsage: "HOST[:PORT]",
+		ArgsUsage: "HOST[:PORT] | TARGET...",
 		Description: "Sends crafted segments (a SYN by default) and classifies each port by its answer:\n" +
 			"  open      syn-ack        a listener answered with SYN-ACK (we reset it at once)\n" +
 			"  closed    reset          the kernel answered RST: nothing listens\n" +
 			"  filtered  no-response    nothing came back (after --retries retransmissions)\n" +
 			"  filtered  port-unreach…  an ICMP error quoting our segment (admin-prohibited, host-unreach, …)\n" +
 			"Non-SYN probes follow nmap: FIN/NULL/Xmas silence is open|filtered, an ACK probe's RST is unfiltered.\n" +
+			"A scan (more than 64 probes, several TARGETs — HOST, A.B.C.D/NN, A.B.C.D-E, ADDR-ADDR —, --rate or --shard)\n" +
+			"sends SYNs paced at --rate, matches answers by a SipHash cookie in the ISN, retries silent ports like nmap,\n" +
+			"and lists open and filtered ports (all with -v) with nmap's 'Not shown' line and a ledger (docs/scan.md).\n" +
 			"Exit status: 0 if any port is open, 1 if none, 2 on usage or runtime errors.",
 		Flags: append(targetFlags(),
 			&cli.StringFlag{Name: "ports", Aliases: []string{"p"}, Usage: "`PORTS` to probe: 80, 22,80,443 or 1000-1010"},
@@ -45,7 +57,9 @@ func probeCommand() *cli.Command {
 			&cli.StringFlag{Name: "count", Aliases: []string{"c"}, Value: "1", Usage: "probes per port `N`"},
 			&cli.StringFlag{Name: "interval", Aliases: []string{"i"}, Value: "1s", Usage: "`DURATION` between rounds of probes (1s, 200ms)"},
 			&cli.StringFlag{Name: "timeout", Usage: "wait `DURATION` for each answer (default: adaptive like nmap: 1s until a round trip is measured — an ICMP echo first, unless --no-echo — then SRTT+4·RTTVAR within 100ms-10s)"},
-			&cli.StringFlag{Name: "retries", Value: "1", Usage: "retransmit an unanswered probe `N` times before calling it silent"},
+			&cli.StringFlag{Name: "retries", Usage: "retransmit an unanswered probe `N` times before calling it silent (default: 1; a scan: at most 10, as nmap's --max-retries, and only while retries still get answers)"},
+			&cli.StringFlag{Name: "rate", Usage: "a scan sends `PPS` packets per second at most (token bucket; default 10000)"},
+			&cli.StringFlag{Name: "shard", Usage: "scan only part `I/N` of a fixed permutation of targets × ports (zmap's --shards; the N parts make the whole)"},
 			&cli.BoolFlag{Name: "no-echo", Usage: "do not send one ICMP echo request first (its reply seeds the adaptive timeout, as nmap's host discovery does)"},
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (docs/json.md)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only the port table and the summary"},
@@ -57,6 +71,9 @@ func probeCommand() *cli.Command {
 }
 
 func runProbe(c *cli.Context) error {
+	if isScan(c) {
+		return runScan(c)
+	}
 	cfg, iface, err := probeConfig(c)
 	if err != nil {
 		return err
@@ -189,6 +206,9 @@ func parseTarget(c *cli.Context, cmd string) (target, error) {
 	if tg.src.IsValid() && tg.src.Is4() != tg.addr.Is4() {
 		return tg, usagef("--source %v and host %v are of different address families", tg.src, tg.addr)
 	}
+	if err := probe.Sendable(tg.addr); err != nil {
+		return tg, usageErr{err.Error()}
+	}
 	tg.host, tg.iface = host, c.String("interface")
 	return tg, nil
 }
@@ -241,7 +261,10 @@ func probeConfig(c *cli.Context) (probe.Config, string, error) {
 	cfg.SYN = synOptions(c, &p)
 	cfg.NoEcho = c.Bool("no-echo")
 	cfg.Count = int(p.uint("count", 1, 1<<20))
-	cfg.Retries = int(p.uint("retries", 0, 10))
+	cfg.Retries = 1
+	if c.IsSet("retries") {
+		cfg.Retries = int(p.uint("retries", 0, 10))
+	}
 	cfg.Interval = p.duration("interval")
 	if c.IsSet("timeout") {
 		cfg.Timeout = p.duration("timeout")
@@ -401,4 +424,501 @@ func parseAddr(s string) (netip.Addr, error) {
 		return a, fmt.Errorf("%q is not an IP address", s)
 	}
 	return a.Unmap(), nil
+}
+
+// scanThreshold is the most (host, port) probes the conversation engine
+// takes; beyond it, or with several targets, --rate or --shard, probe scans.
+const scanThreshold = 64
+
+// defaultRate is a scan's rate without --rate.
+const defaultRate = 10000
+
+// isScan tells whether the command line asks for a scan.
+func isScan(c *cli.Context) bool {
+	if c.NArg() > 1 || c.IsSet("rate") || c.IsSet("shard") {
+		return true
+	}
+	if a := c.Args().First(); strings.Contains(a, "/") || (strings.Contains(a, "-") && probeRangeLike(a)) {
+		return true
+	}
+	if c.IsSet("ports") {
+		ps, err := craft.ParsePorts(c.String("ports"))
+		return err == nil && len(ps) > scanThreshold
+	}
+	return false
+}
+
+// probeRangeLike tells a range (198.51.100.2-17, 2001:db8::2-2001:db8::11)
+// from a host name with a dash.
+func probeRangeLike(a string) bool {
+	i := strings.LastIndex(a, "-")
+	_, err := netip.ParseAddr(a[:i])
+	return err == nil
+}
+
+// scanOnly are the flags that shape a single probe and that a scan, which
+// sends plain SYNs, refuses.
+var scanOnly = []string{"flags", "seq", "ack", "data", "option", "count", "interval", "sport", "write", "no-echo"}
+
+func scanConfig(c *cli.Context) (probe.ScanConfig, string, error) {
+	var cfg probe.ScanConfig
+	for _, f := range scanOnly {
+		if c.IsSet(f) && !(f == "flags" && isPlainSYN(c.String(f))) {
+			return cfg, "", usagef("--%s shapes single probes: a scan (more than %d probes, several targets, --rate or --shard) sends plain SYNs; probe at most %d ports of one host to use it", f, scanThreshold, scanThreshold)
+		}
+	}
+	if c.NArg() == 0 {
+		return cfg, "", usagef("probe takes a HOST[:PORT] or TARGETs to scan")
+	}
+	if c.Bool("4") && c.Bool("6") {
+		return cfg, "", usagef("-4 and -6 exclude each other")
+	}
+	var argPort uint16
+	for _, arg := range c.Args().Slice() {
+		r, port, err := scanTarget(c, arg)
+		if err != nil {
+			return cfg, "", err
+		}
+		if port != 0 {
+			if argPort != 0 && argPort != port {
+				return cfg, "", usagef("%s: several targets with different :PORTs; give the ports with -p", arg)
+			}
+			argPort = port
+		}
+		cfg.Ranges = append(cfg.Ranges, r)
+	}
+	if argPort != 0 {
+		cfg.Ports = append(cfg.Ports, argPort)
+	}
+	if c.IsSet("ports") {
+		ps, err := craft.ParsePorts(c.String("ports"))
+		if err != nil {
+			return cfg, "", usagef("--ports: %v", err)
+		}
+		cfg.Ports = append(cfg.Ports, ps...)
+	}
+	slices.Sort(cfg.Ports)
+	cfg.Ports = slices.Compact(cfg.Ports)
+	if len(cfg.Ports) == 0 {
+		return cfg, "", usagef("no port: give -p PORTS (1-65535 for all)")
+	}
+	var hosts uint64
+	for _, r := range cfg.Ranges {
+		hosts += r.N
+	}
+	if hosts > probe.MaxScanHosts {
+		return cfg, "", usagef("%d hosts: one scan takes at most %d; split it (or use --shard)", hosts, probe.MaxScanHosts)
+	}
+	p := numParser{c: c}
+	cfg.Rate = defaultRate
+	if c.IsSet("rate") {
+		cfg.Rate = float64(p.uint("rate", 1, 100_000_000))
+	}
+	cfg.Retries = 10
+	if c.IsSet("retries") {
+		cfg.Retries = int(p.uint("retries", 0, 10))
+	}
+	if c.IsSet("timeout") {
+		cfg.Timeout = p.duration("timeout")
+	}
+	cfg.Window = uint16(p.uint("window", 0, 65535))
+	cfg.TTL = uint8(p.uint("ttl", 1, 255))
+	cfg.SYN = synOptions(c, &p)
+	if p.err != nil {
+		return cfg, "", p.err
+	}
+	if c.IsSet("shard") {
+		if _, err := fmt.Sscanf(c.String("shard"), "%d/%d", &cfg.Shard, &cfg.Shards); err != nil ||
+			cfg.Shards < 1 || cfg.Shard < 1 || cfg.Shard > cfg.Shards || fmt.Sprintf("%d/%d", cfg.Shard, cfg.Shards) != c.String("shard") {
+			return cfg, "", usagef("--shard %s: want I/N with 1 ≤ I ≤ N, e.g. 2/4", c.String("shard"))
+		}
+	}
+	cfg.Verbose = c.Bool("verbose")
+	return cfg, c.String("interface"), nil
+}
+
+func isPlainSYN(s string) bool {
+	f, err := craft.ParseFlags(s)
+	return err == nil && f == craft.SYN
+}
+
+// scanTarget reads one target: an address, prefix or range, or a host
+// name (resolved), with an optional :PORT on a host.
+func scanTarget(c *cli.Context, arg string) (probe.ScanRange, uint16, error) {
+	if strings.Contains(arg, "/") || (strings.Contains(arg, "-") && probeRangeLike(arg)) {
+		r, err := probe.ParseScanTarget(arg)
+		if err != nil {
+			return r, 0, usageErr{err.Error()}
+		}
+		if err := scanFamily(c, r.First); err != nil {
+			return r, 0, err
+		}
+		return r, 0, nil
+	}
+	host, port, err := probe.SplitTarget(arg)
+	if err != nil {
+		return probe.ScanRange{}, 0, usageErr{err.Error()}
+	}
+	family := 0
+	if c.Bool("4") {
+		family = 4
+	} else if c.Bool("6") {
+		family = 6
+	}
+	a, err := probe.Resolve(c.Context, host, family)
+	if err != nil {
+		return probe.ScanRange{}, 0, usageErr{err.Error()}
+	}
+	r, err := probe.ParseScanTarget(a.String())
+	if err != nil {
+		return r, 0, usageErr{err.Error()}
+	}
+	r.Name = host
+	return r, port, nil
+}
+
+func scanFamily(c *cli.Context, a netip.Addr) error {
+	switch {
+	case c.Bool("4") && !a.Is4():
+		return usagef("%v is an IPv6 address, but -4 was given", a)
+	case c.Bool("6") && !a.Is6():
+		return usagef("%v is an IPv4 address, but -6 was given", a)
+	}
+	return nil
+}
+
+// scanLive is the sockets of one scan.
+type scanLive struct {
+	env      probe.ScanEnv
+	source   *capture.ScanSocket
+	senders  []*capture.RawSender
+	releases []func() error
+	iface    string
+}
+
+func (l *scanLive) Close() error {
+	var errs []error
+	for _, s := range l.senders {
+		errs = append(errs, s.Close())
+	}
+	for _, r := range l.releases {
+		errs = append(errs, r())
+	}
+	if l.source != nil {
+		errs = append(errs, l.source.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// openScan finds the routes, reserves the source port on every source
+// address, and opens the senders and the receiving socket.
+func openScan(cfg *probe.ScanConfig, bindIface string, src netip.Addr) (*scanLive, error) {
+	l := &scanLive{}
+	ifindex, ifaces := -1, map[string]bool{}
+	for i := range cfg.Ranges {
+		r := &cfg.Ranges[i]
+		var s netip.Addr
+		if src.IsValid() && src.Is4() == r.First.Is4() {
+			s = src
+		}
+		route, err := lookup(r.First, bindIface, s)
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		r.Src = route.Src
+		ifaces[route.IfName] = true
+		if ifindex == -1 || ifindex == route.IfIndex {
+			ifindex = route.IfIndex
+		} else {
+			ifindex = 0 // several interfaces: read them all
+		}
+		if cfg.SYN.MSS == 0 {
+			cfg.SYN.MSS = routeMSS(route, r.First)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(ifaces)) {
+		l.iface += map[bool]string{true: ",", false: ""}[l.iface != ""] + name
+	}
+	reserved := map[netip.Addr]bool{}
+	for _, r := range cfg.Ranges {
+		if reserved[r.Src] {
+			continue
+		}
+		port, release, err := probe.ReservePort(r.Src, cfg.SPort)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("source port: %w", err)
+		}
+		reserved[r.Src], cfg.SPort = true, port
+		l.releases = append(l.releases, release)
+	}
+	// The receive buffer holds a quarter of a second of answers (about
+	// 1 KiB of kernel memory each), so a reader that stalls that long
+	// loses nothing; what it still loses, PACKET_STATISTICS reports.
+	rcvbuf := min(max(int(cfg.Rate/4)*1024, 4<<20), 256<<20)
+	src2, err := capture.OpenScanSocket(ifindex, cfg.SPort, rcvbuf, 64)
+	if err != nil {
+		l.Close()
+		return nil, liveError(err)
+	}
+	l.source = src2
+	for _, v6 := range []bool{false, true} {
+		need := false
+		for _, r := range cfg.Ranges {
+			need = need || r.First.Is6() == v6
+		}
+		if !need {
+			continue
+		}
+		s, err := capture.OpenRawSender(v6, bindIface, guard.Mark)
+		if err != nil {
+			l.Close()
+			return nil, liveError(err)
+		}
+		l.senders = append(l.senders, s)
+		if v6 {
+			l.env.Sender6 = routeBatch{s}
+		} else {
+			l.env.Sender4 = routeBatch{s}
+		}
+	}
+	l.env.Source = src2
+	l.env.Clock = probe.RealClock{}
+	rand.Read(l.env.Key[:])
+	return l, nil
+}
+
+func liveError(err error) error {
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("%w: %w", probe.ErrNeedRaw, err)
+	}
+	return err
+}
+
+// routeBatch names the route when the kernel refuses to send.
+type routeBatch struct{ *capture.RawSender }
+
+// SendBatch sends the packets.
+func (s routeBatch) SendBatch(pkts [][]byte, dsts []netip.Addr) (int, error) {
+	n, err := s.RawSender.SendBatch(pkts, dsts)
+	if err != nil && n < len(dsts) {
+		err = capture.CheckRoute(dsts[n], err)
+	}
+	return n, err
+}
+
+func runScan(c *cli.Context) error {
+	cfg, iface, err := scanConfig(c)
+	if err != nil {
+		return err
+	}
+	var src netip.Addr
+	if s := c.String("source"); s != "" {
+		if src, err = parseAddr(s); err != nil {
+			return usagef("--source: %v", err)
+		}
+		for i := range cfg.Ranges {
+			if cfg.Ranges[i].First.Is4() != src.Is4() {
+				return usagef("--source %v and target %s are of different address families", src, cfg.Ranges[i].Name)
+			}
+		}
+	}
+	live, err := openScan(&cfg, iface, src)
+	if err != nil {
+		return err
+	}
+	defer live.Close()
+	w := c.App.Writer
+	text := !c.Bool("json")
+	var js *event.JSON
+	if !text {
+		js = event.NewJSON(w)
+	}
+	r := &scanText{w: w, verbose: c.Bool("verbose"), quiet: c.Bool("quiet")}
+	live.env.Emit = func(e event.Event) {
+		if js != nil {
+			js.Emit(e)
+		}
+	}
+	n := 0
+	for _, rg := range cfg.Ranges {
+		n += int(rg.N)
+	}
+	probes := n * len(cfg.Ports)
+	if cfg.Shards > 1 {
+		probes = (probes + cfg.Shards - 1) / cfg.Shards
+	}
+	if js != nil {
+		js.Emit(event.Start{Command: "probe", Host: strings.Join(c.Args().Slice(), " "), Addr: cfg.Ranges[0].First.String(),
+			Src: cfg.Ranges[0].Src.String(), Interface: live.iface, Flags: "S", Count: 1})
+	} else {
+		r.start(cfg, live.iface, probes)
+	}
+	if eta := time.Duration(float64(probes) / cfg.Rate * float64(time.Second)); eta > 10*time.Second {
+		fmt.Fprintf(c.App.ErrWriter, "note: %d probes at %g per second take at least %v; --rate raises it\n", probes, cfg.Rate, eta.Round(time.Second))
+	}
+	if bar := newScanBar(c.App.ErrWriter, probes); bar != nil {
+		live.env.Progress = bar.update
+		defer bar.done()
+	}
+	out, err := probe.RunScan(c.Context, cfg, live.env)
+	if text {
+		r.finish(out)
+	}
+	if js != nil && js.Err() != nil && err == nil {
+		err = js.Err()
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("interrupted (%v): the results so far are above", context.Cause(c.Context))
+		}
+		return err
+	}
+	if out.Ledger.Open == 0 {
+		return exitCode(ExitNone)
+	}
+	return nil
+}
+
+// scanText prints a scan as nmap does: per host the open and filtered ports
+// (every port with -v), the "Not shown" line, then the ledger.
+type scanText struct {
+	w              io.Writer
+	verbose, quiet bool
+	cfg            probe.ScanConfig
+}
+
+func (t *scanText) start(cfg probe.ScanConfig, iface string, probes int) {
+	t.cfg = cfg
+	names := make([]string, len(cfg.Ranges))
+	for i, r := range cfg.Ranges {
+		names[i] = r.Name
+	}
+	shard := ""
+	if cfg.Shards > 1 {
+		shard = fmt.Sprintf(", shard %d/%d", cfg.Shard, cfg.Shards)
+	}
+	fmt.Fprintf(t.w, "SYN scan of %s: %s × %s = %s%s, at most %g per second, from %v:%d on %s\n",
+		strings.Join(names, " "), plural(int(probe.HostCount(cfg.Ranges)), "host"), plural(len(cfg.Ports), "port"),
+		plural(probes, "probe"), shard, cfg.Rate, cfg.Ranges[0].Src, cfg.SPort, iface)
+}
+
+func (t *scanText) finish(out probe.ScanOutcome) {
+	byHost := map[string][]event.Result{}
+	for _, r := range out.Results {
+		byHost[r.Addr] = append(byHost[r.Addr], r)
+	}
+	shown := 0
+	for _, h := range out.Hosts {
+		rs := byHost[h.Addr.String()]
+		total := h.Open + h.Closed + h.Filtered + h.Undecided
+		if total == 0 {
+			continue // not in this shard
+		}
+		if h.Open+h.Closed == 0 && len(out.Hosts) > 1 && !t.verbose && h.Undecided == 0 {
+			fmt.Fprintf(t.w, "\n%v: all %s filtered (%s): nothing answered\n", h.Addr, plural(total, "port"), filteredWhy(rs))
+			continue
+		}
+		fmt.Fprintf(t.w, "\n%v", h.Addr)
+		if h.Name != h.Addr.String() {
+			fmt.Fprintf(t.w, " (%s)", h.Name)
+		}
+		fmt.Fprintln(t.w, ":")
+		slices.SortFunc(rs, func(a, b event.Result) int { return int(a.Port) - int(b.Port) })
+		if len(rs) > 0 {
+			fmt.Fprintf(t.w, "%-9s %-10s %-17s %10s %4s %6s %s\n", "PORT", "STATE", "REASON", "RTT", "TTL", "WINDOW", "PROBES")
+		}
+		for _, r := range rs {
+			rtt, ttl, win := "-", "-", "-"
+			if r.RTTMs != nil {
+				rtt = fmt.Sprintf("%.3f ms", *r.RTTMs)
+			}
+			if r.TTL != nil {
+				ttl = fmt.Sprint(*r.TTL)
+			}
+			if r.Window != nil {
+				win = fmt.Sprint(*r.Window)
+			}
+			reason := r.Reason
+			if r.From != "" && r.From != r.Addr {
+				reason += " from " + r.From
+			}
+			fmt.Fprintf(t.w, "%-9s %-10s %-17s %10s %4s %6s %d\n", fmt.Sprintf("%d/tcp", r.Port), r.State, reason, rtt, ttl, win, r.Sent)
+			shown++
+		}
+		if !t.verbose && h.Closed > 0 {
+			fmt.Fprintf(t.w, "Not shown: %d closed tcp %s (%s)\n", h.Closed, pluralWord(h.Closed, "port"), h.ClosedReason)
+		}
+	}
+	l := out.Ledger
+	fmt.Fprintf(t.w, "\n--- scan: %s, %d open, %d closed, %d filtered, %d undecided ---\n",
+		plural(l.Probes, "probe"), l.Open, l.Closed, l.Filtered, l.Undecided)
+	fmt.Fprintf(t.w, "ledger: %d answered at the first probe + %d after a retry + %d silent after every retry + %d silent while our kernel dropped replies + %d interrupted = %d\n",
+		l.Answered, l.AnsweredRetry, l.Silent, l.KernelDropped, l.Interrupted,
+		l.Answered+l.AnsweredRetry+l.Silent+l.KernelDropped+l.Interrupted)
+	passes := "1 pass"
+	if l.Passes != 1 {
+		passes = fmt.Sprintf("%d passes", l.Passes)
+	}
+	fmt.Fprintf(t.w, "sent: %s (%s) in %s, the first at %.0f per second; replies our kernel dropped before we read them: %d (PACKET_STATISTICS)",
+		plural(out.Sent, "SYN"), plural(l.Retransmissions, "retransmission"), passes, l.SentPPS, l.Drops)
+	if l.Duplicates > 0 {
+		fmt.Fprintf(t.w, "; %s to ports already decided", plural(l.Duplicates, "duplicate answer"))
+	}
+	fmt.Fprintln(t.w)
+	if out.RTT != nil {
+		fmt.Fprintf(t.w, "rtt min/avg/max/mdev = %.3f/%.3f/%.3f/%.3f ms\n", out.RTT.Min, out.RTT.Avg, out.RTT.Max, out.RTT.Mdev)
+	}
+	if len(out.Ignored) > 0 {
+		keys := slices.Sorted(maps.Keys(out.Ignored))
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%s %d", k, out.Ignored[k])
+		}
+		fmt.Fprintf(t.w, "ignored (not an answer to one of our probes): %s\n", strings.Join(parts, ", "))
+	}
+	if l.KernelDropped > 0 {
+		fmt.Fprintf(t.w, "undecided: %s stayed silent while our kernel dropped %d replies; run again with a lower --rate\n", plural(l.KernelDropped, "port"), l.Drops)
+	}
+}
+
+// filteredWhy is the reason common to a silent host's ports.
+func filteredWhy(rs []event.Result) string {
+	if len(rs) > 0 {
+		return rs[0].Reason
+	}
+	return "no-response"
+}
+
+func pluralWord(n int, w string) string {
+	if n == 1 {
+		return w
+	}
+	return w + "s"
+}
+
+// scanBar is the progress bar on a terminal's stderr.
+type scanBar struct {
+	bar *progressbar.ProgressBar
+}
+
+func newScanBar(w io.Writer, total int) *scanBar {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return &scanBar{bar: progressbar.NewOptions(total, progressbar.OptionSetWriter(f),
+		progressbar.OptionSetDescription("scan"), progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true),
+		progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100*time.Millisecond))}
+}
+
+func (b *scanBar) update(sent, decided, total int) {
+	b.bar.Describe(fmt.Sprintf("scan: %d decided", decided))
+	b.bar.Set(max(sent, decided))
+}
+
+func (b *scanBar) done() {
+	b.bar.Finish()
+	b.bar.Exit()
 }

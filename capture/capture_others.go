@@ -39,3 +39,26 @@ func Lookup(dst netip.Addr, iface string, src netip.Addr) (Route, error) { retur
 
 // CheckRoute returns err unchanged on this system.
 func CheckRoute(dst netip.Addr, err error) error { return err }
+
+// ScanSocket is only implemented on Linux.
+type ScanSocket struct{}
+
+// OpenScanSocket returns an error on this system.
+func OpenScanSocket(ifindex int, sport uint16, rcvbuf, batch int) (*ScanSocket, error) {
+	return nil, errNotLinux
+}
+
+// RecvBuf returns 0 on this system.
+func (s *ScanSocket) RecvBuf() int { return 0 }
+
+// ReadBatch returns an error on this system.
+func (s *ScanSocket) ReadBatch(frames []Frame) (int, error) { return 0, errNotLinux }
+
+// Stats returns an error on this system.
+func (s *ScanSocket) Stats() (ScanStats, error) { return ScanStats{}, errNotLinux }
+
+// Close does nothing on this system.
+func (s *ScanSocket) Close() error { return nil }
+
+// SendBatch returns an error on this system.
+func (s *RawSender) SendBatch(pkts [][]byte, dsts []netip.Addr) (int, error) { return 0, errNotLinux }

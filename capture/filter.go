@@ -76,13 +76,20 @@ func (a *asm) resolve() []bpf.Instruction {
 // snapLen is the most a filter keeps of one packet: all of it.
 const snapLen = 1 << 16
 
-func filterProgram(peer netip.Addr) []bpf.Instruction {
+// versionDispatch starts a program that jumps to "v4" or "v6" by the IP
+// version nibble, and to "drop" for anything else (ARP and other non-IP
+// frames have 0 there).
+func versionDispatch() *asm {
 	a := &asm{labels: map[string]int{}}
-	// Version nibble. ARP and other non-IP frames have 0 there.
 	a.op(bpf.LoadAbsolute{Off: 0, Size: 1})
 	a.op(bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
 	a.jeq(4, "v4", "")
 	a.jeq(6, "v6", "drop")
+	return a
+}
+
+func filterProgram(peer netip.Addr) []bpf.Instruction {
+	a := versionDispatch()
 
 	a.label("v4")
 	a.op(bpf.LoadAbsolute{Off: 9, Size: 1})

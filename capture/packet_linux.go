@@ -8,6 +8,7 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,26 +38,13 @@ func OpenPacketSource(ifindex int, peer netip.Addr) (*PacketSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Protocol 0 receives nothing until bind: attach the filter first, so no
-	// unfiltered packet is ever queued.
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := filteredPacketSocket(prog)
 	if err != nil {
-		return nil, fmt.Errorf("capture: open packet socket: %w", wrapPerm(err))
+		return nil, err
 	}
 	fail := func(op string, err error) (*PacketSource, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("capture: %s: %w", op, err)
-	}
-	filter := make([]unix.SockFilter, len(prog))
-	for i, ins := range prog {
-		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
-	}
-	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
-		return fail("attach filter", err)
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
-		return fail("enable timestamps", err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20); err != nil {
 		return fail("set receive buffer", err)
@@ -74,6 +62,31 @@ func OpenPacketSource(ifindex int, peer netip.Addr) (*PacketSource, error) {
 	s := &PacketSource{f: f, conn: rc, buf: make([]byte, snapLen), oob: make([]byte, 128)}
 	s.read = s.recv
 	return s, nil
+}
+
+// filteredPacketSocket opens a non-blocking SOCK_DGRAM packet socket (data
+// from the IP header on) with the filter prog attached and kernel
+// timestamps on. Protocol 0 receives nothing until bind: the filter is
+// attached first, so no unfiltered packet is ever queued.
+func filteredPacketSocket(prog []bpf.RawInstruction) (int, error) {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("capture: open packet socket: %w", wrapPerm(err))
+	}
+	filter := make([]unix.SockFilter, len(prog))
+	for i, ins := range prog {
+		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
+	}
+	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("capture: attach filter: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("capture: enable timestamps: %w", err)
+	}
+	return fd, nil
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -133,7 +146,12 @@ func (s *PacketSource) Read(f *Frame) error {
 // timestamp finds SCM_TIMESTAMPNS among the control messages without
 // allocating; it falls back to the clock if the kernel gave none.
 func (s *PacketSource) timestamp() time.Time {
-	oob := s.oob[:s.msg.Controllen]
+	return cmsgTimestamp(s.oob[:s.msg.Controllen])
+}
+
+// cmsgTimestamp finds SCM_TIMESTAMPNS among the control messages oob
+// without allocating; it falls back to the clock if the kernel gave none.
+func cmsgTimestamp(oob []byte) time.Time {
 	for len(oob) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		if h.Len < unix.SizeofCmsghdr || int(h.Len) > len(oob) {

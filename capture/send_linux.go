@@ -13,6 +13,11 @@ import (
 type RawSender struct {
 	fd int
 	v6 bool
+	// SendBatch's preallocated message headers and addresses.
+	hdrs []mmsghdr
+	iovs []unix.Iovec
+	sa4  []unix.RawSockaddrInet4
+	sa6  []unix.RawSockaddrInet6
 }
 
 // OpenRawSender opens a raw socket for one address family. A non-empty iface

@@ -131,6 +131,34 @@ type Summary struct {
 
 	// rst: every scenario's verdict, for the final table.
 	Scenarios []Scenario `json:"scenarios,omitempty"`
+
+	// Scan is a scan's ledger (probe with the scan engine, docs/scan.md).
+	Scan *ScanLedger `json:"scan,omitempty"`
+}
+
+// ScanLedger accounts for every (target, port) of a scan: Answered +
+// AnsweredRetry + Silent + KernelDropped + Interrupted = Probes, and Open +
+// Closed + Filtered + Undecided = Probes.
+type ScanLedger struct {
+	Probes          int     `json:"probes"` // targets × ports (of this shard)
+	Hosts           int     `json:"hosts"`
+	Ports           int     `json:"ports"`
+	Answered        int     `json:"answered"`             // at the first probe
+	AnsweredRetry   int     `json:"answered_after_retry"` // only after a retransmission
+	Silent          int     `json:"silent"`               // nothing after every retry: filtered
+	KernelDropped   int     `json:"kernel_dropped"`       // silent while our kernel dropped replies: undecided
+	Interrupted     int     `json:"interrupted"`          // the wait had not run out: undecided
+	Open            int     `json:"open"`
+	Closed          int     `json:"closed"`
+	Filtered        int     `json:"filtered"`
+	Undecided       int     `json:"undecided"`
+	Retransmissions int     `json:"retransmissions"`
+	Passes          int     `json:"passes"`
+	Drops           uint64  `json:"kernel_drops"` // PACKET_STATISTICS: replies our kernel dropped before we read them
+	Duplicates      int     `json:"duplicates"`   // answers to a port already decided
+	RatePPS         float64 `json:"rate_pps"`     // asked for
+	SentPPS         float64 `json:"sent_pps"`     // achieved by the first pass
+	Shard           string  `json:"shard,omitempty"`
 }
 
 // EventType implements Event.

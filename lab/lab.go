@@ -97,6 +97,19 @@ func New(name string) Lab {
 	}
 }
 
+// ScanAddrs are the server's further addresses, for scans of many hosts: 198.51.100.3-17 and 2001:db8::3-11
+// (with ServerV4 and ServerV6, 16 hosts of each family). Nothing listens on them: every port is closed, but
+// for the ports the lab's firewall drops or rejects (82, 83, 84), whose rules match every server address.
+func (l Lab) ScanAddrs() []netip.Addr {
+	var out []netip.Addr
+	v4, v6 := l.ServerV4, l.ServerV6
+	for range 15 {
+		v4, v6 = v4.Next(), v6.Next()
+		out = append(out, v4, v6)
+	}
+	return out
+}
+
 // ValidateName reports whether name can name a lab: 1 to 24 characters from [a-z0-9-], not starting or ending
 // with '-'.
 func ValidateName(name string) error {

@@ -175,7 +175,7 @@ func (l Lab) serverKernelAddrs() []netip.Addr {
 	if l.peer() == PeerLWIP {
 		return nil
 	}
-	return []netip.Addr{l.ServerV4, l.ServerV6}
+	return append([]netip.Addr{l.ServerV4, l.ServerV6}, l.ScanAddrs()...)
 }
 
 // ensurePair creates the veth pair unless both ends exist. A lone end (left when one namespace was deleted and

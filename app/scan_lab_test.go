@@ -1,0 +1,241 @@
+//go:build linux
+
+package app_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"tcpshake/lab"
+	"tcpshake/lab/labtest"
+)
+
+// portTruth is what a port of the lab server must be found: state and
+// reason.
+type portTruth struct{ state, reason string }
+
+// serverTruth reads what the server namespace says about every port of
+// addr: open where ss -ltn shows a listener on it (or on the wildcard of
+// its family), what the lab's nftables input chain does with the port's
+// SYNs (drop: filtered no-response; reject: the ICMP it sends), and closed
+// (the kernel's RST) everywhere else.
+func serverTruth(t *testing.T, l lab.Lab, addr netip.Addr) map[uint16]portTruth {
+	t.Helper()
+	truth := map[uint16]portTruth{}
+	out, err := exec.Command("ip", "netns", "exec", l.ServerNS, "nft", "list", "chain", "inet", "tcpshake_lab", "input").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list chain: %v\n%s", err, out)
+	}
+	rule := regexp.MustCompile(`tcp dport (\d+) .*?(drop|reject(?: with icmpx ([a-z-]+))?)$`)
+	for _, line := range strings.Split(string(out), "\n") {
+		m := rule.FindStringSubmatch(strings.TrimSpace(line))
+		if m == nil {
+			continue
+		}
+		p, _ := strconv.Atoi(m[1])
+		switch {
+		case m[2] == "drop":
+			truth[uint16(p)] = portTruth{"filtered", "no-response"}
+		case m[3] == "" || m[3] == "port-unreachable":
+			truth[uint16(p)] = portTruth{"filtered", "port-unreach"}
+		case m[3] == "admin-prohibited":
+			truth[uint16(p)] = portTruth{"filtered", "admin-prohibited"}
+		default:
+			t.Fatalf("a lab rule this test does not know: %s", line)
+		}
+	}
+	if len(truth) == 0 {
+		t.Fatalf("no dport rule in the lab's input chain:\n%s", out)
+	}
+	out, err = exec.Command("ip", "netns", "exec", l.ServerNS, "ss", "-ltnH").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss -ltn: %v\n%s", err, out)
+	}
+	wild := netip.IPv4Unspecified()
+	if addr.Is6() {
+		wild = netip.IPv6Unspecified()
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		local := strings.ReplaceAll(f[3], "*", "0.0.0.0")
+		ap, err := netip.ParseAddrPort(local)
+		if err != nil {
+			t.Fatalf("ss line %q: %v", line, err)
+		}
+		if a := ap.Addr().Unmap(); a == addr || a == wild {
+			if _, firewalled := truth[ap.Port()]; !firewalled {
+				truth[ap.Port()] = portTruth{"open", "syn-ack"}
+			}
+		}
+	}
+	return truth
+}
+
+// scanResults runs a scan with --json -v and returns every port's result
+// by address, failing on a negative RTT, a summary whose ledger does not add
+// up, or a port reported twice.
+func scanResults(t *testing.T, l lab.Lab, args ...string) (map[netip.AddrPort]portTruth, map[string]any) {
+	t.Helper()
+	r := runClient(t, l, append([]string{binary(t), "probe", "--json", "-v"}, args...)...)
+	if r.code != 0 && r.code != 1 {
+		t.Fatalf("probe %v: exit %d\n%s", args, r.code, r.stderr)
+	}
+	got := map[netip.AddrPort]portTruth{}
+	var summary map[string]any
+	sc := bufio.NewScanner(strings.NewReader(r.stdout))
+	for sc.Scan() {
+		var ev struct {
+			Type, Addr, State, Reason string
+			Port                      uint16
+			RTT                       json.RawMessage `json:"rtt_ms"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("bad JSON line %s: %v", sc.Bytes(), err)
+		}
+		switch ev.Type {
+		case "result":
+			ap := netip.AddrPortFrom(netip.MustParseAddr(ev.Addr), ev.Port)
+			if _, dup := got[ap]; dup {
+				t.Errorf("%v reported twice", ap)
+			}
+			got[ap] = portTruth{ev.State, ev.Reason}
+			if rtt, err := strconv.ParseFloat(string(ev.RTT), 64); err == nil && rtt < 0 {
+				t.Errorf("%v: negative RTT %v ms", ap, rtt)
+			}
+		case "summary":
+			json.Unmarshal(sc.Bytes(), &summary)
+		}
+	}
+	if summary == nil {
+		t.Fatalf("no summary:\n%s", r.stderr)
+	}
+	led, _ := summary["scan"].(map[string]any)
+	n := func(k string) int { v, _ := led[k].(float64); return int(v) }
+	if sum := n("answered") + n("answered_after_retry") + n("silent") + n("kernel_dropped") + n("interrupted"); sum != n("probes") || len(got) != n("probes") {
+		t.Errorf("ledger %v adds up to %d, %d results, want %d probes", led, sum, len(got), n("probes"))
+	}
+	if rtt, ok := summary["rtt_ms"].(map[string]any); ok && rtt["min"].(float64) < 0 {
+		t.Errorf("negative minimum RTT: %v", rtt)
+	}
+	return got, summary
+}
+
+// compareTruth checks every port of every address against the server's
+// truth; closed is the default.
+func compareTruth(t *testing.T, got map[netip.AddrPort]portTruth, truths map[netip.Addr]map[uint16]portTruth, ports int) {
+	t.Helper()
+	wrong := 0
+	for a, truth := range truths {
+		for p := 1; p <= ports; p++ {
+			ap := netip.AddrPortFrom(a, uint16(p))
+			want, ok := truth[uint16(p)]
+			if !ok {
+				want = portTruth{"closed", "reset"}
+			}
+			if g := got[ap]; g != want {
+				wrong++
+				if wrong <= 10 {
+					t.Errorf("%v: %s %s, want %s %s", ap, g.state, g.reason, want.state, want.reason)
+				}
+			}
+		}
+	}
+	if wrong > 10 {
+		t.Errorf("... %d ports wrong in all", wrong)
+	}
+}
+
+// TestScanLab scans every port of the lab server at the fastest rate, at
+// the default rate and through 1% random loss, 16 IPv4 hosts and 16 IPv6
+// hosts, and 4 shards, each compared port by port with the server's truth.
+func TestScanLab(t *testing.T) {
+	l := labtest.New(t)
+	truth4 := serverTruth(t, l, l.ServerV4)
+	v4 := map[netip.Addr]map[uint16]portTruth{l.ServerV4: truth4}
+
+	for _, rate := range []string{"1000000", ""} {
+		name := "rate=" + rate
+		if rate == "" {
+			name = "rate=default"
+		}
+		t.Run(name, func(t *testing.T) {
+			args := []string{l.ServerV4.String(), "-p", "1-65535"}
+			if rate != "" {
+				args = append(args, "--rate", rate)
+			}
+			got, sum := scanResults(t, l, args...)
+			compareTruth(t, got, v4, 65535)
+			t.Logf("%v in %.0f ms: %v", args, sum["elapsed_ms"], sum["scan"])
+		})
+	}
+	t.Run("loss=1%", func(t *testing.T) {
+		if err := l.SetLoss(1); err != nil {
+			t.Fatal(err)
+		}
+		defer l.SetLoss(0)
+		got, sum := scanResults(t, l, l.ServerV4.String(), "-p", "1-65535", "--rate", "1000000")
+		compareTruth(t, got, v4, 65535)
+		led := sum["scan"].(map[string]any)
+		if led["answered_after_retry"].(float64) == 0 {
+			t.Errorf("no answer after a retry through 1%% loss: %v", led)
+		}
+		t.Logf("through 1%% loss in %.0f ms: %v", sum["elapsed_ms"], led)
+	})
+	// Linux sends at most one ICMP error a second to one destination
+	// after a burst of 6 (net.ipv4.icmp_ratelimit, per peer): the rejects
+	// of 16 hosts' ports 83 and 84 would mostly be silent, and nothing but
+	// waiting seconds per port could tell. The truth this test compares
+	// with is the firewall's, so the server sends every error.
+	for _, k := range []string{"net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0"} {
+		if out, err := exec.Command("ip", "netns", "exec", l.ServerNS, "sysctl", "-qw", k).CombinedOutput(); err != nil {
+			t.Fatalf("sysctl %s: %v\n%s", k, err, out)
+		}
+	}
+	t.Run("16-hosts", func(t *testing.T) {
+		for _, family := range []struct {
+			target string
+			first  netip.Addr
+		}{{"198.51.100.2-17", l.ServerV4}, {"2001:db8::2-2001:db8::11", l.ServerV6}} {
+			truths := map[netip.Addr]map[uint16]portTruth{}
+			a := family.first
+			for range 16 {
+				truths[a] = serverTruth(t, l, a)
+				a = a.Next()
+			}
+			got, _ := scanResults(t, l, family.target, "-p", "1-1024", "--rate", "1000000")
+			compareTruth(t, got, truths, 1024)
+		}
+	})
+	t.Run("shards", func(t *testing.T) {
+		union := map[netip.AddrPort]portTruth{}
+		for i := 1; i <= 4; i++ {
+			got, _ := scanResults(t, l, "198.51.100.2-5", "-p", "1-1024", "--rate", "1000000", "--shard", fmt.Sprintf("%d/4", i))
+			for k, v := range got {
+				if _, dup := union[k]; dup {
+					t.Errorf("%v in two shards", k)
+				}
+				union[k] = v
+			}
+		}
+		truths := map[netip.Addr]map[uint16]portTruth{}
+		a := l.ServerV4
+		for range 4 {
+			truths[a] = serverTruth(t, l, a)
+			a = a.Next()
+		}
+		if len(union) != 4*1024 {
+			t.Errorf("the shards hold %d results, want %d", len(union), 4*1024)
+		}
+		compareTruth(t, union, truths, 1024)
+	})
+}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package probe
+
+func isNoBufs(err error) bool { return false }
