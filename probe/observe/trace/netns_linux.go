@@ -1,0 +1,151 @@
+package trace
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"tcpshake/probe/observe"
+)
+
+// namespaces names network namespaces by inode and opens a sock_diag socket
+// in each on demand: those named under /run/netns (as ip netns names them),
+// and any a process is in (/proc/PID/ns/net).
+type namespaces struct {
+	mu      sync.Mutex
+	names   map[uint32]string // inode → name under /run/netns
+	paths   map[uint32]string // inode → a namespace file to open
+	diags   map[uint32]*observe.Diag
+	init    uint32
+	scanned time.Time
+}
+
+func newNamespaces() *namespaces {
+	n := &namespaces{names: map[uint32]string{}, paths: map[uint32]string{}, diags: map[uint32]*observe.Diag{}}
+	n.init, _ = Inode("/proc/1/ns/net")
+	n.scan(true)
+	return n
+}
+
+// Inode is the inode of a namespace file, the number the kernel's records
+// carry (struct net's ns.inum).
+func Inode(path string) (uint32, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0, fmt.Errorf("trace: network namespace %s: %w", path, err)
+	}
+	return uint32(st.Ino), nil
+}
+
+// NetnsInode is the inode of the network namespace ip netns calls name.
+func NetnsInode(name string) (uint32, error) {
+	return Inode(filepath.Join("/run/netns", name))
+}
+
+// scan reads /run/netns and, with procs, every process's namespace.
+func (n *namespaces) scan(procs bool) {
+	n.scanned = time.Now()
+	if ents, err := os.ReadDir("/run/netns"); err == nil {
+		for _, e := range ents {
+			p := filepath.Join("/run/netns", e.Name())
+			if ino, err := Inode(p); err == nil {
+				n.names[ino], n.paths[ino] = e.Name(), p
+			}
+		}
+	}
+	if !procs {
+		return
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		p := filepath.Join("/proc", e.Name(), "ns", "net")
+		if ino, err := Inode(p); err == nil {
+			if _, ok := n.paths[ino]; !ok {
+				n.paths[ino] = p
+			}
+		}
+	}
+}
+
+// Name is how a namespace is shown: its name under /run/netns, "init" for
+// the first process's, or "netns:INODE".
+func (n *namespaces) Name(ino uint32) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if name, ok := n.names[ino]; ok {
+		return name
+	}
+	if time.Since(n.scanned) > time.Second {
+		n.scan(false)
+		if name, ok := n.names[ino]; ok {
+			return name
+		}
+	}
+	if ino == n.init {
+		return "init"
+	}
+	return "netns:" + strconv.FormatUint(uint64(ino), 10)
+}
+
+func (n *namespaces) diag(ino uint32) (*observe.Diag, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if d, ok := n.diags[ino]; ok {
+		return d, nil
+	}
+	var d *observe.Diag
+	var err error
+	// Always by a path: "this" namespace is a thread's, and a thread
+	// may have been moved to another.
+	p, ok := n.paths[ino]
+	if !ok && time.Since(n.scanned) > 100*time.Millisecond {
+		n.scan(true)
+		p, ok = n.paths[ino]
+	}
+	if !ok {
+		return nil, fmt.Errorf("no process and no name for network namespace %d", ino)
+	}
+	d, err = observe.OpenPath(p)
+	if err != nil {
+		return nil, err
+	}
+	n.diags[ino] = d
+	return d, nil
+}
+
+func (n *namespaces) get(ino uint32, local, remote netip.AddrPort) (observe.Reading, error) {
+	d, err := n.diag(ino)
+	if err != nil {
+		return observe.Reading{Err: err}, err
+	}
+	return d.Get(local, remote)
+}
+
+func (n *namespaces) sockets(ino uint32, mask uint32) ([]observe.Socket, error) {
+	d, err := n.diag(ino)
+	if err != nil {
+		return nil, err
+	}
+	return d.Sockets(mask)
+}
+
+func (n *namespaces) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for ino, d := range n.diags {
+		d.Close()
+		delete(n.diags, ino)
+	}
+	return nil
+}

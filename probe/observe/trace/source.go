@@ -1,0 +1,95 @@
+package trace
+
+import "time"
+
+// A Source is the kernel's stream of TCP state changes (and, with
+// Config.Drops, drops) through eBPF. Next must be called from one goroutine;
+// Close may be called from any, and makes Next return ErrClosed.
+type Source struct {
+	k    *kernelSource
+	t    *tracker
+	ns   *namespaces
+	recs chan raw
+	errc chan error
+	done chan struct{}
+	tick *time.Ticker
+	q    []Event
+}
+
+// Open loads and attaches the eBPF programs. It needs CAP_BPF and
+// CAP_PERFMON (or CAP_SYS_ADMIN), CAP_SYS_ADMIN to read other namespaces'
+// socket tables, and the kernel's BTF; the error says what failed, and then
+// [Poll] is the way left.
+func Open(cfg Config) (*Source, error) {
+	k, err := openKernel(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ns := newNamespaces()
+	s := &Source{
+		k: k, ns: ns, t: newTracker(k.wall, k.reasons, ns, cfg.Drops),
+		recs: make(chan raw, 4096), errc: make(chan error, 1), done: make(chan struct{}),
+		tick: time.NewTicker(50 * time.Millisecond),
+	}
+	go s.read()
+	return s, nil
+}
+
+func (s *Source) read() {
+	defer close(s.done)
+	for {
+		r, err := s.k.read()
+		if err != nil {
+			s.errc <- err
+			return
+		}
+		s.recs <- r
+	}
+}
+
+// Next blocks until the next event.
+func (s *Source) Next() (Event, error) {
+	for len(s.q) == 0 {
+		select {
+		case r := <-s.recs:
+			s.q = append(s.q, s.t.add(r)...)
+		case <-s.tick.C:
+			s.q = append(s.q, s.t.tick()...)
+		case err := <-s.errc:
+			s.errc <- err
+			return Event{}, err
+		}
+	}
+	ev := s.q[0]
+	s.q = s.q[1:]
+	return ev, nil
+}
+
+// NetnsName is how a namespace inode is shown: its name under /run/netns,
+// "init" for the first process's, or "netns:INODE".
+func (s *Source) NetnsName(ino uint32) string { return s.ns.Name(ino) }
+
+// Warnings says what this kernel does not let the source see, each in one
+// line.
+func (s *Source) Warnings() []string { return s.k.warnings }
+
+// Lost is how many kernel records had no room in the ring buffer so far.
+func (s *Source) Lost() uint64 { return s.k.lost() }
+
+// Close detaches the programs and waits for the reader; it is idempotent.
+func (s *Source) Close() error {
+	err := s.k.Close()
+	select {
+	case <-s.done:
+	default:
+		// The reader may be blocked handing a record over.
+		go func() {
+			for range s.recs {
+			}
+		}()
+		<-s.done
+	}
+	s.tick.Stop()
+	s.ns.Close()
+	return err
+}
