@@ -12,6 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
 	"tcpshake/craft"
 	"tcpshake/event"
 )
@@ -35,6 +38,14 @@ type Config struct {
 
 	// Linger is DefaultLinger when zero.
 	Linger time.Duration
+
+	// Warn receives one line per link type or encapsulation that was not decoded, with the number of packets
+	// skipped for it (the command's standard error). The same warnings are in the event stream as event.Warning.
+	Warn io.Writer
+
+	// stories, when set, tells every conversation step by step, each to the sink it returns for the
+	// conversation's index (the corpus test compares every step with tshark's).
+	stories func(index int) event.Sink
 }
 
 // ConnSelector names one conversation.
@@ -102,6 +113,9 @@ type analyzer struct {
 	linger  int64
 	emitted []*conv // scratch for the final flush
 	zeros   []byte  // stands in for payload bytes a short snap length cut off
+	deep    *deep   // the slow path, made at its first use
+	// undecoded counts the packets skipped per link type or encapsulation not decoded.
+	undecoded map[string]uint64
 }
 
 // Run reads a capture from r, emits one event.Connection per conversation that passes the filter (or, with
@@ -124,14 +138,14 @@ func Run(ctx context.Context, r io.Reader, cfg Config, sink event.Sink) (event.C
 			readErr = ctx.Err()
 			break
 		}
-		ip, ci, err := rd.Next()
+		frame, link, ci, err := rd.NextFrame()
 		if err != nil {
 			if err != io.EOF {
 				readErr = fmt.Errorf("analyze: %s: packet %d: %w", cfg.File, a.sum.Packets+1, err)
 			}
 			break
 		}
-		a.packet(ip, ci.Timestamp.UnixNano(), ci.Length)
+		a.packet(frame, link, ci.Timestamp, ci.Length, ci.CaptureLength < ci.Length)
 		if n&0xfff == 0 {
 			a.evict()
 		}
@@ -154,41 +168,107 @@ func newAnalyzer(cfg Config, sink event.Sink) *analyzer {
 // uncut makes a packet that the capture's snap length cut short decodable: when the IP header announces more
 // bytes than were captured, it rewrites the header's length to what is there and returns how many bytes are
 // missing. Checksums are not verified, so the change is harmless.
-func uncut(ip []byte) int {
+//
+// In a frame captured whole (cut false) the bytes that are there are all there is: the header's length is
+// rewritten the same way, and nothing is missing.
+func uncut(ip []byte, cut bool) int {
+	missing := 0
 	switch {
 	case len(ip) >= 20 && ip[0]>>4 == 4:
 		total := int(binary.BigEndian.Uint16(ip[2:]))
 		if total > len(ip) && total-len(ip) < 1<<16 {
 			binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
-			return total - len(ip)
+			missing = total - len(ip)
 		}
 	case len(ip) >= 40 && ip[0]>>4 == 6:
 		total := 40 + int(binary.BigEndian.Uint16(ip[4:]))
 		if total > len(ip) {
 			binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-40))
-			return total - len(ip)
+			missing = total - len(ip)
 		}
 	}
-	return 0
+	if !cut {
+		return 0
+	}
+	return missing
 }
 
-// packet accounts one packet record: ip is its IP packet (nil when it is not IP), t its capture time in ns and
-// frameLen its length on the wire.
-func (a *analyzer) packet(ip []byte, t int64, frameLen int) {
+// packet accounts one packet record: frame is its data of the given link type, t its capture time and frameLen
+// its length on the wire.
+//
+// cut says the snap length cut the frame short: an IP header announcing more bytes than the frame holds is then
+// believed (the missing payload is counted, as tshark counts it); in a frame that was captured whole, such a
+// length is malformed and only the bytes there count, as tshark does ("IPv4 total length exceeds packet length").
+func (a *analyzer) packet(frame []byte, link layers.LinkType, ts time.Time, frameLen int, cut bool) {
+	t := ts.UnixNano()
 	if a.sum.Packets == 0 {
-		a.start = t
+		a.start, a.last = t, t
 	}
 	a.sum.Packets++
-	a.last = t
-	if ip == nil {
+	// Durations run from the earliest to the latest timestamp: a capture's records need not be in time order.
+	a.start, a.last = min(a.start, t), max(a.last, t)
+	ip := StripLink(link, frame)
+	deepFrom := gopacket.Decoder(nil)
+	switch {
+	case ip == nil && fastLink(link):
+		if !a.etherNotIP(link, frame) {
+			deepFrom = link
+		}
+	case ip == nil && linkKnown(link):
+		deepFrom = link
+	case ip == nil:
+		a.notDecoded(linkTypeWords(link))
+		return
+	}
+	if ip != nil {
+		missing := uncut(ip, cut)
+		if err := a.parser.Parse(ip, &a.pkt); err != nil {
+			a.sum.Undecodable++
+			return
+		}
+		if a.pkt.Kind == craft.KindTCP || a.pkt.Kind == craft.KindICMP {
+			a.handle(t, frameLen, missing)
+			return
+		}
+		if !needsDeep(ip) {
+			a.sum.Skipped++
+			return
+		}
+		deepFrom, frame = layers.LayerTypeIPv4, ip
+		if ip[0]>>4 == 6 {
+			deepFrom = layers.LayerTypeIPv6
+		}
+	}
+	if deepFrom == nil {
 		a.sum.Skipped++
 		return
 	}
-	cut := uncut(ip)
-	if err := a.parser.Parse(ip, &a.pkt); err != nil {
+	if a.deep == nil {
+		a.deep = newDeep()
+	}
+	inner, why := a.deep.decode(deepFrom, frame, ts)
+	if inner == nil {
+		if why != "" {
+			a.notDecoded(why)
+			return
+		}
+		a.sum.Skipped++
+		return
+	}
+	missing := uncut(inner, cut)
+	if err := a.parser.Parse(inner, &a.pkt); err != nil {
 		a.sum.Undecodable++
 		return
 	}
+	if a.pkt.Kind != craft.KindTCP && a.pkt.Kind != craft.KindICMP {
+		a.sum.Skipped++
+		return
+	}
+	a.handle(t, frameLen, missing)
+}
+
+// handle accounts a parsed TCP segment or ICMP error; cut is how many bytes the snap length cut off.
+func (a *analyzer) handle(t int64, frameLen, cut int) {
 	switch a.pkt.Kind {
 	case craft.KindTCP:
 		a.sum.TCPPackets++
@@ -204,9 +284,48 @@ func (a *analyzer) packet(ip []byte, t int64, frameLen int) {
 	case craft.KindICMP:
 		a.sum.ICMPErrors++
 		a.icmp(&a.pkt.ICMP, t)
-	default:
-		a.sum.Skipped++
 	}
+}
+
+// fastLink reports whether StripLink reads the link type itself.
+func fastLink(lt layers.LinkType) bool {
+	switch lt {
+	case layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2, layers.LinkTypeRaw, linkTypeRawBSD,
+		linkTypeRawOpenBSD, layers.LinkTypeIPv4, layers.LinkTypeIPv6, layers.LinkTypeNull, layers.LinkTypeLoop:
+		return true
+	}
+	return false
+}
+
+// etherNotIP reports frames that StripLink read and that carry a protocol with no IP inside (ARP, LLDP...), so
+// the slow path need not look at them.
+func (a *analyzer) etherNotIP(link layers.LinkType, frame []byte) bool {
+	var et uint16
+	switch {
+	case link == layers.LinkTypeEthernet && len(frame) >= 14:
+		et = binary.BigEndian.Uint16(frame[12:])
+	case link == layers.LinkTypeLinuxSLL && len(frame) >= 16:
+		et = binary.BigEndian.Uint16(frame[14:])
+	case link == layers.LinkTypeLinuxSLL2 && len(frame) >= 20:
+		et = binary.BigEndian.Uint16(frame[0:])
+	default:
+		return false
+	}
+	switch et {
+	case 0x0806, 0x8035, 0x88cc, 0x888e, 0x8809: // ARP, RARP, LLDP, EAPOL, slow protocols (LACP)
+		return true
+	}
+	return false
+}
+
+// notDecoded counts a packet skipped because a link type or an encapsulation in it is not decoded; Run warns
+// about each one at the end, with the count.
+func (a *analyzer) notDecoded(what string) {
+	a.sum.Skipped++
+	if a.undecoded == nil {
+		a.undecoded = map[string]uint64{}
+	}
+	a.undecoded[what]++
 }
 
 func (a *analyzer) tcp(seg *craft.Segment, t int64, frameLen int) {
@@ -247,6 +366,8 @@ func (a *analyzer) newConv(k key, seg *craft.Segment, t int64) *conv {
 		(sel.Index == 0 && ((sel.A == c.client && sel.B == c.server) || (sel.A == c.server && sel.B == c.client)))) {
 		a.found = true
 		c.story = newStory(a.sink, a.start)
+	} else if a.cfg.stories != nil {
+		c.story = newStory(a.cfg.stories(c.index), a.start)
 	}
 	a.convs[k] = c
 	return c
@@ -272,7 +393,7 @@ func (a *analyzer) icmp(e *craft.ICMPError, t int64) {
 		return
 	}
 	c.icmp++
-	c.last = t
+	c.first, c.last = min(c.first, t), max(c.last, t)
 	if c.icmpReason == "" {
 		c.icmpReason = e.Reason()
 	}
@@ -350,6 +471,7 @@ func (a *analyzer) finish(readErr error) (event.CaptureSummary, error) {
 	if a.sum.Packets > 0 {
 		a.sum.DurationMs = nsToMs(a.last - a.start)
 	}
+	a.warnings()
 	err := readErr
 	if err != nil {
 		a.sum.Error = err.Error()
@@ -364,6 +486,34 @@ func (a *analyzer) finish(readErr error) (event.CaptureSummary, error) {
 		}
 	}
 	return a.sum, err
+}
+
+// warnings tells, one line each, what was not decoded and how many packets it cost, and the fragments that never
+// made a whole packet.
+func (a *analyzer) warnings() {
+	var lines []string
+	for what, n := range a.undecoded {
+		lines = append(lines, fmt.Sprintf("%s skipped: %s not decoded", npackets(n), what))
+	}
+	slices.Sort(lines)
+	if a.deep != nil {
+		if n := a.deep.incomplete(); n > 0 {
+			lines = append(lines, fmt.Sprintf("%s never reassembled: some of their IP fragments are not in the capture", npackets(uint64(n))))
+		}
+	}
+	for _, l := range lines {
+		if a.cfg.Warn != nil {
+			fmt.Fprintf(a.cfg.Warn, "tcpshake: warning: %s\n", l)
+		}
+		a.sink.Emit(event.Warning{Message: l})
+	}
+}
+
+func npackets(n uint64) string {
+	if n == 1 {
+		return "1 packet"
+	}
+	return strconv.FormatUint(n, 10) + " packets"
 }
 
 func nsToMs(ns int64) float64 { return float64(ns) / 1e6 }

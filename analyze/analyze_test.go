@@ -584,7 +584,7 @@ func TestMemoryBoundedByOpenConversations(t *testing.T) {
 			off += 2
 		}
 		binary.BigEndian.PutUint16(ip[off:], sport)
-		a.packet(ip, f.t, f.len)
+		a.packet(ip, layers.LinkTypeRaw, time.Unix(0, f.t), f.len, false)
 		if i%64 == 0 {
 			a.evict()
 		}

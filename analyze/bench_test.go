@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
+
 	"tcpshake/event"
 )
 
@@ -61,12 +63,12 @@ func TestDecodeLoopAllocs(t *testing.T) {
 	fs := frames(t, synth(t, bulk(50)))
 	a := newAnalyzer(Config{}, event.SinkFunc(func(event.Event) {}))
 	for _, f := range fs {
-		a.packet(f.ip, f.t, f.len)
+		a.packet(f.ip, layers.LinkTypeRaw, time.Unix(0, f.t), f.len, false)
 	}
 	i := 3
 	allocs := testing.AllocsPerRun(1000, func() {
 		f := fs[i]
-		a.packet(f.ip, f.t, f.len)
+		a.packet(f.ip, layers.LinkTypeRaw, time.Unix(0, f.t), f.len, false)
 		i++
 		if i == len(fs) {
 			i = 3
@@ -102,7 +104,7 @@ func BenchmarkDecodeLoop(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		f := fs[i%len(fs)]
-		a.packet(f.ip, f.t, f.len)
+		a.packet(f.ip, layers.LinkTypeRaw, time.Unix(0, f.t), f.len, false)
 	}
 }
 

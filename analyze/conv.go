@@ -51,19 +51,20 @@ func keyOf(x, y netip.AddrPort) key {
 // side is what one direction (one sender) of a conversation has shown. The sequence numbers are those the
 // sender used.
 type side struct {
-	seen    bool
-	syn     bool      // sent a SYN without ACK
-	synAck  bool      // sent a SYN with ACK
-	isn     craft.Seq // the SYN's sequence number, valid when syn or synAck
-	nextSeq craft.Seq // highest seq+len sent so far (Wireshark's nextseq)
-	nextSet bool
-	nextAt  int64 // when nextSeq last advanced (ns)
-
-	ackSet    bool
-	lastAck   craft.Seq
-	lastAckAt int64  // when lastAck changed or was last repeated by a duplicate ACK
-	dupAcks   int    // duplicate ACKs in a row (Wireshark's dupacknum)
-	window    uint16 // of the last segment
+	seen   bool
+	syn    bool      // sent a SYN without ACK
+	synAck bool      // sent a SYN with ACK
+	isn    craft.Seq // the SYN's sequence number, valid when syn or synAck
+	// Wireshark's tcp_analyze_seq_info for this direction; as there, 0 stands for "not seen yet".
+	nextSeq   craft.Seq // highest seq+len (+1 for SYN/FIN) sent so far (nextseq)
+	nextAt    int64     // when nextSeq last advanced (ns)
+	maxToAck  craft.Seq // the highest contiguous seq sent (maxseqtobeacked)
+	lastAck   craft.Seq // the ack field of the last segment (with or without the ACK bit, as Wireshark)
+	lastAckAt int64     // when the last segment was seen (lastacktime)
+	dupAcks   int       // duplicate ACKs in a row (dupacknum; -1 after an ACK of an unseen segment)
+	window    uint16    // raw window field of the last segment
+	winSet    bool
+	lastFlags analysis // what the analysis found about the last segment (lastsegmentflags)
 
 	fin        bool
 	finSeq     craft.Seq // the sequence number the FIN occupies
@@ -93,6 +94,9 @@ type conv struct {
 	handshakeRTT   int64 // from the client's last SYN to its ACK of the server's SYN (Wireshark's iRTT), ns
 	lastSYNAt      int64
 	prevNext       craft.Seq // the sender's highest seq+len before the last segment (for the story's words)
+	prevPeerAck    craft.Seq // the other side's last ack before the last segment
+	prevWindow     uint16    // the sender's window before the last segment
+	dupNum         int       // the duplicate ACK's number when the last segment was one
 	closedBy       closedBy  // what finished the conversation
 	closedAt       int64
 	npkts          uint64
@@ -108,24 +112,58 @@ func (c *conv) dirOf(src netip.AddrPort) int {
 	return 1
 }
 
-// segmentOutcome is what the sequence analysis found about one segment.
-type segmentOutcome uint8
+// analysis is what Wireshark's sequence analysis (packet-tcp.c, tcp_analyze_sequence_number) finds about one
+// segment: its TCP_A_* flags, one bit each, in the words of tcp.analysis.*.
+type analysis uint16
 
 const (
-	segNormal segmentOutcome = iota
-	segRetrans
-	segOutOfOrder
-	segKeepAlive
+	aRetrans            analysis = 1 << iota // tcp.analysis.retransmission (and nothing more specific)
+	aFastRetrans                             // tcp.analysis.fast_retransmission
+	aSpurious                                // tcp.analysis.spurious_retransmission
+	aOutOfOrder                              // tcp.analysis.out_of_order
+	aKeepAlive                               // tcp.analysis.keep_alive
+	aKeepAliveAck                            // tcp.analysis.keep_alive_ack
+	aDupAck                                  // tcp.analysis.duplicate_ack
+	aWindowUpdate                            // tcp.analysis.window_update
+	aZeroWindow                              // tcp.analysis.zero_window
+	aZeroWindowProbe                         // tcp.analysis.zero_window_probe
+	aZeroWindowProbeAck                      // tcp.analysis.zero_window_probe_ack
+	aLostSegment                             // tcp.analysis.lost_segment (previous segment not captured)
+	aAckLostSegment                          // tcp.analysis.ack_lost_segment (ACKed unseen segment)
 )
 
+// analysisWords are the flags' names in event.Step.Analysis, in bit order: Wireshark's field names with dashes.
+var analysisWords = [...]string{"retransmission", "fast-retransmission", "spurious-retransmission", "out-of-order",
+	"keep-alive", "keep-alive-ack", "duplicate-ack", "window-update", "zero-window", "zero-window-probe",
+	"zero-window-probe-ack", "lost-segment", "ack-lost-segment"}
+
+// retransmission reports whether tshark shows tcp.analysis.retransmission for the segment: Wireshark adds that
+// expert item for fast and spurious retransmissions too.
+func (a analysis) retransmission() bool { return a&(aRetrans|aFastRetrans|aSpurious) != 0 }
+
+// words lists the flags by name.
+// A fast or spurious retransmission is named a retransmission too, as tshark shows both fields.
+func (a analysis) words() []string {
+	if a == 0 {
+		return nil
+	}
+	var w []string
+	for i, name := range analysisWords {
+		if a&(1<<i) != 0 || (i == 0 && a.retransmission()) {
+			w = append(w, name)
+		}
+	}
+	return w
+}
+
 // observe accounts one TCP segment of frameLen bytes captured at t (ns).
-func (c *conv) observe(seg *craft.Segment, frameLen int, t int64) segmentOutcome {
+func (c *conv) observe(seg *craft.Segment, frameLen int, t int64) analysis {
 	d := c.dirOf(seg.Src)
 	s, peer := &c.sides[d], &c.sides[1-d]
 	c.npkts++
 	c.pkts[d]++
 	c.bytes[d] += uint64(frameLen)
-	c.last = t
+	c.first, c.last = min(c.first, t), max(c.last, t) // the earliest and latest: records need not be in time order
 	f := seg.Flags
 	s.seen = true
 
@@ -160,22 +198,6 @@ func (c *conv) observe(seg *craft.Segment, frameLen int, t int64) segmentOutcome
 		}
 	}
 	if f.Has(craft.ACK) {
-		// Wireshark's duplicate ACK: no data, SYN, FIN or RST, the same window, seq and ack as before.
-		switch {
-		case s.ackSet && seg.Ack == s.lastAck && len(seg.Payload) == 0 && seg.Window != 0 && seg.Window == s.window &&
-			f&(craft.SYN|craft.FIN|craft.RST) == 0 && seg.Seq == s.nextSeq:
-			s.dupAcks++
-			s.lastAckAt = t
-		case !s.ackSet || seg.Ack != s.lastAck:
-			s.dupAcks = 0
-			s.lastAckAt = t
-		case seg.Len() == 0:
-			s.dupAcks = 0 // a window update or another pure ACK ends the run; data segments do not (as in tshark)
-		}
-		s.ackSet, s.lastAck = true, seg.Ack
-	}
-	s.window = seg.Window
-	if f.Has(craft.ACK) {
 		if d == 0 && !c.handshakeAck && !f.Has(craft.SYN) && peer.synAck && peer.isn.LessThan(seg.Ack) {
 			c.handshakeAck, c.handshakeRTT = true, t-c.lastSYNAt
 		}
@@ -186,7 +208,7 @@ func (c *conv) observe(seg *craft.Segment, frameLen int, t int64) segmentOutcome
 			s.ackedPeer = true
 		}
 	}
-	if len(seg.Payload) > 0 && peer.fin && out == segNormal {
+	if len(seg.Payload) > 0 && peer.fin && !out.retransmission() && out&aOutOfOrder == 0 {
 		s.dataAfter = true
 	}
 	if f.Has(craft.FIN) && !s.fin {
@@ -196,50 +218,113 @@ func (c *conv) observe(seg *craft.Segment, frameLen int, t int64) segmentOutcome
 	if c.closedBy == closedByNone && s.fin && peer.fin && s.ackedPeer && peer.ackedPeer {
 		c.closedBy, c.closedAt = closedByFIN, t
 	}
-	switch out {
-	case segRetrans:
+	if out.retransmission() {
 		c.retrans++
-	case segOutOfOrder:
+	}
+	if out&aOutOfOrder != 0 {
 		c.ooo++
 	}
 	return out
 }
 
-// sequence is Wireshark's basic sequence analysis (packet-tcp.c, tcp_analyze_sequence_number): a segment that
-// occupies sequence space (data, SYN or FIN) and starts below the highest seq+len its sender already used is a
-// retransmission, unless it came within one handshake round trip (3 ms when unknown) of the highest one and does
-// not end where it did, which makes it out of order. It is a (fast) retransmission after all when the peer sent at
-// least two duplicate ACKs for exactly its seq within the last 20 ms. A keep-alive (at most one byte at
-// highest-1) is neither.
-func (c *conv) sequence(s, peer *side, seg *craft.Segment, t int64) segmentOutcome {
+// sequence is Wireshark's sequence analysis (packet-tcp.c, tcp_analyze_sequence_number), rule by rule and in
+// its order, on the absolute numbers and the raw window field as Wireshark sees them (0 stands for "not seen").
+// s is the sender's direction (fwd), peer the other (rev).
+func (c *conv) sequence(s, peer *side, seg *craft.Segment, t int64) analysis {
 	f := seg.Flags
-	n := seg.Len()
-	out := segNormal
-	c.prevNext = s.nextSeq
-	if s.nextSet {
+	seq, ack, win := seg.Seq, seg.Ack, seg.Window
+	seglen := uint32(len(seg.Payload))
+	ctl := f&(craft.SYN|craft.FIN|craft.RST) != 0
+	var a analysis
+	c.prevNext, c.prevPeerAck, c.prevWindow = s.nextSeq, peer.lastAck, s.window
+	sameAck := s.winSet && seglen == 0 && seq == s.nextSeq && ack == s.lastAck && !ctl
+
+	switch {
+	// ZERO WINDOW PROBE: exactly one byte at the next expected seq while the other side's window is 0.
+	case seglen == 1 && seq == s.nextSeq && peer.winSet && peer.window == 0:
+		a |= aZeroWindowProbe
+	default:
+		if win == 0 && !ctl {
+			a |= aZeroWindow
+		}
+		// LOST PACKET: the segment starts beyond what this side sent so far.
+		if s.nextSeq != 0 && s.nextSeq.LessThan(seq) && !f.Has(craft.RST) {
+			a |= aLostSegment
+		}
+		// KEEP ALIVE: 0 or 1 byte starting one before the next expected seq.
+		if seglen <= 1 && seq == s.nextSeq-1 && !ctl {
+			a |= aKeepAlive
+		}
+		// WINDOW UPDATE: no data, same seq and ack as before, a new non-zero window.
+		if sameAck && win != 0 && win != s.window {
+			a |= aWindowUpdate
+		}
 		switch {
-		case len(seg.Payload) <= 1 && !f.Has(craft.SYN) && !f.Has(craft.FIN) && !f.Has(craft.RST) &&
-			seg.Seq == s.nextSeq-1:
-			out = segKeepAlive
-		case n > 0 && seg.Seq.LessThan(s.nextSeq) && peer.dupAcks >= 2 && peer.lastAck == seg.Seq &&
-			t-peer.lastAckAt < fastRetransWindow:
-			out = segRetrans
-		case n > 0 && seg.Seq.LessThan(s.nextSeq):
-			thresh := int64(defaultOOOThreshold)
-			if c.handshakeAck && c.sides[0].syn {
-				thresh = c.handshakeRTT
-			}
-			if t-s.nextAt < thresh && s.nextSeq != seg.Seq.Add(n) {
-				out = segOutOfOrder
+		case sameAck && win != 0 && win == s.window && peer.lastFlags&aKeepAlive != 0:
+			a |= aKeepAliveAck // KEEP ALIVE ACK: repeats the ACK right after the peer's keep-alive
+		case sameAck && win == 0 && win == s.window && peer.lastFlags&aZeroWindowProbe != 0:
+			a |= aZeroWindowProbeAck
+		case sameAck && win != 0 && win == s.window:
+			// DUPLICATE ACK: no data, the same window, seq and ack as the last segment.
+			if s.dupAcks == -1 {
+				s.dupAcks = 1
 			} else {
-				out = segRetrans
+				s.dupAcks++
 			}
+			a |= aDupAck
+			c.dupNum = s.dupAcks
 		}
 	}
-	if end := seg.Seq.Add(n); (!s.nextSet || s.nextSeq.LessThan(end)) && !f.Has(craft.RST) {
-		s.nextSeq, s.nextSet, s.nextAt = end, true, t
+	if ack != s.lastAck {
+		s.dupAcks = 0
 	}
-	return out
+	// ACKED LOST PACKET: it acknowledges more than the other side was seen to send.
+	// (tshark 4.0's rule: flagged once, then the mark moves to the peer's nextseq.)
+	if peer.maxToAck != 0 && peer.maxToAck.LessThan(ack) && f.Has(craft.ACK) {
+		a |= aAckLostSegment
+		peer.maxToAck = peer.nextSeq
+	}
+	// RETRANSMISSION / FAST RETRANSMISSION / SPURIOUS / OUT-OF-ORDER: a segment that occupies sequence space
+	// and does not advance the sequence number.
+	if (seglen > 0 || f&(craft.SYN|craft.FIN) != 0) && a&aKeepAlive == 0 {
+		notAdvanced := s.nextSeq != 0 && seq.LessThan(s.nextSeq)
+		if seglen > 1 && s.nextSeq-1 == seq {
+			notAdvanced = false // new data right after a zero window probe's byte
+		}
+		end := seq.Add(seglen)
+		if f&(craft.SYN|craft.FIN) != 0 {
+			end = end.Add(1)
+		}
+		thresh := int64(defaultOOOThreshold)
+		if c.handshakeAck && c.sides[0].syn && c.handshakeRTT > 0 {
+			thresh = c.handshakeRTT
+		}
+		switch {
+		case seglen > 0 && peer.lastAck != 0 && seq.Add(seglen).LessThanEq(peer.lastAck):
+			a |= aSpurious // everything in it was acknowledged already
+		case notAdvanced && peer.dupAcks >= 2 && peer.lastAck == seq && t-peer.lastAckAt < fastRetransWindow:
+			a |= aFastRetrans
+		case notAdvanced && t-s.nextAt < thresh && s.nextSeq != end:
+			a |= aOutOfOrder
+		case notAdvanced:
+			a |= aRetrans
+		}
+	}
+	// nextseq advances (a zero window probe does not), and with it maxseqtobeacked.
+	end := seq.Add(seglen)
+	if f&(craft.SYN|craft.FIN) != 0 {
+		end = end.Add(1)
+	}
+	if (s.nextSeq.LessThan(end) || s.nextSeq == 0) && a&aZeroWindowProbe == 0 {
+		s.nextSeq, s.nextAt = end, t
+	}
+	if (seq == s.maxToAck || s.maxToAck == 0) && a&aZeroWindowProbe == 0 {
+		s.maxToAck = s.nextSeq
+	}
+	s.window, s.winSet = win, true
+	s.lastAck, s.lastAckAt = ack, t
+	s.lastFlags = a
+	return a
 }
 
 // finished reports whether the conversation is over: both FINs acknowledged, or reset.

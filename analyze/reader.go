@@ -11,6 +11,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 )
 
 // readBufSize is the read-ahead of the file: large reads keep the decode loop busy.
@@ -20,6 +22,8 @@ const readBufSize = 256 << 10
 const (
 	magicPcapngSHB = 0x0a0d0d0a // pcapng section header block (the same in both byte orders)
 	magicGzip      = 0x8b1f     // first two bytes of a gzip stream
+	magicZstd      = 0xfd2fb528 // a zstd frame (RFC 8878 §3.1.1)
+	magicXZ        = 0x587a37fd // "\xfd7zXZ", the first four bytes of an xz stream
 )
 
 // Link types the reader understands besides those named in package layers: DLT_RAW as BSD numbers it (12 on
@@ -38,18 +42,14 @@ type Reader struct {
 	link   layers.LinkType // of the pcap file, or of the pcapng file's first interface
 }
 
-// NewReader detects the format of r by its magic number and reads the file header.
+// NewReader detects the format of r by its magic number and reads the file header. A gzip, zstd or xz stream is
+// uncompressed on the fly first, as tshark does.
 func NewReader(r io.Reader) (*Reader, error) {
-	br := bufio.NewReaderSize(r, readBufSize)
-	magic, err := br.Peek(4)
-	if len(magic) >= 2 && binary.LittleEndian.Uint16(magic) == magicGzip {
-		zr, zerr := gzip.NewReader(br)
-		if zerr != nil {
-			return nil, fmt.Errorf("analyze: open gzip: %w", zerr)
-		}
-		br = bufio.NewReaderSize(zr, readBufSize)
-		magic, err = br.Peek(4)
+	br, err := uncompressed(bufio.NewReaderSize(r, readBufSize))
+	if err != nil {
+		return nil, err
 	}
+	magic, err := br.Peek(4)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("analyze: read file header: empty or too short for a capture file")
@@ -68,6 +68,39 @@ func NewReader(r io.Reader) (*Reader, error) {
 		return nil, fmt.Errorf("analyze: read pcap header: %w (not a pcap or pcapng file?)", fileErr(err))
 	}
 	return &Reader{format: "pcap", pcap: p, link: p.LinkType()}, nil
+}
+
+// uncompressed returns br, or a reader of its uncompressed content when it starts with the magic number of a gzip,
+// zstd or xz stream.
+func uncompressed(br *bufio.Reader) (*bufio.Reader, error) {
+	magic, err := br.Peek(4)
+	if err != nil {
+		return br, nil // too short for any compressed stream: the capture header check says why
+	}
+	var zr io.Reader
+	switch {
+	case binary.LittleEndian.Uint16(magic) == magicGzip:
+		g, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("analyze: open gzip: %w", err)
+		}
+		zr = g
+	case binary.LittleEndian.Uint32(magic) == magicZstd:
+		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, fmt.Errorf("analyze: open zstd: %w", err)
+		}
+		zr = z.IOReadCloser()
+	case binary.LittleEndian.Uint32(magic) == magicXZ:
+		x, err := xz.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("analyze: open xz: %w", err)
+		}
+		zr = x
+	default:
+		return br, nil
+	}
+	return bufio.NewReaderSize(zr, readBufSize), nil
 }
 
 // Format is "pcap" or "pcapng".
@@ -89,25 +122,33 @@ func (r *Reader) LinkType() layers.LinkType {
 // on the wire). At the end of the file Next returns io.EOF; a file that ends inside a record or holds a record
 // that cannot be valid returns another error.
 func (r *Reader) Next() (ip []byte, ci gopacket.CaptureInfo, err error) {
-	var data []byte
-	link := r.link
+	frame, link, ci, err := r.NextFrame()
+	if err != nil {
+		return nil, ci, err
+	}
+	return StripLink(link, frame), ci, nil
+}
+
+// NextFrame is Next without the link header stripped: the whole frame and its link type.
+func (r *Reader) NextFrame() (frame []byte, link layers.LinkType, ci gopacket.CaptureInfo, err error) {
+	link = r.link
 	if r.ng != nil {
-		data, ci, err = r.ng.ZeroCopyReadPacketData()
+		frame, ci, err = r.ng.ZeroCopyReadPacketData()
 		if err == nil && len(ci.AncillaryData) > 0 {
 			if lt, ok := ci.AncillaryData[0].(layers.LinkType); ok {
 				link = lt
 			}
 		}
 	} else {
-		data, ci, err = r.pcap.ZeroCopyReadPacketData()
+		frame, ci, err = r.pcap.ZeroCopyReadPacketData()
 	}
 	if err != nil {
 		if err == io.EOF {
-			return nil, ci, io.EOF
+			return nil, link, ci, io.EOF
 		}
-		return nil, ci, fileErr(err)
+		return nil, link, ci, fileErr(err)
 	}
-	return StripLink(link, data), ci, nil
+	return frame, link, ci, nil
 }
 
 // fileErr names a file that ends too early as truncated.

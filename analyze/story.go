@@ -28,7 +28,7 @@ type story struct {
 type pendingSYN struct {
 	seg craft.Segment
 	t   int64
-	out segmentOutcome
+	out analysis
 }
 
 // lastSeg is the last segment that occupied sequence space from one side, in relative numbers.
@@ -47,7 +47,7 @@ type ackSeen struct {
 func newStory(sink event.Sink, start int64) *story { return &story{sink: sink, start: start} }
 
 // segment tells one TCP segment of c, already accounted by c.observe.
-func (s *story) segment(c *conv, seg *craft.Segment, t int64, out segmentOutcome) {
+func (s *story) segment(c *conv, seg *craft.Segment, t int64, out analysis) {
 	d := c.dirOf(seg.Src)
 	if s.ends[0] == nil {
 		if d == 0 && seg.Flags.Has(craft.SYN) && !seg.Flags.Has(craft.ACK) {
@@ -105,12 +105,12 @@ func (s *story) resolve(c *conv, seg *craft.Segment, d int) {
 }
 
 // tell feeds seg to both ends and emits its step.
-func (s *story) tell(c *conv, d int, seg *craft.Segment, t int64, out segmentOutcome) {
+func (s *story) tell(c *conv, d int, seg *craft.Segment, t int64, out analysis) {
 	s.tellWith(c, d, seg, t, out, true)
 }
 
 // tellWith is tell; deliver false keeps the receiver from seeing the segment (yet).
-func (s *story) tellWith(c *conv, d int, seg *craft.Segment, t int64, out segmentOutcome, deliver bool) {
+func (s *story) tellWith(c *conv, d int, seg *craft.Segment, t int64, out analysis, deliver bool) {
 	snd, rcv := s.ends[d], s.ends[1-d]
 	sc := snd.Send(seg)
 	var rc tcpstate.Change
@@ -137,8 +137,9 @@ func (s *story) tellWith(c *conv, d int, seg *craft.Segment, t int64, out segmen
 	if seg.Flags.Has(craft.ACK) {
 		st.RelAck = seg.Ack.Rel(c.sides[1-d].base)
 	}
-	st.Retrans = out == segRetrans
-	st.Explain = s.explain(d, seg, st.RelSeq, st.RelAck, out, c.prevNext.Rel(c.sides[d].base))
+	st.Retrans = out.retransmission()
+	st.Analysis = out.words()
+	st.Explain = s.explain(c, d, seg, st.RelSeq, st.RelAck, out)
 	who := [2]string{"client", "server"}
 	if sc.Changed() {
 		st.Explain = append(st.Explain, fmt.Sprintf("%s: %s", who[d], sc))
@@ -159,23 +160,40 @@ func (s *story) tellWith(c *conv, d int, seg *craft.Segment, t int64, out segmen
 }
 
 // explain puts the segment's arithmetic into words, in relative numbers.
-func (s *story) explain(d int, seg *craft.Segment, relSeq, relAck uint32, out segmentOutcome, highest uint32) []string {
+func (s *story) explain(c *conv, d int, seg *craft.Segment, relSeq, relAck uint32, out analysis) []string {
 	var why []string
 	f := seg.Flags
 	n := uint32(len(seg.Payload))
-	switch out {
-	case segRetrans:
+	highest := c.prevNext.Rel(c.sides[d].base)
+	peerAck := c.prevPeerAck.Rel(c.sides[d].base)
+	switch {
+	case out&aSpurious != 0:
+		why = append(why, fmt.Sprintf("spurious retransmission: seq %d to %d was already acknowledged by the peer (its last ack was %d): a copy of data it has", relSeq, relSeq+n, peerAck))
+	case out&aFastRetrans != 0:
+		why = append(why, fmt.Sprintf("fast retransmission: the peer's duplicate ACKs asked for seq %d again (RFC 5681 §3.2)", relSeq))
+	case out&aRetrans != 0:
 		why = append(why, fmt.Sprintf("retransmission: seq %d was already sent by this side, which had sent up to seq %d", relSeq, highest))
-	case segOutOfOrder:
+	case out&aOutOfOrder != 0:
 		why = append(why, fmt.Sprintf("out of order: seq %d is below seq %d already sent, less than a handshake round trip ago: sent or delivered out of order", relSeq, highest))
-	case segKeepAlive:
+	case out&aKeepAlive != 0:
 		why = append(why, fmt.Sprintf("keep-alive: seq %d is one below the next new byte: it asks the peer to acknowledge again", relSeq))
+	case out&aZeroWindowProbe != 0:
+		why = append(why, fmt.Sprintf("zero-window probe: 1 byte at seq %d, the next new one, while the peer's window is 0: it asks whether the window has opened", relSeq))
+	}
+	if out&aLostSegment != 0 {
+		why = append(why, fmt.Sprintf("previous segment not captured: seq %d is beyond seq %d, the next one expected from this side", relSeq, highest))
+	}
+	if out&aAckLostSegment != 0 {
+		why = append(why, fmt.Sprintf("ack %d acknowledges data from the peer that the capture did not see", relAck))
+	}
+	if out&aZeroWindow != 0 {
+		why = append(why, "zero window: this side can take no more data for now; the peer must wait (and probe)")
 	}
 	if f.Has(craft.SYN) {
 		why = append(why, fmt.Sprintf("SYN: initial sequence number %d is relative seq 0; a SYN takes one sequence number, so the first data byte will be seq 1", uint32(seg.Seq)))
 	}
 	if f.Has(craft.ACK) {
-		if a := s.ackWords(d, relAck, seg); a != "" {
+		if a := s.ackWords(c, d, relAck, seg, out); a != "" {
 			why = append(why, a)
 		}
 		s.acked[d] = ackSeen{true, relAck}
@@ -190,20 +208,28 @@ func (s *story) explain(d int, seg *craft.Segment, relSeq, relAck uint32, out se
 	if f.Has(craft.RST) {
 		why = append(why, "RST: this side aborts the connection; neither end keeps any state for it")
 	}
-	if seg.Len() > 0 && out != segRetrans && out != segKeepAlive {
+	if seg.Len() > 0 && !out.retransmission() && out&(aKeepAlive|aZeroWindowProbe) == 0 {
 		s.last[d] = lastSeg{set: true, seq: relSeq, n: n, syn: f.Has(craft.SYN), fin: f.Has(craft.FIN), finRelSeq: relSeq + n}
 	}
 	return why
 }
 
-// ackWords explains an acknowledgment number by the peer's last segment.
-func (s *story) ackWords(d int, relAck uint32, seg *craft.Segment) string {
+// ackWords explains an acknowledgment number by the peer's last segment, and a repeated one by Wireshark's
+// analysis: a duplicate ACK, the answer to a keep-alive or a zero-window probe, or a window update.
+func (s *story) ackWords(c *conv, d int, relAck uint32, seg *craft.Segment, out analysis) string {
 	p := s.last[1-d]
 	prev := s.acked[d]
+	switch {
+	case out&aDupAck != 0:
+		return fmt.Sprintf("duplicate ACK #%d: ack %d again with the same window and nothing new: the peer's segment after seq %d has not arrived (or arrived out of order)", c.dupNum, relAck, relAck)
+	case out&aKeepAliveAck != 0:
+		return fmt.Sprintf("ack %d again: the answer to the peer's keep-alive; the connection is alive", relAck)
+	case out&aZeroWindowProbeAck != 0:
+		return fmt.Sprintf("ack %d again with window 0: the answer to the peer's zero-window probe; the window is still shut", relAck)
+	case out&aWindowUpdate != 0:
+		return fmt.Sprintf("window update: ack %d again, only the window changed (from %d to %d): this side can take more data", relAck, c.prevWindow, seg.Window)
+	}
 	if prev.set && prev.rel == relAck && !seg.Flags.Has(craft.SYN) {
-		if seg.Len() == 0 && !seg.Flags.Has(craft.RST) {
-			return fmt.Sprintf("ack %d again: nothing new from the peer since the last ACK (a duplicate ACK)", relAck)
-		}
 		return ""
 	}
 	switch {

@@ -41,6 +41,8 @@ func (t *Table) Emit(e event.Event) {
 		t.row(e)
 	case event.CaptureSummary:
 		t.summary(e)
+	case event.Warning:
+		// Config.Warn already put it on standard error.
 	default:
 		t.text.Emit(e)
 	}

@@ -82,6 +82,7 @@ func analyzeConfig(c *cli.Context) (analyze.Config, error) {
 		return cfg, usagef("analyze takes one FILE (got %d arguments)", c.NArg())
 	}
 	cfg.File = c.Args().First()
+	cfg.Warn = c.App.ErrWriter // what was not decoded: one line each, with the packets it cost
 	if c.String("svg") != "" && c.String("conn") == "" {
 		return cfg, usagef("--svg draws one conversation: give --conn N (or --conn A:PORT,B:PORT)")
 	}
