@@ -199,48 +199,49 @@ func receivedData(t *testing.T, out string) (data string, flags []string) {
 }
 
 func TestShellScript(t *testing.T) {
-	l := labtest.New(t)
-	tests := []struct {
-		name     string
-		script   string
-		wantData string
-		// the conversation must begin so
-		wantStart []string
-	}{
-		{
-			name:      "full session",
-			script:    "# a whole connection by hand\nsyn\nwait 200ms\nack\nsend hello\\n\nwait 300ms\nfin\nwait 300ms\nquit\n",
-			wantData:  "hello\n",
-			wantStart: []string{">S", "<S.", ">.", ">P."},
-		},
-		{
-			name: "out-of-order segment",
-			script: "syn\nwait 200ms\nack\nsegment PA seq=+3 data=xyz\nwait 100ms\nsend abc\nwait 300ms\n" +
-				"state\nquit\n",
-			wantData:  "abcxyz",
-			wantStart: []string{">S", "<S.", ">.", ">P.", "<.", ">P."},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, code := runShellScript(t, l, tt.script)
-			if code != 0 {
-				t.Errorf("exit code %d, want 0\n%s", code, out)
-			}
-			data, flags := receivedData(t, out)
-			if data != tt.wantData {
-				t.Errorf("echo %q, want %q\n%s", data, tt.wantData, out)
-			}
-			if len(flags) < len(tt.wantStart) || !equalStrings(flags[:len(tt.wantStart)], tt.wantStart) {
-				t.Errorf("conversation %q, want it to begin %q", flags, tt.wantStart)
-			}
-			evs := jsonEvents(t, out)
-			sum := evs[len(evs)-1]
-			if sum["type"] != "summary" || sum["outcome"] != "ok" || sum["local_state"] != "CLOSED" {
-				t.Errorf("last event %v, want an ok summary ending CLOSED", sum)
-			}
-		})
-	}
+	labtest.EachPeer(t, false, func(t *testing.T, l lab.Lab) {
+		tests := []struct {
+			name     string
+			script   string
+			wantData string
+			// the conversation must begin so
+			wantStart []string
+		}{
+			{
+				name:      "full session",
+				script:    "# a whole connection by hand\nsyn\nwait 200ms\nack\nsend hello\\n\nwait 300ms\nfin\nwait 300ms\nquit\n",
+				wantData:  "hello\n",
+				wantStart: []string{">S", "<S.", ">.", ">P."},
+			},
+			{
+				name: "out-of-order segment",
+				script: "syn\nwait 200ms\nack\nsegment PA seq=+3 data=xyz\nwait 100ms\nsend abc\nwait 300ms\n" +
+					"state\nquit\n",
+				wantData:  "abcxyz",
+				wantStart: []string{">S", "<S.", ">.", ">P.", "<.", ">P."},
+			},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				out, code := runShellScript(t, l, tt.script)
+				if code != 0 {
+					t.Errorf("exit code %d, want 0\n%s", code, out)
+				}
+				data, flags := receivedData(t, out)
+				if data != tt.wantData {
+					t.Errorf("echo %q, want %q\n%s", data, tt.wantData, out)
+				}
+				if len(flags) < len(tt.wantStart) || !equalStrings(flags[:len(tt.wantStart)], tt.wantStart) {
+					t.Errorf("conversation %q, want it to begin %q", flags, tt.wantStart)
+				}
+				evs := jsonEvents(t, out)
+				sum := evs[len(evs)-1]
+				if sum["type"] != "summary" || sum["outcome"] != "ok" || sum["local_state"] != "CLOSED" {
+					t.Errorf("last event %v, want an ok summary ending CLOSED", sum)
+				}
+			})
+		}
+	})
 }
 
 func equalStrings(a, b []string) bool {

@@ -56,32 +56,33 @@ func setClientMTU(t *testing.T, l lab.Lab, mtu int) {
 // 1500-byte link and on a 1280-byte one; an explicit --mss wins, and
 // --mss 0 sends no MSS option.
 func TestMSSFromRoute(t *testing.T) {
-	l := labtest.New(t)
-	bin := binary(t)
-	v4 := l.ServerV4.String()
-	v6 := l.ServerV6.String()
-	check := func(what, got, want string) {
-		t.Helper()
-		if got != want {
-			t.Errorf("%s: our SYN's options %q, want %q", what, got, want)
+	labtest.EachPeer(t, false, func(t *testing.T, l lab.Lab) {
+		bin := binary(t)
+		v4 := l.ServerV4.String()
+		v6 := l.ServerV6.String()
+		check := func(what, got, want string) {
+			t.Helper()
+			if got != want {
+				t.Errorf("%s: our SYN's options %q, want %q", what, got, want)
+			}
 		}
-	}
-	for _, step := range []struct {
-		mtu          int
-		want4, want6 string
-	}{
-		{1500, "[mss 1460]", "[mss 1440]"},
-		{1280, "[mss 1240]", "[mss 1220]"},
-	} {
-		setClientMTU(t, l, step.mtu)
-		at := fmt.Sprintf(" (MTU %d)", step.mtu)
-		check("probe IPv4"+at, sentOptions(t, l, bin, "probe", v4, "-p", "80", "--json", "-v", "--no-echo"), step.want4)
-		check("probe IPv6"+at, sentOptions(t, l, bin, "probe", v6, "-p", "80", "--json", "-v", "--no-echo"), step.want6)
-		check("handshake IPv4"+at, sentOptions(t, l, bin, "handshake", v4+":7", "--json", "--time-wait", "0"), step.want4)
-		check("handshake IPv6"+at, sentOptions(t, l, bin, "handshake", "["+v6+"]:7", "--json", "--time-wait", "0"), step.want6)
-	}
-	check("probe --mss 1000", sentOptions(t, l, bin, "probe", v6, "-p", "80", "--json", "-v", "--no-echo", "--mss", "1000"), "[mss 1000]")
-	check("handshake --mss 0", sentOptions(t, l, bin, "handshake", v4+":7", "--json", "--mss", "0", "--time-wait", "0"), "")
+		for _, step := range []struct {
+			mtu          int
+			want4, want6 string
+		}{
+			{1500, "[mss 1460]", "[mss 1440]"},
+			{1280, "[mss 1240]", "[mss 1220]"},
+		} {
+			setClientMTU(t, l, step.mtu)
+			at := fmt.Sprintf(" (MTU %d)", step.mtu)
+			check("probe IPv4"+at, sentOptions(t, l, bin, "probe", v4, "-p", "80", "--json", "-v", "--no-echo"), step.want4)
+			check("probe IPv6"+at, sentOptions(t, l, bin, "probe", v6, "-p", "80", "--json", "-v", "--no-echo"), step.want6)
+			check("handshake IPv4"+at, sentOptions(t, l, bin, "handshake", v4+":7", "--json", "--time-wait", "0"), step.want4)
+			check("handshake IPv6"+at, sentOptions(t, l, bin, "handshake", "["+v6+"]:7", "--json", "--time-wait", "0"), step.want6)
+		}
+		check("probe --mss 1000", sentOptions(t, l, bin, "probe", v6, "-p", "80", "--json", "-v", "--no-echo", "--mss", "1000"), "[mss 1000]")
+		check("handshake --mss 0", sentOptions(t, l, bin, "handshake", v4+":7", "--json", "--mss", "0", "--time-wait", "0"), "")
+	})
 }
 
 // TestRefusingRoutes: a blackhole, unreachable or prohibit route on our side
@@ -136,74 +137,75 @@ func TestRefusingRoutes(t *testing.T) {
 // open port look filtered), and the default port is held while the probe
 // runs.
 func TestProbeSourcePort(t *testing.T) {
-	l := labtest.New(t)
-	bin := binary(t)
+	labtest.EachPeer(t, false, func(t *testing.T, l lab.Lab) {
+		bin := binary(t)
 
-	var c net.Conn
-	if err := lab.Do(l.ClientNS, func() (err error) {
-		c, err = net.Dial("tcp4", net.JoinHostPort(l.ServerV4.String(), fmt.Sprint(lab.PortHold)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	live := netip.MustParseAddrPort(c.LocalAddr().String())
-	r := runClient(t, l, bin, "probe", l.ServerV4.String(), "-p", fmt.Sprint(lab.PortHold), "--sport", fmt.Sprint(live.Port()))
-	if r.code != 2 {
-		t.Errorf("--sport %d of a live connection: exit status %d, want 2\nstdout:\n%s", live.Port(), r.code, r.stdout)
-	}
-	checkOneLine(t, r.stderr, fmt.Sprintf("source port %d on %v is in use by another socket of this host", live.Port(), live.Addr()))
-
-	// The default port: read it from the first probe, then try to take it.
-	cmd := exec.Command(bin, "probe", l.ServerV4.String(), "-p", fmt.Sprint(lab.PortHold), "--json", "-v",
-		"--no-echo", "-c", "2", "-i", "1s")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	if err := lab.Do(l.ClientNS, cmd.Start); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
-	var sport netip.AddrPort
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() && !sport.IsValid() {
-		var ev struct{ Type, Direction, Src string }
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type == "step" && ev.Direction == "sent" {
-			sport = netip.MustParseAddrPort(ev.Src)
-		}
-	}
-	if !sport.IsValid() {
-		t.Fatalf("no probe sent; stderr: %s", errb.String())
-	}
-	berr := lab.Do(l.ClientNS, func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
+		var c net.Conn
+		if err := lab.Do(l.ClientNS, func() (err error) {
+			c, err = net.Dial("tcp4", net.JoinHostPort(l.ServerV4.String(), fmt.Sprint(lab.PortHold)))
 			return err
+		}); err != nil {
+			t.Fatal(err)
 		}
-		defer unix.Close(fd)
-		return unix.Bind(fd, &unix.SockaddrInet4{Addr: sport.Addr().As4(), Port: int(sport.Port())})
-	})
-	if !errors.Is(berr, unix.EADDRINUSE) {
-		t.Errorf("binding the running probe's source port %v: %v, want EADDRINUSE (reserved)", sport, berr)
-	}
-	go func() {
-		for sc.Scan() {
+		defer c.Close()
+		live := netip.MustParseAddrPort(c.LocalAddr().String())
+		r := runClient(t, l, bin, "probe", l.ServerV4.String(), "-p", fmt.Sprint(lab.PortHold), "--sport", fmt.Sprint(live.Port()))
+		if r.code != 2 {
+			t.Errorf("--sport %d of a live connection: exit status %d, want 2\nstdout:\n%s", live.Port(), r.code, r.stdout)
 		}
-	}()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
+		checkOneLine(t, r.stderr, fmt.Sprintf("source port %d on %v is in use by another socket of this host", live.Port(), live.Addr()))
+
+		// The default port: read it from the first probe, then try to take it.
+		cmd := exec.Command(bin, "probe", l.ServerV4.String(), "-p", fmt.Sprint(lab.PortHold), "--json", "-v",
+			"--no-echo", "-c", "2", "-i", "1s")
+		stdout, err := cmd.StdoutPipe()
 		if err != nil {
-			t.Errorf("probe: %v; stderr: %s", err, errb.String())
+			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Error("probe still running after 10 s")
-	}
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := lab.Do(l.ClientNS, cmd.Start); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Wait()
+		defer cmd.Process.Kill()
+		var sport netip.AddrPort
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() && !sport.IsValid() {
+			var ev struct{ Type, Direction, Src string }
+			if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type == "step" && ev.Direction == "sent" {
+				sport = netip.MustParseAddrPort(ev.Src)
+			}
+		}
+		if !sport.IsValid() {
+			t.Fatalf("no probe sent; stderr: %s", errb.String())
+		}
+		berr := lab.Do(l.ClientNS, func() error {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			return unix.Bind(fd, &unix.SockaddrInet4{Addr: sport.Addr().As4(), Port: int(sport.Port())})
+		})
+		if !errors.Is(berr, unix.EADDRINUSE) {
+			t.Errorf("binding the running probe's source port %v: %v, want EADDRINUSE (reserved)", sport, berr)
+		}
+		go func() {
+			for sc.Scan() {
+			}
+		}()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("probe: %v; stderr: %s", err, errb.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("probe still running after 10 s")
+		}
+	})
 }
 
 // TestObserveNetnsCapability runs handshake --observe-netns as an

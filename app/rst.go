@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"math/rand/v2"
 	"time"
 
@@ -76,6 +77,13 @@ func runRST(c *cli.Context) error {
 		return s, func() { release() }, nil
 	}
 	cfg := probe.RSTConfig{Port: port, ClosedPort: closed, EchoPort: echo, Wait: wait, Tap: tap}
+	if w.env.Observer == nil {
+		// Without the peer's kernel in view, SYN cookies show in the options
+		// of two SYN-ACKs (probe.CookieFromOptions).
+		cfg.CheckCookies = func(ctx context.Context) (probe.CookieEvidence, error) {
+			return probe.CheckCookies(ctx, probe.ProfileConfig{Session: w.cfg, Wait: max(wait, time.Second)}, w.env)
+		}
+	}
 	res, err := probe.RunRST(c.Context, names, cfg, dial, sink, time.Now)
 	if err != nil {
 		return err

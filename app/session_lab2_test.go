@@ -592,31 +592,35 @@ func TestIPv4OnlyListenerOverIPv6(t *testing.T) {
 // peer: probe (several ports and rounds), handshake with data and close, a shell script, and rst. (Under 5% loss
 // it is checked by TestLossTransfers.)
 func TestJSONTimeOrder(t *testing.T) {
-	l := labtest.New(t)
-	file, _ := s8RandomFile(t, 100<<10)
-	srv := l.ServerV4.String()
-	obs := "--observe-netns=" + l.ServerNS
-	for _, run := range []struct {
-		name  string
-		stdin string
-		args  []string
-	}{
-		{"probe", "", []string{"probe", srv, "-p", "7,80,81,82,83", "-c", "3", "-i", "20ms", "--retries", "0", "--timeout", "200ms", "--json"}},
-		{"handshake", "", []string{"handshake", srv + ":7", "--send-file", file, "--time-wait", "100ms", obs, "--json"}},
-		{"handshake-wait", "", []string{"handshake", srv + ":80", "--send", `GET / HTTP/1.0\r\n\r\n`, "--close", "wait", "--json"}},
-		{"shell", "syn\nack\nsend hello\nsegment PA seq=+3 data=xyz\nsend abc\nwait 200ms\nfin\nquit\n",
-			[]string{"shell", srv + ":7", "--time-wait", "100ms", obs, "--json"}},
-		{"rst", "", []string{"rst", srv + ":9", "--closed-port", "81", obs, "--json"}},
-	} {
-		t.Run(run.name, func(t *testing.T) {
-			t.Parallel()
-			r := s8Run(t, l, run.stdin, 60*time.Second, append(run.args, "--sport", fmt.Sprint(s8Port()))...)
-			if r.code == 2 || r.code < 0 {
-				t.Errorf("exit %d\n%s", r.code, r)
-			}
-			if bad := s8TimeOrder(t, r.stdout); len(bad) > 0 {
-				t.Errorf("t_ms goes backwards %d times:\n%s", len(bad), strings.Join(bad[:min(len(bad), 10)], "\n"))
-			}
-		})
-	}
+	labtest.EachPeer(t, false, func(t *testing.T, l lab.Lab) {
+		file, _ := s8RandomFile(t, 100<<10)
+		srv := l.ServerV4.String()
+		var obs []string // the Linux server's kernel observed; lwIP's sockets live in its program
+		if l.Peer == lab.PeerLinux {
+			obs = []string{"--observe-netns=" + l.ServerNS}
+		}
+		for _, run := range []struct {
+			name  string
+			stdin string
+			args  []string
+		}{
+			{"probe", "", []string{"probe", srv, "-p", "7,80,81,82,83", "-c", "3", "-i", "20ms", "--retries", "0", "--timeout", "200ms", "--json"}},
+			{"handshake", "", append([]string{"handshake", srv + ":7", "--send-file", file, "--time-wait", "100ms", "--json"}, obs...)},
+			{"handshake-wait", "", []string{"handshake", srv + ":80", "--send", `GET / HTTP/1.0\r\n\r\n`, "--close", "wait", "--json"}},
+			{"shell", "syn\nack\nsend hello\nsegment PA seq=+3 data=xyz\nsend abc\nwait 200ms\nfin\nquit\n",
+				append([]string{"shell", srv + ":7", "--time-wait", "100ms", "--json"}, obs...)},
+			{"rst", "", append([]string{"rst", srv + ":9", "--closed-port", "81", "--json"}, obs...)},
+		} {
+			t.Run(run.name, func(t *testing.T) {
+				t.Parallel()
+				r := s8Run(t, l, run.stdin, 60*time.Second, append(run.args, "--sport", fmt.Sprint(s8Port()))...)
+				if r.code == 2 || r.code < 0 {
+					t.Errorf("exit %d\n%s", r.code, r)
+				}
+				if bad := s8TimeOrder(t, r.stdout); len(bad) > 0 {
+					t.Errorf("t_ms goes backwards %d times:\n%s", len(bad), strings.Join(bad[:min(len(bad), 10)], "\n"))
+				}
+			})
+		}
+	})
 }

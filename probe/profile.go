@@ -298,26 +298,22 @@ func (p *profiler) window() uint16 {
 
 // allOptions is a SYN offering every option: MSS, SACK-permitted,
 // timestamps and window scale.
-func (p *profiler) allOptions() craft.Options {
-	mss := p.cfg.Session.SYN.MSS
-	if mss == 0 {
-		mss = 1460
-	}
-	return craft.SYNOptions(craft.SYNOptionSet{MSS: mss, SACKOK: true, Timestamp: true, TSVal: p.env.Rand(), WScale: 7})
-}
+func (p *profiler) allOptions() craft.Options { return p.synOptions(true) }
 
 // options: what the SYN-ACK carries for a SYN offering every option, and
 // for one offering none.
 func (p *profiler) options(ctx context.Context) (event.Profile, error) {
 	ev := event.Profile{
-		Title:    "the options of the peer's SYN-ACK, for a SYN offering MSS, SACK-permitted, timestamps and window scale, and for one offering none",
+		Title:    "the options of the peer's SYN-ACK, for a SYN offering MSS, SACK-permitted, timestamps and window scale, for one offering none, and for one offering all but timestamps (a SYN cookie's signature)",
 		RFC:      "RFC 7323 §2.2, §3.2; RFC 2018 §2; RFC 9293 §3.7.1",
 		Rule:     "a window scale or timestamps option MAY be sent in a SYN-ACK only if the SYN carried one (RFC 7323); an MSS option SHOULD be sent when the receive MSS differs from the default (SHLD-5)",
 		Strength: "MAY",
 	}
 	port := p.cfg.Session.Remote.Port()
-	var answers [2]*synAnswer
-	offers := []craft.Options{p.allOptions(), nil}
+	// The third SYN, everything but timestamps, looks for a SYN cookie
+	// (CookieFromOptions).
+	var answers [3]*synAnswer
+	offers := []craft.Options{p.allOptions(), nil, p.synOptions(false)}
 	for i, opts := range offers {
 		local, release, err := p.tuple(0, port)
 		if err != nil {
@@ -330,6 +326,9 @@ func (p *profiler) options(ctx context.Context) (event.Profile, error) {
 		}
 		answers[i] = a
 		s := event.ProfileSample{SPort: local.Port(), Options: opts.String(), Note: "our SYN's options"}
+		if i == 2 {
+			s.Note = "our SYN's options, all but timestamps (is its SYN-ACK a cookie?)"
+		}
 		if opts == nil {
 			s.Options, s.Note = "", "our SYN, no options"
 		}
@@ -344,8 +343,29 @@ func (p *profiler) options(ctx context.Context) (event.Profile, error) {
 		}
 	}
 	j := judgeOptions(answers[0], answers[1], p.cfg.Session.Remote.Addr().Is6())
+	var withTS, noTS *craft.Segment
+	if answers[0] != nil {
+		withTS = &answers[0].seg
+	}
+	if answers[2] != nil {
+		noTS = &answers[2].seg
+		j.Lines = append(j.Lines, fmt.Sprintf("to a SYN offering all but timestamps the SYN-ACK carried %s", orNone(noTS.Options.String())))
+	}
+	ce := CookieFromOptions(withTS, noTS)
+	switch ce.Sign {
+	case CookieSeen:
+		j.Lines = append(j.Lines, "SYN cookie: "+ce.How)
+	case CookieNoSign:
+		j.Lines = append(j.Lines, "no SYN cookie seen: "+ce.How)
+	default:
+		j.Lines = append(j.Lines, "SYN cookies undecided: "+ce.How)
+	}
 	ev.Verdict, ev.Level, ev.Why, ev.Explain = j.Verdict, j.Level, j.Why, j.Lines
-	ev.Figures = optionFigures(answers[0], answers[1])
+	if ce.Sign != CookieUndecided {
+		ev.Figures = append(ev.Figures, event.Figure{Name: "syn cookie", Value: b2f(ce.Sign == CookieSeen), Unit: "",
+			Text: "1 when the SYN-ACKs carry a SYN cookie's signature (options given with timestamps, forgotten without: RFC 4987 §3.6); absent when that cannot be told"})
+	}
+	ev.Figures = append(optionFigures(answers[0], answers[1]), ev.Figures...)
 	return ev, nil
 }
 

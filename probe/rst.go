@@ -30,6 +30,18 @@ type RSTConfig struct {
 	// Tap, when set, is the sink the dialer's sessions emit into: the
 	// scenarios read the ICMP errors it saw from it.
 	Tap *RSTTap
+	// CheckCookies, when the peer's kernel is not in view, looks for SYN
+	// cookies in the options of two SYN-ACKs (CheckCookies). It is called
+	// once, at the first scenario whose SYN drew a SYN-ACK, so a port that
+	// answers with RST or ICMP gets no extra SYNs (they would use up the
+	// peer's ICMP rate limit); nil: not checked.
+	CheckCookies func(context.Context) (CookieEvidence, error)
+}
+
+// cookieCheck is the run's one call of RSTConfig.CheckCookies.
+type cookieCheck struct {
+	done bool
+	ev   CookieEvidence
 }
 
 // A scenario checks one rule on a fresh connection.
@@ -53,6 +65,7 @@ type rstRun struct {
 	// how that was seen.
 	cookie    bool
 	cookieHow string
+	cookies   *cookieCheck // shared by the run's scenarios
 	tapMark   int
 }
 
@@ -134,6 +147,7 @@ func RunRST(ctx context.Context, names []string, cfg RSTConfig, dial Dialer, sin
 		byName[sc.name] = sc
 	}
 	var out []event.Scenario
+	cookies := &cookieCheck{}
 	for _, n := range names {
 		if ctx.Err() != nil {
 			break
@@ -147,7 +161,7 @@ func RunRST(ctx context.Context, names []string, cfg RSTConfig, dial Dialer, sin
 		if err != nil {
 			return out, err
 		}
-		r := &rstRun{s: s, cfg: cfg, dial: dial, tapMark: cfg.Tap.mark()}
+		r := &rstRun{s: s, cfg: cfg, dial: dial, tapMark: cfg.Tap.mark(), cookies: cookies}
 		res := func() event.Scenario {
 			defer closeFn()
 			defer s.Abort(nil)

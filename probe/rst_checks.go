@@ -15,9 +15,9 @@ import (
 // the peer's kernel is in view, and sends eight bytes of data, so that no
 // later segment of the scenario carries the handshake's numbers: a
 // SYN-cookie listener would take such a segment, after a reset, for the end
-// of a new handshake and open a connection from it. Near is not far enough:
-// Linux's cookie keeps the MSS index in its low bits, so a seq up to 3 past
-// our ISN + 1 still validates (net/ipv4/syncookies.c, check_tcp_syn_cookie).
+// of a new handshake and open a connection from it (see cookieMayTake: on
+// an echo port the peer's seq advances as far, so scenarios that use
+// RCV.NXT check the numbers again).
 func (r *rstRun) establish(ctx context.Context) (string, bool) {
 	s := r.s
 	s.ManualACK()
@@ -57,6 +57,17 @@ func (r *rstRun) establish(ctx context.Context) (string, bool) {
 // establishBytes is how much data establish sends.
 const establishBytes = 8
 
+// cookieMayTake reports whether a SYN-cookie listener could take a segment
+// with seq and ack on this scenario's 4-tuple for a handshake's final ACK.
+// Linux checks the cookie as (ack − 1) − hash − (seq − 1), whose low bits must
+// give an MSS index below 4 (net/ipv4/syncookies.c, check_tcp_syn_cookie):
+// seq and ack that advanced from the handshake's by the same count (an echo),
+// or by counts within 3 of each other, validate.
+func (r *rstRun) cookieMayTake(seq, ack craft.Seq) bool {
+	d := int64(int32(uint32(ack-r.s.IRS().Add(1)))) - int64(int32(uint32(seq-r.s.ISS().Add(1))))
+	return d >= -3 && d <= 3
+}
+
 // oldSeq is a seq that a live connection finds old and that no SYN cookie
 // validates: 1000 before our ISN + 1.
 func (r *rstRun) oldSeq() craft.Seq { return r.s.ISS().Add(1).Add(^uint32(999)) }
@@ -64,8 +75,26 @@ func (r *rstRun) oldSeq() craft.Seq { return r.s.ISS().Add(1).Add(^uint32(999)) 
 // noteCookie looks, between the SYN-ACK and our ACK, at the peer's kernel:
 // no socket for the 4-tuple (no request socket in SYN-RECEIVED) means the
 // SYN-ACK carried a SYN cookie (RFC 4987 §3.6).
+//
+// Not observing, it asks RSTConfig.CheckCookies once per run (the options
+// of two more SYN-ACKs).
 func (r *rstRun) noteCookie(ctx context.Context) {
 	if !r.s.Observing() {
+		c := r.cookies
+		if c == nil || r.cfg.CheckCookies == nil {
+			return
+		}
+		if !c.done {
+			c.done = true
+			ev, err := r.cfg.CheckCookies(ctx)
+			if err != nil {
+				ev = CookieEvidence{How: err.Error()}
+			}
+			c.ev = ev
+		}
+		if c.ev.Sign == CookieSeen {
+			r.cookie, r.cookieHow = true, "from the options of two more SYN-ACKs: "+c.ev.How
+		}
 		return
 	}
 	r.s.Settle(ctx)

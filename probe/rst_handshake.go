@@ -72,6 +72,9 @@ func rstInSynReceived(ctx context.Context, r *rstRun) event.Scenario {
 	case tupleAlive:
 		return inconclusive(res, "not tested: the peer answered with a SYN cookie and kept no SYN-RECEIVED connection, so there was no embryonic connection for the RST to return to LISTEN (the connection the cookie opened was reset again)")
 	case tupleUnknown:
+		if r.cookie {
+			return inconclusive(res, "not tested: the listener answers with SYN cookies ("+r.cookieHow+"), so it kept no SYN-RECEIVED connection for the RST to return to LISTEN")
+		}
 		return conforms(res, "no embryonic connection is left: the listener answered the ACK afterwards with RST (whether the peer used a SYN cookie, and so never had one, could not be told: the handshake's ACK afterwards drew no answer)")
 	}
 	return conforms(res, "no embryonic connection is left: the listener answered an ACK afterwards with RST, and the handshake's own final ACK too (no SYN cookie)")

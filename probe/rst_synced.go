@@ -120,6 +120,13 @@ func dataAfterReset(ctx context.Context, r *rstRun) event.Scenario {
 	}
 	r.collect(ctx, 0)
 	ack := s.RcvNxt()
+	if r.cookieMayTake(seq, ack) && !r.cookieMayTake(seq, s.IRS().Add(1)) {
+		// An echo sent back as many bytes as we sent: a SYN cookie would
+		// validate seq and ack advanced alike. The handshake's ack is just as
+		// acceptable to a live connection (an old ACK inside the window,
+		// RFC 9293 §3.10.7.4 fifth check), and no cookie validates it.
+		ack = s.IRS().Add(1)
+	}
 	res.Sent = fmt.Sprintf("after an exact RST aborted the connection: data \"x\" seq %d ack %d on the same 4-tuple", uint32(seq), uint32(ack))
 	res.Expected = fmt.Sprintf("RST seq %d = our ack: <SEQ=SEG.ACK><CTL=RST>: the connection is gone, so the listener answers", uint32(ack))
 	mark := r.cfg.Tap.mark()
@@ -133,15 +140,14 @@ func dataAfterReset(ctx context.Context, r *rstRun) event.Scenario {
 		// if it was taken, else at "x".
 		r.resetAt(ctx, seq.Add(1), seq)
 	}
-	// Within a few bytes of our ISN + 1, a SYN cookie may validate the
-	// segment (Linux's tolerates up to 3: its MSS index); establish keeps
-	// the scenario's own data past that, the shell's connection may not.
-	handshakeNumbers := uint32(seq-s.ISS().Add(1)) < establishBytes
+	// A SYN cookie may validate the segment (see cookieMayTake); the
+	// scenario chose numbers it does not, the shell's connection may not.
+	handshakeNumbers := r.cookieMayTake(seq, ack)
 	switch {
 	case sg != nil && !sg.Flags.Has(craft.RST) && handshakeNumbers && r.cookie && res.ObservedBefore == "CLOSED":
-		return permitted(res, fmt.Sprintf("the exact RST aborted the connection (the peer's kernel showed CLOSED before the data); the data segment carried numbers within a few bytes of the handshake's (seq %d, our ISN + 1 = %d; ack = the peer's ISN + 1), which the SYN-cookie listener validated as a handshake's final ACK and opened a new connection from (RFC 4987 §3.6), instead of answering RST; that connection was reset again", uint32(seq), uint32(s.ISS().Add(1))))
+		return permitted(res, fmt.Sprintf("the exact RST aborted the connection (the peer's kernel showed CLOSED before the data); the data segment's seq and ack had advanced alike from the handshake's (seq %d = our ISN + 1 + %d, ack %d = the peer's ISN + 1 + %d), so the SYN-cookie listener validated it as a handshake's final ACK and opened a new connection from it (RFC 4987 §3.6), instead of answering RST; that connection was reset again", uint32(seq), uint32(seq-s.ISS().Add(1)), uint32(ack), uint32(ack-s.IRS().Add(1))))
 	case sg != nil && !sg.Flags.Has(craft.RST) && handshakeNumbers:
-		return inconclusive(res, "the data drew "+describeSegs(got)+", not a RST: either the exact RST did not abort the connection, or a SYN-cookie listener took the data (its seq within a few bytes of our ISN + 1) for a handshake's final ACK; without the peer's kernel in view this cannot be told (the connection was reset again)")
+		return inconclusive(res, "the data drew "+describeSegs(got)+", not a RST: either the exact RST did not abort the connection, or a SYN-cookie listener took the data (its seq and ack advanced alike from the handshake's) for a handshake's final ACK; without the peer's kernel in view this cannot be told (the connection was reset again)")
 	case sg != nil && !sg.Flags.Has(craft.RST):
 		return deviates(res, "MUST", "the data drew "+describeSegs(got)+", not a RST: the exact RST did not abort the connection (RFC 9293 §3.10.7.4: TCP endpoints MUST reset the connection); it was reset again")
 	}

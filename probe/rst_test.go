@@ -850,3 +850,25 @@ func TestRSTTableGolden(t *testing.T) {
 	(&event.Text{W: &b}).Emit(sum)
 	golden(t, "rst_table.golden", b.Bytes())
 }
+
+// TestRSTCookiesOnEcho runs the scenarios on an echo port of a SYN-cookie
+// listener: the echo advances the peer's seq as much as ours, so data after
+// the reset at RCV.NXT with ack = RCV.NXT is a valid cookie ACK (the
+// offsets cancel in Linux's check) and opens a new connection. In the lab
+// that made data-after-reset "deviates (MUST)" on port 7. The scenario must
+// choose numbers no cookie validates, and stay conforming.
+func TestRSTCookiesOnEcho(t *testing.T) {
+	for _, observe := range []bool{true, false} {
+		t.Run(fmt.Sprintf("observe=%v", observe), func(t *testing.T) {
+			run := runRSTSeamOn(t, []string{"exact-rst", "data-after-reset"}, rstMisbehave{cookies: true, exampleLimit: true}, observe, rstEchoPort, rstEchoPort)
+			for _, r := range run.results {
+				if r.Verdict != probe.Conforms {
+					t.Errorf("%s: %s: %s (sent %s; observed %s)", r.Name, r.Verdict, r.Why, r.Sent, r.Observed)
+				}
+			}
+			if len(run.left) > 0 {
+				t.Errorf("the server still holds connections: %v", run.left)
+			}
+		})
+	}
+}

@@ -233,71 +233,73 @@ func TestLabSession(t *testing.T) {
 // TestLabSessionLoss drops 25% of the segments to the server at random: the
 // handshake, the data and the close still complete through retransmission.
 func TestLabSessionLoss(t *testing.T) {
-	l := labtest.New(t)
-	if err := l.SetLoss(25); err != nil {
-		t.Fatal(err)
-	}
-	data := "lossy but complete\n"
-	total := 0
-	for i := range 4 {
-		t.Run(fmt.Sprint("run ", i), func(t *testing.T) {
-			s, _ := labSession(t, l, lab.PortEcho, func(c *probe.SessionConfig) {
-				c.RTO = 200 * time.Millisecond
-				c.Retries = 10
-				// A FIN lost three times waits 0.2+0.4+0.8+1.6 s and more when
-				// earlier losses already backed the timer off (RFC 6298 §5.5):
-				// give the close time for that.
-				c.Timeout = 25 * time.Second
+	labtest.EachPeer(t, true, func(t *testing.T, l lab.Lab) {
+		if err := l.SetLoss(25); err != nil {
+			t.Fatal(err)
+		}
+		data := "lossy but complete\n"
+		total := 0
+		for i := range 4 {
+			t.Run(fmt.Sprint("run ", i), func(t *testing.T) {
+				s, _ := labSession(t, l, lab.PortEcho, func(c *probe.SessionConfig) {
+					c.RTO = 200 * time.Millisecond
+					c.Retries = 10
+					// A FIN lost three times waits 0.2+0.4+0.8+1.6 s and more when
+					// earlier losses already backed the timer off (RFC 6298 §5.5):
+					// give the close time for that.
+					c.Timeout = 25 * time.Second
+				})
+				ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+				defer cancel()
+				if err := handshakeScript(data, probe.CloseFIN)(ctx, s); err != nil {
+					s.Abort(err)
+					t.Fatalf("session: %v", err)
+				}
+				if got := string(s.Received()); got != data {
+					t.Errorf("echo %q, want %q", got, data)
+				}
+				total += s.Summary().Retransmissions
+				t.Logf("%d retransmissions", s.Summary().Retransmissions)
 			})
-			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-			defer cancel()
-			if err := handshakeScript(data, probe.CloseFIN)(ctx, s); err != nil {
-				s.Abort(err)
-				t.Fatalf("session: %v", err)
-			}
-			if got := string(s.Received()); got != data {
-				t.Errorf("echo %q, want %q", got, data)
-			}
-			total += s.Summary().Retransmissions
-			t.Logf("%d retransmissions", s.Summary().Retransmissions)
-		})
-	}
-	if total == 0 {
-		t.Errorf("no retransmission in 4 runs with 25%% loss: is the loss rule in place?")
-	}
+		}
+		if total == 0 {
+			t.Errorf("no retransmission in 4 runs with 25%% loss: is the loss rule in place?")
+		}
+	})
 }
 
 // TestLabSessionRefused checks ErrRefused from the closed port and
 // ErrNoAnswer from the dropped one.
 func TestLabSessionRefused(t *testing.T) {
-	l := labtest.New(t)
-	tests := []struct {
-		port uint16
-		want error
-	}{
-		{lab.PortClosed, probe.ErrRefused},
-		{lab.PortDropped, probe.ErrNoAnswer},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprint("port ", tt.port), func(t *testing.T) {
-			s, rec := labSession(t, l, tt.port, func(c *probe.SessionConfig) {
-				c.RTO = 100 * time.Millisecond
-				c.Retries = 2
-			})
-			err := s.Open(t.Context())
-			s.Abort(err)
-			if !errors.Is(err, tt.want) {
-				t.Errorf("%v, want %v", err, tt.want)
-			}
-			var sent []string
-			for _, st := range rec.steps() {
-				if st.Direction == "sent" {
-					sent = append(sent, st.Flags)
+	labtest.EachPeer(t, false, func(t *testing.T, l lab.Lab) {
+		tests := []struct {
+			port uint16
+			want error
+		}{
+			{lab.PortClosed, probe.ErrRefused},
+			{lab.PortDropped, probe.ErrNoAnswer},
+		}
+		for _, tt := range tests {
+			t.Run(fmt.Sprint("port ", tt.port), func(t *testing.T) {
+				s, rec := labSession(t, l, tt.port, func(c *probe.SessionConfig) {
+					c.RTO = 100 * time.Millisecond
+					c.Retries = 2
+				})
+				err := s.Open(t.Context())
+				s.Abort(err)
+				if !errors.Is(err, tt.want) {
+					t.Errorf("%v, want %v", err, tt.want)
 				}
-			}
-			if len(sent) == 0 || sent[0] != "S" {
-				t.Errorf("sent %q, want a SYN first", sent)
-			}
-		})
-	}
+				var sent []string
+				for _, st := range rec.steps() {
+					if st.Direction == "sent" {
+						sent = append(sent, st.Flags)
+					}
+				}
+				if len(sent) == 0 || sent[0] != "S" {
+					t.Errorf("sent %q, want a SYN first", sent)
+				}
+			})
+		}
+	})
 }
