@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"tcpshake/lab"
 	"tcpshake/lab/labtest"
 )
 
@@ -22,55 +23,60 @@ import (
 // the step, and `tcpshake analyze` on that file tells the same story (the
 // same segments, each way) as the live run printed.
 func TestWriteLab(t *testing.T) {
-	l := labtest.New(t)
-	bin := binary(t)
-	dir := t.TempDir()
-	for _, tc := range []struct {
-		name string
-		args []string
-	}{
-		{"handshake", []string{"handshake", l.ServerV4.String() + ":7", "--isn", "100", "--send", `hello\n`, "--time-wait", "100ms", "--observe-netns", l.ServerNS}},
-		{"handshake6-wait", []string{"handshake", "[" + l.ServerV6.String() + "]:80", "--send", `GET / HTTP/1.0\r\n\r\n`, "--close", "wait"}},
-		{"probe", []string{"probe", l.ServerV4.String(), "-p", "80,81,83"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			file := filepath.Join(dir, tc.name+".pcapng")
-			live := runWithStdin(t, l, "", append(append([]string{bin}, tc.args...), "-w", file, "--json")...)
-			liveSteps := segments(t, live)
+	labtest.EachPeer(t, false, func(t *testing.T, l lab.Lab) {
+		bin := binary(t)
+		dir := t.TempDir()
+		var obs []string // the Linux server's kernel observed; lwIP's sockets live in its program
+		if l.Peer == lab.PeerLinux {
+			obs = []string{"--observe-netns", l.ServerNS}
+		}
+		for _, tc := range []struct {
+			name string
+			args []string
+		}{
+			{"handshake", append([]string{"handshake", l.ServerV4.String() + ":7", "--isn", "100", "--send", `hello\n`, "--time-wait", "100ms"}, obs...)},
+			{"handshake6-wait", []string{"handshake", "[" + l.ServerV6.String() + "]:80", "--send", `GET / HTTP/1.0\r\n\r\n`, "--close", "wait"}},
+			{"probe", []string{"probe", l.ServerV4.String(), "-p", "80,81,83"}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				file := filepath.Join(dir, tc.name+".pcapng")
+				live := runWithStdin(t, l, "", append(append([]string{bin}, tc.args...), "-w", file, "--json")...)
+				liveSteps := segments(t, live)
 
-			if tshark, err := exec.LookPath("tshark"); err == nil {
-				out, err := exec.Command(tshark, "-r", file, "-T", "fields", "-e", "frame.comment").CombinedOutput()
-				if err != nil || strings.Contains(strings.ToLower(string(out)), "warn") || strings.Contains(string(out), "damaged") {
-					t.Fatalf("tshark -r: %v\n%s", err, out)
-				}
-				var comments int
-				for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-					if strings.HasPrefix(line, "step ") {
-						comments++
+				if tshark, err := exec.LookPath("tshark"); err == nil {
+					out, err := exec.Command(tshark, "-r", file, "-T", "fields", "-e", "frame.comment").CombinedOutput()
+					if err != nil || strings.Contains(strings.ToLower(string(out)), "warn") || strings.Contains(string(out), "damaged") {
+						t.Fatalf("tshark -r: %v\n%s", err, out)
 					}
+					var comments int
+					for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+						if strings.HasPrefix(line, "step ") {
+							comments++
+						}
+					}
+					if comments != len(liveSteps) {
+						t.Errorf("tshark shows %d step comments, the live run had %d steps:\n%s", comments, len(liveSteps), out)
+					}
+				} else if os.Getenv("CI") == "true" {
+					t.Fatal("tshark is not installed (scripts/test.sh installs it)")
+				} else {
+					t.Log("tshark not installed: comments not checked")
 				}
-				if comments != len(liveSteps) {
-					t.Errorf("tshark shows %d step comments, the live run had %d steps:\n%s", comments, len(liveSteps), out)
-				}
-			} else if os.Getenv("CI") == "true" {
-				t.Fatal("tshark is not installed (scripts/test.sh installs it)")
-			} else {
-				t.Log("tshark not installed: comments not checked")
-			}
 
-			if tc.name == "probe" {
-				return // analyze --conn tells one conversation; a probe run has several
-			}
-			cmd := exec.Command(bin, "analyze", file, "--conn", "1", "--json")
-			out, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("analyze: %v\n%s", err, out)
-			}
-			if diff := cmp.Diff(liveSteps, segments(t, string(out))); diff != "" {
-				t.Errorf("analyze tells another story than the live run (-live +analyze):\n%s", diff)
-			}
-		})
-	}
+				if tc.name == "probe" {
+					return // analyze --conn tells one conversation; a probe run has several
+				}
+				cmd := exec.Command(bin, "analyze", file, "--conn", "1", "--json")
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("analyze: %v\n%s", err, out)
+				}
+				if diff := cmp.Diff(liveSteps, segments(t, string(out))); diff != "" {
+					t.Errorf("analyze tells another story than the live run (-live +analyze):\n%s", diff)
+				}
+			})
+		}
+	})
 }
 
 // segments lists the sent and received steps of JSON output as sorted
