@@ -331,10 +331,16 @@ func (a *analyzer) notDecoded(what string) {
 func (a *analyzer) tcp(seg *craft.Segment, t int64, frameLen int) {
 	k := keyOf(seg.Src, seg.Dst)
 	c := a.convs[k]
-	if c != nil && c.finished() && seg.Flags.Has(craft.SYN) && !seg.Flags.Has(craft.ACK) {
-		// A new SYN on a finished conversation's ports opens a new conversation (port reuse), unless it
-		// repeats the old one's SYN.
-		if s := &c.sides[c.dirOf(seg.Src)]; !s.syn || s.isn != seg.Seq {
+	var prev *conv
+	prevIndex := 0
+	if c != nil && seg.Flags&(craft.SYN|craft.ACK) == craft.SYN {
+		// tshark's port reuse (packet-tcp.c): a SYN whose seq is not the base seq of its direction starts a
+		// new conversation on the same ports, closed or not; a SYN sent again with the same seq does not.
+		if s := &c.sides[c.dirOf(seg.Src)]; s.tsBaseSet && s.tsBase != seg.Seq {
+			if !c.finished() {
+				prev = c // still open: a SYN into it (an in-window SYN) or a reuse that tshark splits all the same
+				prevIndex = c.index
+			}
 			a.emit(c)
 			delete(a.convs, k)
 			c = nil
@@ -342,6 +348,10 @@ func (a *analyzer) tcp(seg *craft.Segment, t int64, frameLen int) {
 	}
 	if c == nil {
 		c = a.newConv(k, seg, t)
+		if prev != nil {
+			c.inherit(prev)
+			c.splitFrom = prevIndex
+		}
 	}
 	wasDone := c.finished()
 	out := c.observe(seg, frameLen, t)

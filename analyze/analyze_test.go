@@ -35,6 +35,7 @@ type seg struct {
 	data  string
 	at    time.Duration
 	win   uint16
+	zwin  bool // window 0 (win 0 means the default)
 }
 
 // synth writes the segments as a pcap file of link type RAW.
@@ -54,6 +55,9 @@ func synth(t testing.TB, segs []seg) []byte {
 		win := s.win
 		if win == 0 {
 			win = 500
+		}
+		if s.zwin {
+			win = 0
 		}
 		c := craft.Segment{Src: cli, Dst: srv, Seq: craft.Seq(s.seq), Ack: craft.Seq(s.ack), Flags: f, Window: win}
 		if !s.up {

@@ -73,11 +73,18 @@ type side struct {
 	dataAfter  bool      // sent new data after the peer's FIN
 	finAt      uint64    // packet number (within the conversation) of the first FIN
 	ackedAtFin bool      // had acknowledged the peer's FIN in an earlier segment when sending its FIN
+	finLost    bool      // its FIN was sent again after the peer's FIN, which did not acknowledge it: lost
 	rst        bool
+	isnSet     bool
+	wscale     int8 // the window scale its first SYN offered (valid when isnSet); -2 none
 
-	// relative numbers as Wireshark shows them
-	base    craft.Seq
-	baseSet bool
+	// tsBase is Wireshark's base_seq, which decides port reuse; base is the origin of the relative numbers the
+	// story shows: the same, except after an in-window SYN split the conversation, when it goes on from the
+	// connection's old origin.
+	tsBase    craft.Seq
+	tsBaseSet bool
+	base      craft.Seq
+	baseSet   bool
 }
 
 // conv is one TCP conversation.
@@ -89,14 +96,15 @@ type conv struct {
 	retrans, ooo   uint64
 	icmp           uint64
 	icmpReason     string
-	shown          bool  // passes the filter
-	handshakeAck   bool  // the client acknowledged the server's SYN
-	handshakeRTT   int64 // from the client's last SYN to its ACK of the server's SYN (Wireshark's iRTT), ns
-	lastSYNAt      int64
+	shown          bool      // passes the filter
+	handshakeAck   bool      // the client acknowledged the server's SYN
+	mruSYN         int64     // when the last SYN without ACK was seen (Wireshark's ts_mru_syn), 0: none yet
+	firstRTT       int64     // from it to the first ACK without SYN (Wireshark's iRTT, ts_first_rtt), 0: unknown
 	prevNext       craft.Seq // the sender's highest seq+len before the last segment (for the story's words)
 	prevPeerAck    craft.Seq // the other side's last ack before the last segment
 	prevWindow     uint16    // the sender's window before the last segment
 	dupNum         int       // the duplicate ACK's number when the last segment was one
+	splitFrom      int       // the open conversation a SYN with a new seq split this one from (0: none)
 	closedBy       closedBy  // what finished the conversation
 	closedAt       int64
 	npkts          uint64
@@ -167,29 +175,47 @@ func (c *conv) observe(seg *craft.Segment, frameLen int, t int64) analysis {
 	f := seg.Flags
 	s.seen = true
 
-	if !s.baseSet {
-		s.base, s.baseSet = seg.Seq, true
+	if !s.tsBaseSet {
+		s.tsBase, s.tsBaseSet = seg.Seq, true
 		if !f.Has(craft.SYN) {
-			s.base-- // Wireshark: the first segment of a direction met in mid-stream has relative seq 1
+			s.tsBase-- // Wireshark: the first segment of a direction met in mid-stream has relative seq 1
 		}
 	}
-	if f.Has(craft.ACK) && !peer.baseSet {
-		peer.base, peer.baseSet = seg.Ack-1, true
+	if f.Has(craft.ACK) && !peer.tsBaseSet {
+		peer.tsBase, peer.tsBaseSet = seg.Ack-1, true
+	}
+	if !s.baseSet {
+		s.base, s.baseSet = s.tsBase, true
+	}
+	if !peer.baseSet && peer.tsBaseSet {
+		peer.base, peer.baseSet = peer.tsBase, true
 	}
 
 	out := c.sequence(s, peer, seg, t)
+	// Wireshark's iRTT: from the most recent SYN without ACK to the first ACK without SYN after it.
+	switch {
+	case f&(craft.SYN|craft.ACK) == craft.SYN:
+		c.mruSYN = t
+	case f.Has(craft.ACK) && c.firstRTT == 0 && c.mruSYN != 0:
+		c.firstRTT = t - c.mruSYN
+	}
 
 	if f.Has(craft.SYN) {
 		if f.Has(craft.ACK) {
 			s.synAck = true
 		} else {
 			s.syn = true
-			if d == 0 {
-				c.lastSYNAt = t
+		}
+		if !s.isnSet {
+			// Wireshark keeps the first base: after a later SYN (an in-window SYN, say) the relative numbers
+			// go on from the same origin.
+			s.isn, s.isnSet = seg.Seq, true
+			if ws, ok := seg.Options.WindowScale(); ok {
+				s.wscale = int8(min(ws, 14))
+			} else {
+				s.wscale = -2 // a SYN without the option: no scaling (RFC 7323 §2.2)
 			}
 		}
-		s.isn = seg.Seq
-		s.base, s.baseSet = seg.Seq, true
 	}
 	if f.Has(craft.RST) && !s.rst {
 		s.rst = true
@@ -198,8 +224,9 @@ func (c *conv) observe(seg *craft.Segment, frameLen int, t int64) analysis {
 		}
 	}
 	if f.Has(craft.ACK) {
-		if d == 0 && !c.handshakeAck && !f.Has(craft.SYN) && peer.synAck && peer.isn.LessThan(seg.Ack) {
-			c.handshakeAck, c.handshakeRTT = true, t-c.lastSYNAt
+		// A reset that acknowledges the SYN-ACK refuses the connection: it does not complete the handshake.
+		if d == 0 && !c.handshakeAck && !f.Has(craft.SYN) && !f.Has(craft.RST) && peer.synAck && peer.isn.LessThan(seg.Ack) {
+			c.handshakeAck = true
 		}
 		if peer.fin && peer.finSeq.LessThan(seg.Ack) {
 			if f.Has(craft.FIN) && !s.fin && !s.ackedPeer {
@@ -214,6 +241,8 @@ func (c *conv) observe(seg *craft.Segment, frameLen int, t int64) analysis {
 	if f.Has(craft.FIN) && !s.fin {
 		s.fin, s.finSeq, s.finAt = true, seg.End()-1, c.npkts
 		s.ackedAtFin = s.ackedPeer && !s.finAckWith
+	} else if f.Has(craft.FIN) && out.retransmission() && peer.fin && peer.finAt > s.finAt && !peer.ackedPeer {
+		s.finLost = true // sent again after the peer's own FIN: the first copy never reached the peer
 	}
 	if c.closedBy == closedByNone && s.fin && peer.fin && s.ackedPeer && peer.ackedPeer {
 		c.closedBy, c.closedAt = closedByFIN, t
@@ -296,8 +325,8 @@ func (c *conv) sequence(s, peer *side, seg *craft.Segment, t int64) analysis {
 			end = end.Add(1)
 		}
 		thresh := int64(defaultOOOThreshold)
-		if c.handshakeAck && c.sides[0].syn && c.handshakeRTT > 0 {
-			thresh = c.handshakeRTT
+		if c.firstRTT > 0 {
+			thresh = c.firstRTT
 		}
 		switch {
 		case seglen > 0 && peer.lastAck != 0 && seq.Add(seglen).LessThanEq(peer.lastAck):
@@ -325,6 +354,30 @@ func (c *conv) sequence(s, peer *side, seg *craft.Segment, t int64) analysis {
 	s.lastAck, s.lastAckAt = ack, t
 	s.lastFlags = a
 	return a
+}
+
+// inherit carries the relative numbers' origin of a conversation that was still open when a SYN with a new
+// sequence number split it (tshark's rule): for the story the numbers go on, they do not restart at 0.
+func (c *conv) inherit(prev *conv) {
+	for d := range c.sides {
+		if prev.sides[d].baseSet {
+			c.sides[d].base, c.sides[d].baseSet = prev.sides[d].base, true
+		}
+	}
+}
+
+// window is the window in bytes that side d last advertised, scaled when both SYNs showed window scaling; known
+// is false when the handshake was not seen (the raw value is then a lower bound).
+func (c *conv) window(d int) (w uint32, known bool) {
+	s, p := &c.sides[d], &c.sides[1-d]
+	raw := uint32(s.window)
+	switch {
+	case s.isnSet && p.isnSet && s.wscale >= 0 && p.wscale >= 0:
+		return raw << uint(s.wscale), true
+	case s.isnSet && p.isnSet:
+		return raw, true
+	}
+	return raw, false
 }
 
 // finished reports whether the conversation is over: both FINs acknowledged, or reset.
@@ -378,9 +431,19 @@ func (c *conv) closed(opened string) string {
 		if sv.finAt < cl.finAt {
 			second = cl
 		}
+		first := cl
+		if second == cl {
+			first = sv
+		}
 		switch {
-		case !second.ackedAtFin && !second.finAckWith:
+		case !second.ackedAtFin && !second.finAckWith && !first.finLost:
+			// The second FIN does not acknowledge the first, which was not sent again: it was on its way
+			// when the second left. The FINs crossed.
 			return ClosedSimultaneous
+		case !second.ackedAtFin && !second.finAckWith:
+			// The first FIN was lost and sent again: the second FIN's sender closed without having it, and
+			// each FIN was acknowledged on its own.
+			return ClosedFourWay
 		case second.dataAfter:
 			return ClosedHalfClose
 		case second.finAckWith:

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -241,6 +242,18 @@ func TestMakeCorpus(t *testing.T) {
 		}
 		write(c.name, c.link, frames, ats)
 	}
+	for name, segs := range storyCaptures() {
+		if err := os.WriteFile(filepath.Join(corpusDir, name), synth(t, segs), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A frame whose IPv4 total length claims 100 bytes more than the frame holds, captured whole.
+	b := synth(t, join(handshake, request))
+	const firstRecord = 24 + 16 // pcap file header, record header
+	binary.BigEndian.PutUint16(b[firstRecord+2:], binary.BigEndian.Uint16(b[firstRecord+2:])+100)
+	if err := os.WriteFile(filepath.Join(corpusDir, "synth-iplen-past-frame.pcap"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// Compressed captures: the Ethernet one of the plain conversation, gzip, zstd and xz.
 	var frames [][]byte
 	var ats []time.Duration
@@ -266,4 +279,116 @@ func TestMakeCorpus(t *testing.T) {
 
 func netip6(addr string, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr(addr), port)
+}
+
+// storyCaptures are the conversations of issue 11's story symptoms, for tshark to judge (TestCorpus) and for the
+// story tests.
+func storyCaptures() map[string][]seg {
+	ms := time.Millisecond
+	close4 := func(c, sv uint32, at time.Duration) []seg {
+		return []seg{
+			{up: true, flags: "F.", seq: c, ack: sv, at: at},
+			{flags: ".", seq: sv, ack: c + 1, at: at + ms},
+			{flags: "F.", seq: sv, ack: c + 1, at: at + 2*ms},
+			{up: true, flags: ".", seq: c + 1, ack: sv + 1, at: at + 3*ms},
+		}
+	}
+	return map[string][]seg{
+		// A keep-alive (1 byte at next-1) and the peer's answer, then a window update.
+		"synth-keepalive.pcap": join(handshake, request, []seg{
+			{up: true, flags: ".", seq: 106, ack: 5001, data: "x", at: 10 * time.Second},
+			{flags: ".", seq: 5001, ack: 107, at: 10*time.Second + ms},
+			{up: true, flags: ".", seq: 106, ack: 5001, at: 20 * time.Second},
+			{flags: ".", seq: 5001, ack: 107, at: 20*time.Second + ms},
+			{flags: ".", seq: 5001, ack: 107, win: 900, at: 21 * time.Second},
+		}),
+		// The server's window shuts, a zero-window probe and its answer, then the window opens.
+		"synth-zerowindow.pcap": join(handshake, []seg{
+			{up: true, flags: "P.", seq: 101, ack: 5001, data: "abc", at: 3 * ms},
+			{flags: ".", seq: 5001, ack: 104, zwin: true, at: 4 * ms},
+			{up: true, flags: ".", seq: 104, ack: 5001, data: "d", at: 300 * ms},
+			{flags: ".", seq: 5001, ack: 104, zwin: true, at: 301 * ms},
+			{flags: ".", seq: 5001, ack: 104, win: 800, at: 500 * ms},
+			{up: true, flags: "P.", seq: 104, ack: 5001, data: "defg", at: 501 * ms},
+		}),
+		// A segment lost before the capture point, three duplicate ACKs and the fast retransmission.
+		"synth-fastretrans.pcap": join(handshake, []seg{
+			{up: true, flags: ".", seq: 101, ack: 5001, data: "aaaa", at: 3 * ms},
+			{up: true, flags: ".", seq: 109, ack: 5001, data: "cccc", at: 100 * ms},
+			{flags: ".", seq: 5001, ack: 105, at: 101 * ms},
+			{up: true, flags: ".", seq: 113, ack: 5001, data: "dddd", at: 102 * ms},
+			{flags: ".", seq: 5001, ack: 105, at: 103 * ms},
+			{up: true, flags: ".", seq: 117, ack: 5001, data: "eeee", at: 104 * ms},
+			{flags: ".", seq: 5001, ack: 105, at: 105 * ms},
+			{up: true, flags: ".", seq: 105, ack: 5001, data: "bbbb", at: 106 * ms},
+			{flags: ".", seq: 5001, ack: 121, at: 107 * ms},
+		}),
+		// Data sent again after the peer had acknowledged it: a spurious retransmission.
+		"synth-spurious.pcap": join(handshake, request, []seg{
+			{up: true, flags: "P.", seq: 101, ack: 5001, data: "hello\n", at: 300 * ms},
+		}),
+		// Records out of time order: the durations run from the earliest to the latest.
+		"synth-timestamps-backwards.pcap": join(handshake, []seg{
+			{up: true, flags: "P.", seq: 101, ack: 5001, data: "abc", at: 5 * ms},
+			{flags: ".", seq: 5001, ack: 104, at: -time.Hour},
+		}),
+		// Port reuse: a new SYN on the ports of a conversation that closed, and on one still open.
+		"synth-portreuse-closed.pcap": join(handshake, close4(101, 5001, 10*ms), []seg{
+			{up: true, flags: "S", seq: 90000, at: 20 * ms},
+			{flags: "S.", seq: 7000, ack: 90001, at: 21 * ms},
+			{up: true, flags: ".", seq: 90001, ack: 7001, at: 22 * ms},
+		}),
+		"synth-portreuse-open.pcap": join(handshake, request, []seg{
+			{up: true, flags: "S", seq: 90000, at: 20 * ms},
+			{flags: "S.", seq: 7000, ack: 90001, at: 21 * ms},
+			{up: true, flags: ".", seq: 90001, ack: 7001, at: 22 * ms},
+		}),
+		// The capture starts mid-connection; later an in-window SYN and its challenge ACK, then a 1-byte segment.
+		"synth-midstream.pcap": {
+			{up: true, flags: "P.", seq: 1000, ack: 9000, data: "abcd"},
+			{flags: ".", seq: 9000, ack: 1004, at: ms},
+			{flags: "P.", seq: 9000, ack: 1004, data: strings.Repeat("y", 1280), at: 2 * ms},
+			{up: true, flags: ".", seq: 1004, ack: 10280, at: 3 * ms},
+			{up: true, flags: "S", seq: 1500, at: 10 * ms},
+			{flags: ".", seq: 10280, ack: 1004, at: 11 * ms},
+			{up: true, flags: "P.", seq: 1004, ack: 10280, data: "z", at: 20 * ms},
+		},
+		// A capture that begins with a SYN into an existing connection, answered by its ACK.
+		"synth-insyn-first.pcap": {
+			{up: true, flags: "S", seq: 1500},
+			{flags: ".", seq: 9000, ack: 1004, at: ms},
+			{up: true, flags: "P.", seq: 1004, ack: 9000, data: "abcd", at: 2 * ms},
+			{flags: ".", seq: 9000, ack: 1008, at: 3 * ms},
+		},
+		// The FINs cross: each is sent before the other arrives (neither acknowledges the other).
+		"synth-fins-cross.pcap": join(handshake, []seg{
+			{up: true, flags: "F.", seq: 101, ack: 5001, at: 10 * ms},
+			{flags: "F.", seq: 5001, ack: 101, at: 10*ms + 100},
+			{up: true, flags: ".", seq: 102, ack: 5002, at: 11 * ms},
+			{flags: ".", seq: 5002, ack: 102, at: 11*ms + 100},
+		}),
+		// The client's FIN is lost on the way: the server closes later without it, and the FIN comes again.
+		"synth-fin-lost.pcap": join(handshake, []seg{
+			{up: true, flags: "F.", seq: 101, ack: 5001, at: 10 * ms},
+			{flags: "F.", seq: 5001, ack: 101, at: 500 * ms},
+			{up: true, flags: ".", seq: 102, ack: 5002, at: 501 * ms},
+			{up: true, flags: "F.", seq: 101, ack: 5002, at: 700 * ms},
+			{flags: ".", seq: 5002, ack: 102, at: 701 * ms},
+		}),
+		// After the client's FIN the server sends data; the client, gone, resets with a stale seq outside the
+		// window, and then with the right one.
+		"synth-rst-outside.pcap": join(handshake, []seg{
+			{up: true, flags: "F.", seq: 101, ack: 5001, at: 10 * ms},
+			{flags: ".", seq: 5001, ack: 102, at: 11 * ms},
+			{flags: "P.", seq: 5001, ack: 102, data: "late", at: 20 * ms},
+			{up: true, flags: "R", seq: 3000000000, at: 21 * ms},
+			{up: true, flags: "R", seq: 102, at: 22 * ms},
+		}),
+		// An RST to a half-open connection: SYN, SYN-ACK, and a reset that acknowledges the SYN-ACK.
+		"synth-halfopen-rst.pcap": {
+			{up: true, flags: "S", seq: 100},
+			{flags: "S.", seq: 5000, ack: 101, at: ms},
+			{up: true, flags: "R.", seq: 101, ack: 5001, at: 2 * ms},
+		},
+	}
 }

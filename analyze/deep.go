@@ -123,7 +123,31 @@ func (d *deep) walk(p gopacket.Packet, t time.Time) (ip, again []byte, notDecode
 			return nil, nil, failureName(l)
 		}
 	}
-	return nil, nil, ""
+	return nil, nil, leftOver(p.Layers())
+}
+
+// leftOver names an encapsulation whose payload gopacket left undecoded without a failure (GRE with a protocol
+// it does not know, say), or "" when the last layer is an end in itself (UDP data, ARP...).
+func leftOver(ls []gopacket.Layer) string {
+	if len(ls) == 0 {
+		return ""
+	}
+	last := ls[len(ls)-1]
+	if len(last.LayerPayload()) == 0 {
+		return ""
+	}
+	switch l := last.(type) {
+	case *layers.GRE:
+		return fmt.Sprintf("GRE protocol 0x%04x", uint16(l.Protocol))
+	case *layers.Ethernet:
+		return fmt.Sprintf("EthernetType 0x%04x", uint16(l.EthernetType))
+	case *layers.Dot1Q:
+		return fmt.Sprintf("EthernetType 0x%04x (in 802.1Q)", uint16(l.Type))
+	case *layers.MPLS, *layers.PPP, *layers.PPPoE, *layers.VXLAN, *layers.Geneve, *layers.GTPv1U, *layers.LinuxSLL,
+		*layers.EtherIP, *layers.IPv4, *layers.IPv6:
+		return last.LayerType().String() + " payload"
+	}
+	return ""
 }
 
 // incomplete is the number of IP packets whose fragments never all arrived; it forgets them.

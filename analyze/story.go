@@ -23,6 +23,7 @@ type story struct {
 	defer1  []craft.Segment // client SYNs the server receives after sending its own SYN (simultaneous open)
 	last    [2]lastSeg
 	acked   [2]ackSeen
+	note    string // said at the next step: how the story began
 }
 
 type pendingSYN struct {
@@ -74,6 +75,7 @@ func (s *story) midStream(c *conv, d int, seg *craft.Segment) {
 	}
 	s.ends[d] = tcpstate.NewEstablished(seg.Seq, seg.Ack)
 	s.ends[1-d] = tcpstate.NewEstablished(seg.Ack, seg.Seq)
+	s.note = "already established when the capture began: its handshake is not in the capture, so both ends are taken as ESTABLISHED from this segment on"
 }
 
 // resolve chooses the server's model from its first answer (or, with seg nil, from silence) and tells the held
@@ -90,6 +92,16 @@ func (s *story) resolve(c *conv, seg *craft.Segment, d int) {
 		simultaneous = true
 	case seg.Flags.Has(craft.RST):
 		s.ends[1] = tcpstate.NewActive() // nothing listens: CLOSED answers a SYN with RST
+	case seg.Flags.Has(craft.ACK) && !seg.Flags.Has(craft.SYN) && !answersSYN(s.pending, seg.Ack):
+		// An ACK that acknowledges none of the held SYNs: the connection existed before the capture, and the
+		// SYN is one sent into it (an in-window SYN).
+		s.midStream(c, 1, seg)
+		held := s.pending
+		s.pending = nil
+		for i := range held {
+			s.tellWith(c, 0, &held[i].seg, held[i].t, held[i].out, true)
+		}
+		return
 	default:
 		s.ends[1] = tcpstate.NewListener()
 	}
@@ -104,6 +116,16 @@ func (s *story) resolve(c *conv, seg *craft.Segment, d int) {
 	}
 }
 
+// answersSYN reports whether ack acknowledges one of the held SYNs (SYN seq + 1, or more when it carried data).
+func answersSYN(held []pendingSYN, ack craft.Seq) bool {
+	for i := range held {
+		if held[i].seg.Seq.LessThan(ack) && ack.LessThanEq(held[i].seg.End()) {
+			return true
+		}
+	}
+	return false
+}
+
 // tell feeds seg to both ends and emits its step.
 func (s *story) tell(c *conv, d int, seg *craft.Segment, t int64, out analysis) {
 	s.tellWith(c, d, seg, t, out, true)
@@ -112,10 +134,33 @@ func (s *story) tell(c *conv, d int, seg *craft.Segment, t int64, out analysis) 
 // tellWith is tell; deliver false keeps the receiver from seeing the segment (yet).
 func (s *story) tellWith(c *conv, d int, seg *craft.Segment, t int64, out analysis, deliver bool) {
 	snd, rcv := s.ends[d], s.ends[1-d]
+	var judged []string
+	ignored := false
+	crossed := seg.Flags.Has(craft.FIN) && !snd.FinSent && snd.FinRcvd && c.sides[1-d].fin &&
+		!(seg.Flags.Has(craft.ACK) && c.sides[1-d].finSeq.LessThan(seg.Ack))
 	sc := snd.Send(seg)
+	if crossed && sc.To == tcpstate.LastAck {
+		// The model took the peer's FIN as received, but this FIN's ack does not cover it: it was sent before
+		// that FIN arrived. Both ends closed at once; with both FINs on their way this end is in CLOSING.
+		sc = tcpstate.Change{From: sc.From, To: tcpstate.Closing, Why: fmt.Sprintf(
+			"sent FIN before the peer's FIN arrived (ack %d does not cover the FIN at seq %d): not a passive close; "+
+				"both ends are closing at once (the FINs crossed, unless the peer's FIN was lost), so with both FINs out: CLOSING",
+			seg.Ack.Rel(c.sides[1-d].base), c.sides[1-d].finSeq.Rel(c.sides[1-d].base))}
+		snd.State = tcpstate.Closing
+	}
 	var rc tcpstate.Change
+	in := seg
+	if deliver && seg.Flags.Has(craft.RST) {
+		in, judged = s.judgeRST(c, d, seg, rcv)
+		deliver, ignored = in != nil, in == nil
+	}
 	if deliver {
-		rc = rcv.Receive(seg)
+		rx := rcv.Input(in)
+		rc = rx.Change
+		if w := verdictWords(rx.Verdict); w != "" {
+			judged = append(judged, w)
+			ignored = true
+		}
 	} else {
 		rc = tcpstate.Change{From: rcv.State, To: rcv.State}
 	}
@@ -140,6 +185,12 @@ func (s *story) tellWith(c *conv, d int, seg *craft.Segment, t int64, out analys
 	st.Retrans = out.retransmission()
 	st.Analysis = out.words()
 	st.Explain = s.explain(c, d, seg, st.RelSeq, st.RelAck, out)
+	if s.note != "" {
+		st.Explain = append([]string{s.note}, st.Explain...)
+		s.note = ""
+	}
+	st.Explain = append(st.Explain, judged...)
+	st.Ignored = ignored
 	who := [2]string{"client", "server"}
 	if sc.Changed() {
 		st.Explain = append(st.Explain, fmt.Sprintf("%s: %s", who[d], sc))
@@ -189,7 +240,9 @@ func (s *story) explain(c *conv, d int, seg *craft.Segment, relSeq, relAck uint3
 	if out&aZeroWindow != 0 {
 		why = append(why, "zero window: this side can take no more data for now; the peer must wait (and probe)")
 	}
-	if f.Has(craft.SYN) {
+	if f.Has(craft.SYN) && relSeq != 0 && c.splitFrom != 0 {
+		why = append(why, fmt.Sprintf("SYN at seq %d (relative to conversation #%d, still open on these ports): tshark starts a new conversation here, and so does the table; the relative numbers go on from #%d", relSeq, c.splitFrom, c.splitFrom))
+	} else if f.Has(craft.SYN) {
 		why = append(why, fmt.Sprintf("SYN: initial sequence number %d is relative seq 0; a SYN takes one sequence number, so the first data byte will be seq 1", uint32(seg.Seq)))
 	}
 	if f.Has(craft.ACK) {
@@ -206,12 +259,58 @@ func (s *story) explain(c *conv, d int, seg *craft.Segment, relSeq, relAck uint3
 		why = append(why, fmt.Sprintf("FIN at seq %d: no more data from this side; the FIN takes one sequence number, so the peer will ack %d", fin, fin+1))
 	}
 	if f.Has(craft.RST) {
-		why = append(why, "RST: this side aborts the connection; neither end keeps any state for it")
+		why = append(why, "RST: this side aborts the connection (or has none on these ports) and keeps no state for it")
 	}
 	if seg.Len() > 0 && !out.retransmission() && out&(aKeepAlive|aZeroWindowProbe) == 0 {
 		s.last[d] = lastSeg{set: true, seq: relSeq, n: n, syn: f.Has(craft.SYN), fin: f.Has(craft.FIN), finRelSeq: relSeq + n}
 	}
 	return why
+}
+
+// judgeRST decides whether the receiver accepts an RST (RFC 9293 §3.10.7.4, which includes RFC 5961 §3.2): one at
+// RCV.NXT resets the connection; one elsewhere in the receive window draws a challenge ACK and changes nothing; one
+// outside the window is dropped. Linux also takes one at RCV.NXT-1 once the peer's FIN was received
+// (tcp_reset_check). It returns the segment to deliver to the model (nil: none), and the words.
+func (s *story) judgeRST(c *conv, d int, seg *craft.Segment, rcv *tcpstate.Endpoint) (*craft.Segment, []string) {
+	if !rcv.State.Synchronized() && rcv.State != tcpstate.SynReceived {
+		return seg, nil // CLOSED, LISTEN, SYN-SENT: the model's own rules
+	}
+	base := c.sides[d].base
+	nxt := rcv.RcvNxt
+	wnd, known := c.window(1 - d)
+	scale := ""
+	if !known {
+		wnd = uint32(c.sides[1-d].window) << 14
+		scale = ", its scale unknown without the handshake, so up to ×16384"
+	}
+	switch {
+	case seg.Seq == nxt:
+		return seg, []string{fmt.Sprintf("accepted: seq %d = RCV.NXT, the next byte the receiver expects (RFC 9293 §3.10.7.4): it aborts too", seg.Seq.Rel(base))}
+	case rcv.FinRcvd && seg.Seq.Add(1) == nxt:
+		r := *seg
+		r.Seq = nxt // the model takes only RCV.NXT
+		return &r, []string{fmt.Sprintf("accepted: seq %d is one below RCV.NXT, after the FIN the receiver already has: Linux takes it (tcp_reset_check)", seg.Seq.Rel(base))}
+	case wnd > 0 && seg.Seq.InWindow(nxt, wnd):
+		return nil, []string{fmt.Sprintf("ignored: seq %d is in the receive window but not at RCV.NXT %d: the receiver answers with a challenge ACK and keeps the connection (RFC 9293 §3.10.7.4, RFC 5961 §3.2); its state is unchanged", seg.Seq.Rel(base), nxt.Rel(base))}
+	}
+	return nil, []string{fmt.Sprintf("ignored: outside the window: seq %d is not within RCV.NXT %d + RCV.WND %d%s, so the receiver drops the RST (RFC 9293 §3.10.7.4); its state is unchanged", seg.Seq.Rel(base), nxt.Rel(base), wnd, scale)}
+}
+
+// verdictWords explains a segment the receiver's model did not accept, or "" when it did.
+func verdictWords(v tcpstate.Verdict) string {
+	switch v {
+	case tcpstate.ChallengeSYN:
+		return "ignored: a SYN in a synchronized state (an in-window SYN): the receiver answers with a challenge ACK and changes nothing (RFC 9293 §3.10.7.4, RFC 5961 §4.2)"
+	case tcpstate.RepeatedSYN:
+		return "ignored: a repeat of the SYN already received (its ACK was lost or is on its way): the receiver acknowledges it again"
+	case tcpstate.BadAck:
+		return "ignored: in SYN-SENT, an ACK that does not acknowledge the SYN: a real stack answers with a reset (RFC 9293 §3.10.7.3)"
+	case tcpstate.NoACK:
+		return "ignored: no ACK bit in a synchronized state: the receiver drops it (RFC 9293 §3.10.7.4)"
+	case tcpstate.NotAcceptable, tcpstate.ChallengeReset:
+		return "ignored: not acceptable to the receiver (RFC 9293 §3.10.7.4): its state is unchanged"
+	}
+	return ""
 }
 
 // ackWords explains an acknowledgment number by the peer's last segment, and a repeated one by Wireshark's
