@@ -50,6 +50,9 @@ func randomPort() uint16 {
 // the client's port sport to port dport.
 func serverState(t *testing.T, l lab.Lab, dport, sport uint16) string {
 	t.Helper()
+	if l.Peer == lab.PeerLWIP {
+		return labtest.PeerState(t, l, netip.AddrPortFrom(l.ServerV4, dport), netip.AddrPortFrom(l.ClientV4, sport))
+	}
 	d, err := observe.Open(l.ServerNS)
 	if err != nil {
 		t.Fatal(err)
@@ -67,72 +70,77 @@ func serverState(t *testing.T, l lab.Lab, dport, sport uint16) string {
 // for SIGINT and SIGTERM the peer must not be left ESTABLISHED (the handler
 // resets it). SIGKILL cannot be handled: the peer stays ESTABLISHED.
 func TestHandshakeSignals(t *testing.T) {
-	l := labtest.New(t)
-	bin := binary(t)
-	tests := []struct {
-		sig       syscall.Signal
-		wantCode  int
-		wantPeers []string // acceptable server states afterwards
-	}{
-		{syscall.SIGINT, 2, []string{"CLOSED"}},
-		{syscall.SIGTERM, 2, []string{"CLOSED"}},
-		{syscall.SIGKILL, -1, []string{"ESTABLISHED"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.sig.String(), func(t *testing.T) {
-			sport := randomPort()
-			var out, errb bytes.Buffer
-			cmd := exec.Command(bin, "handshake", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortHold),
-				"--sport", fmt.Sprint(sport), "--hold", "30s", "--observe-netns", l.ServerNS, "--view", "list")
-			cmd.Stdout, cmd.Stderr = &out, &errb
-			if err := lab.Do(l.ClientNS, cmd.Start); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			t.Cleanup(func() {
-				if cmd.ProcessState == nil {
-					cmd.Process.Kill()
-					<-exited
+	labtest.EachPeer(t, false, func(t *testing.T, l lab.Lab) {
+		bin := binary(t)
+		tests := []struct {
+			sig       syscall.Signal
+			wantCode  int
+			wantPeers []string // acceptable server states afterwards
+		}{
+			{syscall.SIGINT, 2, []string{"CLOSED"}},
+			{syscall.SIGTERM, 2, []string{"CLOSED"}},
+			{syscall.SIGKILL, -1, []string{"ESTABLISHED"}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.sig.String(), func(t *testing.T) {
+				sport := randomPort()
+				var out, errb bytes.Buffer
+				args := []string{"handshake", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortHold),
+					"--sport", fmt.Sprint(sport), "--hold", "30s", "--view", "list"}
+				if l.Peer == lab.PeerLinux {
+					args = append(args, "--observe-netns", l.ServerNS)
 				}
+				cmd := exec.Command(bin, args...)
+				cmd.Stdout, cmd.Stderr = &out, &errb
+				if err := lab.Do(l.ClientNS, cmd.Start); err != nil {
+					t.Fatal(err)
+				}
+				exited := make(chan error, 1)
+				go func() { exited <- cmd.Wait() }()
+				t.Cleanup(func() {
+					if cmd.ProcessState == nil {
+						cmd.Process.Kill()
+						<-exited
+					}
+				})
+				deadline := time.Now().Add(5 * time.Second)
+				for serverState(t, l, lab.PortHold, sport) != "ESTABLISHED" {
+					if time.Now().After(deadline) {
+						t.Fatalf("the server never saw the connection ESTABLISHED\nstdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				if got := guardTables(t, l.ClientNS); len(got) != 1 {
+					t.Fatalf("while holding, guard tables in the client namespace: %q, want one", got)
+				}
+				if err := cmd.Process.Signal(tt.sig); err != nil {
+					t.Fatal(err)
+				}
+				var err error
+				select {
+				case err = <-exited:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("still running 10 s after %v", tt.sig)
+				}
+				code := 0
+				if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+					code = ee.ExitCode()
+				}
+				if code != tt.wantCode {
+					t.Errorf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, out.String(), errb.String())
+				}
+				if got := guardTables(t, l.ClientNS); len(got) != 0 {
+					t.Errorf("after %v, guard tables left in the client namespace: %q", tt.sig, got)
+				}
+				time.Sleep(50 * time.Millisecond) // the RST's way to the server
+				st := serverState(t, l, lab.PortHold, sport)
+				if !contains(tt.wantPeers, st) {
+					t.Errorf("after %v the server's socket is %s, want one of %q", tt.sig, st, tt.wantPeers)
+				}
+				t.Logf("after %v: exit %d, server socket %s", tt.sig, code, st)
 			})
-			deadline := time.Now().Add(5 * time.Second)
-			for serverState(t, l, lab.PortHold, sport) != "ESTABLISHED" {
-				if time.Now().After(deadline) {
-					t.Fatalf("the server never saw the connection ESTABLISHED\nstdout:\n%s\nstderr:\n%s", out.String(), errb.String())
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			if got := guardTables(t, l.ClientNS); len(got) != 1 {
-				t.Fatalf("while holding, guard tables in the client namespace: %q, want one", got)
-			}
-			if err := cmd.Process.Signal(tt.sig); err != nil {
-				t.Fatal(err)
-			}
-			var err error
-			select {
-			case err = <-exited:
-			case <-time.After(10 * time.Second):
-				t.Fatalf("still running 10 s after %v", tt.sig)
-			}
-			code := 0
-			if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
-				code = ee.ExitCode()
-			}
-			if code != tt.wantCode {
-				t.Errorf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, out.String(), errb.String())
-			}
-			if got := guardTables(t, l.ClientNS); len(got) != 0 {
-				t.Errorf("after %v, guard tables left in the client namespace: %q", tt.sig, got)
-			}
-			time.Sleep(50 * time.Millisecond) // the RST's way to the server
-			st := serverState(t, l, lab.PortHold, sport)
-			if !contains(tt.wantPeers, st) {
-				t.Errorf("after %v the server's socket is %s, want one of %q", tt.sig, st, tt.wantPeers)
-			}
-			t.Logf("after %v: exit %d, server socket %s", tt.sig, code, st)
-		})
-	}
+		}
+	})
 }
 
 func contains(xs []string, x string) bool {

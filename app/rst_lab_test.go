@@ -357,6 +357,8 @@ func TestRSTLabLWIP(t *testing.T) {
 	levels := map[string]string{"closed-port": "MUST", "ack-of-unsent-data": "MUST", "challenge-ack-burst": "SHOULD"}
 	for _, server := range []netip.Addr{l.ServerV4, l.ServerV6} {
 		t.Run(server.String(), func(t *testing.T) {
+			// What lwIP holds afterwards, read from the program itself (lab.Lab.LWIPSockets).
+			t.Cleanup(func() { checkRSTLeftovers(t, l) })
 			r := runRSTLab(t, l, bin, server, false)
 			if r.code != 1 {
 				t.Errorf("exit status %d, want 1 (some deviate)", r.code)

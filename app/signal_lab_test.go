@@ -47,52 +47,53 @@ func exitOf(t *testing.T, exited <-chan error, what string) (code int, sig sysca
 // exit status 2, the peer reset (not left ESTABLISHED), no guard table left
 // — and SIGQUIT must not make the Go runtime dump its goroutines.
 func TestHandshakeHangupQuit(t *testing.T) {
-	l := labtest.New(t)
-	bin := binary(t)
-	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGQUIT} {
-		t.Run(sig.String(), func(t *testing.T) {
-			sport := randomPort()
-			var out, errb bytes.Buffer
-			cmd := exec.Command(bin, "handshake", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortHold),
-				"--sport", fmt.Sprint(sport), "--hold", "30s", "--view", "list")
-			cmd.Stdout, cmd.Stderr = &out, &errb
-			if err := lab.Do(l.ClientNS, cmd.Start); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			t.Cleanup(func() {
-				if cmd.ProcessState == nil {
-					cmd.Process.Kill()
-					<-exited
+	labtest.EachPeer(t, false, func(t *testing.T, l lab.Lab) {
+		bin := binary(t)
+		for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGQUIT} {
+			t.Run(sig.String(), func(t *testing.T) {
+				sport := randomPort()
+				var out, errb bytes.Buffer
+				cmd := exec.Command(bin, "handshake", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortHold),
+					"--sport", fmt.Sprint(sport), "--hold", "30s", "--view", "list")
+				cmd.Stdout, cmd.Stderr = &out, &errb
+				if err := lab.Do(l.ClientNS, cmd.Start); err != nil {
+					t.Fatal(err)
+				}
+				exited := make(chan error, 1)
+				go func() { exited <- cmd.Wait() }()
+				t.Cleanup(func() {
+					if cmd.ProcessState == nil {
+						cmd.Process.Kill()
+						<-exited
+					}
+				})
+				deadline := time.Now().Add(5 * time.Second)
+				for serverState(t, l, lab.PortHold, sport) != "ESTABLISHED" {
+					if time.Now().After(deadline) {
+						t.Fatalf("the server never saw the connection ESTABLISHED\nstdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				if err := cmd.Process.Signal(sig); err != nil {
+					t.Fatal(err)
+				}
+				code, killedBy := exitOf(t, exited, sig.String())
+				if killedBy != 0 || code != 2 {
+					t.Errorf("after %v: exit status %d (killed by %v), want 2\nstdout:\n%s\nstderr:\n%s", sig, code, killedBy, out.String(), errb.String())
+				}
+				if s := errb.String(); strings.Contains(s, "goroutine ") || strings.Contains(s, "SIGQUIT") {
+					t.Errorf("after %v the runtime dumped its goroutines:\n%s", sig, s)
+				}
+				if got := guardTables(t, l.ClientNS); len(got) != 0 {
+					t.Errorf("after %v, guard tables left in the client namespace: %q", sig, got)
+				}
+				time.Sleep(50 * time.Millisecond) // the RST's way to the server
+				if st := serverState(t, l, lab.PortHold, sport); st != "CLOSED" {
+					t.Errorf("after %v the server's socket is %s, want CLOSED (reset)\nstdout:\n%s", sig, st, out.String())
 				}
 			})
-			deadline := time.Now().Add(5 * time.Second)
-			for serverState(t, l, lab.PortHold, sport) != "ESTABLISHED" {
-				if time.Now().After(deadline) {
-					t.Fatalf("the server never saw the connection ESTABLISHED\nstdout:\n%s\nstderr:\n%s", out.String(), errb.String())
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			if err := cmd.Process.Signal(sig); err != nil {
-				t.Fatal(err)
-			}
-			code, killedBy := exitOf(t, exited, sig.String())
-			if killedBy != 0 || code != 2 {
-				t.Errorf("after %v: exit status %d (killed by %v), want 2\nstdout:\n%s\nstderr:\n%s", sig, code, killedBy, out.String(), errb.String())
-			}
-			if s := errb.String(); strings.Contains(s, "goroutine ") || strings.Contains(s, "SIGQUIT") {
-				t.Errorf("after %v the runtime dumped its goroutines:\n%s", sig, s)
-			}
-			if got := guardTables(t, l.ClientNS); len(got) != 0 {
-				t.Errorf("after %v, guard tables left in the client namespace: %q", sig, got)
-			}
-			time.Sleep(50 * time.Millisecond) // the RST's way to the server
-			if st := serverState(t, l, lab.PortHold, sport); st != "CLOSED" {
-				t.Errorf("after %v the server's socket is %s, want CLOSED (reset)\nstdout:\n%s", sig, st, out.String())
-			}
-		})
-	}
+		}
+	})
 }
 
 // TestHandshakeBrokenPipe is `tcpshake handshake … | head -1`: standard

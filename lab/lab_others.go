@@ -66,3 +66,6 @@ func (l Lab) Forge(ctx context.Context, cfg ForgeConfig) (ForgeStats, error) {
 func (l Lab) DaemonCommand(ctx context.Context, self string) ([]string, error) {
 	return nil, errNotImplemented("daemon command")
 }
+
+// LWIPSockets reads the lwip peer's TCP sockets (Linux only).
+func (l Lab) LWIPSockets() ([]PeerSocket, error) { return nil, errNotImplemented("lwip sockets") }

@@ -22,6 +22,9 @@ import (
 // a test must not leave behind.
 func ServerConns(t testing.TB, l lab.Lab) []string {
 	t.Helper()
+	if l.Peer == lab.PeerLWIP {
+		return lwipConns(t, l)
+	}
 	h, err := netns.GetFromName(l.ServerNS)
 	if err != nil {
 		t.Fatalf("open namespace %s: %v", l.ServerNS, err)
@@ -99,6 +102,9 @@ func Tables(t testing.TB, ns string) []string {
 // through sock_diag).
 func ServerSS(t testing.TB, l lab.Lab) []string {
 	t.Helper()
+	if l.Peer == lab.PeerLWIP {
+		return lwipConns(t, l) // no ss can see lwIP's sockets: the program tells them itself
+	}
 	out, err := exec.Command("ip", "netns", "exec", l.ServerNS, "ss", "-tanH").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ss in %s: %v: %s", l.ServerNS, err, out)
@@ -115,4 +121,41 @@ func ServerSS(t testing.TB, l lab.Lab) []string {
 		}
 	}
 	return left
+}
+
+// lwipConns is ServerConns for the lwip peer, read from the program itself (lab.Lab.LWIPSockets): its
+// connections from the lab client that are not in TIME-WAIT or CLOSED.
+func lwipConns(t testing.TB, l lab.Lab) []string {
+	t.Helper()
+	socks, err := l.LWIPSockets()
+	if err != nil {
+		t.Fatalf("labtest: %v", err)
+	}
+	var out []string
+	for _, s := range socks {
+		r, err := netip.ParseAddrPort(s.Remote)
+		if err != nil || s.State == "TIME-WAIT" || s.State == "CLOSED" {
+			continue
+		}
+		if a := r.Addr().Unmap(); a == l.ClientV4 || a == l.ClientV6 {
+			out = append(out, fmt.Sprintf("%s <- %s %s", s.Local, r, s.State))
+		}
+	}
+	return out
+}
+
+// PeerState is the lwip peer's state of the connection local <- remote in RFC 9293's words (as observe reads a
+// Linux server's): "CLOSED" when it holds none.
+func PeerState(t testing.TB, l lab.Lab, local, remote netip.AddrPort) string {
+	t.Helper()
+	socks, err := l.LWIPSockets()
+	if err != nil {
+		t.Fatalf("labtest: %v", err)
+	}
+	for _, s := range socks {
+		if s.Local == local.String() && s.Remote == remote.String() {
+			return s.State
+		}
+	}
+	return "CLOSED"
 }

@@ -9,7 +9,9 @@
  * Usage: peer --netns PATH --tap IF --v4 A.B.C.D/LEN [--v6 ADDR] [--hold-ms N] [--idle-ms N]
  *
  * It prints "lwip peer ready" on stdout once the interface is up and every listener is open, then runs until
- * SIGTERM or SIGINT. Built by tcpshake lab up --peer lwip with the system's cc; it is not part of the Go build.
+ * SIGTERM or SIGINT. Its TCP state, as `ss -tan` shows the kernel's, is read from the abstract UNIX socket
+ * "@tcpshake-lwip-state" of the server namespace: one line per pcb, "STATE LOCAL REMOTE" (lwIP's state names,
+ * listeners with remote "*"), then the connection closes. Built by tcpshake lab up --peer lwip with the system's cc; it is not part of the Go build.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,6 +19,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,9 +38,13 @@
 #include "lwip/ip6_addr.h"
 #endif
 
+#include "lwip/priv/tcp_priv.h"
+
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 enum service { ECHO, HOLD, HALF, HTTP };
 
@@ -401,6 +408,99 @@ static int tap_open(const char *name)
 	return fd;
 }
 
+/* state_dump is one reading of lwIP's pcb lists, made in the tcpip thread (the lists are that thread's). */
+struct state_dump {
+	char buf[256 * 1024];
+	size_t len;
+	sys_sem_t done;
+};
+
+static void addr_port(char *out, size_t n, const ip_addr_t *a, u16_t port)
+{
+	char ip[IPADDR_STRLEN_MAX];
+	if (IP_IS_ANY_TYPE_VAL(*a)) {
+		snprintf(out, n, "*:%u", port); /* a dual-stack listener */
+		return;
+	}
+	ipaddr_ntoa_r(a, ip, sizeof ip);
+	if (IP_IS_V6(a))
+		snprintf(out, n, "[%s]:%u", ip, port);
+	else
+		snprintf(out, n, "%s:%u", ip, port);
+}
+
+static void dump_pcb(struct state_dump *d, const char *state, const ip_addr_t *la, u16_t lp, const ip_addr_t *ra, u16_t rp, int listener)
+{
+	char l[IPADDR_STRLEN_MAX + 10], r[IPADDR_STRLEN_MAX + 10];
+	addr_port(l, sizeof l, la, lp);
+	if (listener)
+		snprintf(r, sizeof r, "*");
+	else
+		addr_port(r, sizeof r, ra, rp);
+	if (d->len < sizeof d->buf) {
+		int w = snprintf(d->buf + d->len, sizeof d->buf - d->len, "%s %s %s\n", state, l, r);
+		if (w > 0)
+			d->len += (size_t)w < sizeof d->buf - d->len ? (size_t)w : sizeof d->buf - d->len;
+	}
+}
+
+static void dump_state(void *arg)
+{
+	struct state_dump *d = arg;
+	for (struct tcp_pcb_listen *p = tcp_listen_pcbs.listen_pcbs; p != NULL; p = p->next)
+		dump_pcb(d, "LISTEN", &p->local_ip, p->local_port, NULL, 0, 1);
+	for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next)
+		dump_pcb(d, tcp_debug_state_str(p->state), &p->local_ip, p->local_port, &p->remote_ip, p->remote_port, 0);
+	for (struct tcp_pcb *p = tcp_tw_pcbs; p != NULL; p = p->next)
+		dump_pcb(d, tcp_debug_state_str(p->state), &p->local_ip, p->local_port, &p->remote_ip, p->remote_port, 0);
+	sys_sem_signal(&d->done);
+}
+
+/* state_server answers every connection to the abstract socket with one dump of the pcbs. */
+static void *state_server(void *arg)
+{
+	int lfd = *(int *)arg;
+	static struct state_dump d;
+	if (sys_sem_new(&d.done, 0) != ERR_OK)
+		return NULL;
+	for (;;) {
+		int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0) {
+			if (errno == EINTR)
+				continue;
+			return NULL;
+		}
+		d.len = 0;
+		if (tcpip_callback(dump_state, &d) == ERR_OK) {
+			sys_arch_sem_wait(&d.done, 0);
+			for (size_t off = 0; off < d.len;) {
+				ssize_t w = write(c, d.buf + off, d.len - off);
+				if (w <= 0)
+					break;
+				off += (size_t)w;
+			}
+		}
+		close(c);
+	}
+}
+
+/* state_listen opens the abstract UNIX socket "@tcpshake-lwip-state" in the current network namespace. */
+static int state_listen(void)
+{
+	static const char name[] = "tcpshake-lwip-state";
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path + 1, name, sizeof name - 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	socklen_t n = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + sizeof name - 1);
+	if (bind(fd, (struct sockaddr *)&sa, n) != 0 || listen(fd, 16) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* server_ptr is set once in main before lwIP starts and read only afterwards. */
 static struct server *server_ptr;
 
@@ -552,6 +652,13 @@ int main(int argc, char **argv)
 	pthread_t reader;
 	if (pthread_create(&reader, NULL, tap_reader, &s) != 0) {
 		fprintf(stderr, "lwip peer: start the TAP reader\n");
+		return 1;
+	}
+	static int state_fd;
+	state_fd = state_listen();
+	pthread_t stater;
+	if (state_fd < 0 || pthread_create(&stater, NULL, state_server, &state_fd) != 0) {
+		fprintf(stderr, "lwip peer: open the state socket @tcpshake-lwip-state: %s\n", strerror(errno));
 		return 1;
 	}
 	printf("lwip peer ready: lwIP %s on %s, %s%s%s\n", LWIP_VERSION_STRING, tap, v4, v6 ? " " : "", v6 ? v6 : "");
