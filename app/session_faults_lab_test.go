@@ -157,8 +157,8 @@ type s8Stage struct {
 //     (no guard any more) answers with RST: in FIN-WAIT the hold service's FIN after 5 s, checked; when
 //     established on port 9 the server never sends, so its ESTABLISHED socket stays (logged, documented).
 //
-// Each command and stage has its own lab (they run in parallel); the four signals run one after the other in it,
-// so a guard table left behind is the one run's.
+// Each command and stage has its own lab per peer (Linux and lwIP, all in parallel); the four signals run one after
+// the other in it, so a guard table left behind is the one run's.
 func TestSignalsAtEveryStep(t *testing.T) {
 	labtest.RequireRoot(t)
 	const hold = 5 * time.Second
@@ -243,12 +243,13 @@ func TestSignalsAtEveryStep(t *testing.T) {
 			}
 			t.Run(cmdName+"/"+st.name, func(t *testing.T) {
 				t.Parallel()
-				l := labtest.New(t, labtest.HoldAfterEOF(hold))
-				for _, sig := range signals {
-					t.Run(sig.String(), func(t *testing.T) {
-						s8SignalRun(t, l, st, run, sig, hold)
-					})
-				}
+				labtest.EachPeer(t, true, func(t *testing.T, l lab.Lab) {
+					for _, sig := range signals {
+						t.Run(sig.String(), func(t *testing.T) {
+							s8SignalRun(t, l, st, run, sig, hold)
+						})
+					}
+				}, labtest.HoldAfterEOF(hold))
 			})
 		}
 	}
