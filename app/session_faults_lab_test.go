@@ -329,87 +329,88 @@ func s8SignalRun(t *testing.T, l lab.Lab, st s8Stage, run func(lab.Lab, uint16) 
 // segments sent) and the process's peak RSS stays under 64 MiB. (The client's own kernel, through the same
 // forger, comes through all but the below-SND.UNA forgery: lab's TestForgerKernelBaseline.)
 func TestHostileTraffic(t *testing.T) {
-	l := labtest.New(t, labtest.Forger())
-	file, data := s8RandomFile(t, 1<<20)
-	sport := s8Port()
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	var wg sync.WaitGroup
-	var flood lab.FloodStats
-	var forge lab.ForgeStats
-	var floodErr, forgeErr error
-	ready := make(chan struct{})
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		forge, forgeErr = l.Forge(ctx, lab.ForgeConfig{ServerPort: lab.PortEcho, ClientPort: sport, Max: 3000,
-			Duration: 60 * time.Second, Ready: func() { close(ready) }})
-	}()
-	<-ready
-	go func() {
-		defer wg.Done()
-		flood, floodErr = l.Flood(ctx, lab.FloodConfig{Packets: 300_000, Rate: 30_000, Duration: 10 * time.Second,
-			ClientPort: sport, ServerPort: lab.PortEcho})
-	}()
-	r := s8Run(t, l, "", 90*time.Second, "handshake", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho), "--send-file", file,
-		"--json", "--time-wait", "100ms", "--sport", fmt.Sprint(sport))
-	cancel()
-	wg.Wait()
-	if floodErr != nil || forgeErr != nil {
-		t.Fatalf("flood: %v; forge: %v", floodErr, forgeErr)
-	}
-	t.Logf("transfer: exit %d in %v, peak RSS %d KiB; flood %d frames in %v; forged %d %+v", r.code,
-		r.elapsed.Round(time.Millisecond), r.maxRSSKiB, flood.Sent, flood.Elapsed.Round(time.Millisecond), forge.Forged(), forge)
-	if forge.Forged() == 0 || flood.Sent == 0 {
-		t.Fatalf("the forger did nothing (forged %d, flooded %d): the test proves nothing", forge.Forged(), flood.Sent)
-	}
-	if r.code != 0 {
-		t.Errorf("exit %d, want 0\n%s", r.code, r)
-	}
-	// The transfer peaks at about 28 MiB with or without the flood (VmHWM of
-	// the process itself; see s8Run). Unbounded storage (the old engine kept
-	// every forged segment) grows far past this in seconds.
-	if r.maxRSSKiB > 64<<10 {
-		t.Errorf("peak RSS %d KiB, want under 64 MiB", r.maxRSSKiB)
-	}
-	sum := s8Summary(t, r.stdout)
-	if sum == nil {
-		t.Fatalf("no summary\n%s", r)
-	}
-	if s8Num(sum, "bytes_received") != float64(len(data)) || s8Num(sum, "bytes_sent") != float64(len(data)) {
-		t.Errorf("summary: bytes_sent %v, bytes_received %v, want %d each", sum["bytes_sent"], sum["bytes_received"], len(data))
-	}
-	// "ignored" counts the segments not taken for the peer's, by reason
-	// (e.g. "not-acceptable", "old-ack", "ack-unsent").
-	if by, ok := sum["ignored"].(map[string]any); !ok {
-		t.Errorf("the summary has no \"ignored\" counts (issue 8: each forged segment is counted as ignored)")
-	} else {
-		ig := 0.0
-		for _, v := range by {
-			n, _ := v.(float64)
-			ig += n
+	labtest.EachPeer(t, false, func(t *testing.T, l lab.Lab) {
+		file, data := s8RandomFile(t, 1<<20)
+		sport := s8Port()
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		var wg sync.WaitGroup
+		var flood lab.FloodStats
+		var forge lab.ForgeStats
+		var floodErr, forgeErr error
+		ready := make(chan struct{})
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			forge, forgeErr = l.Forge(ctx, lab.ForgeConfig{ServerPort: lab.PortEcho, ClientPort: sport, Max: 3000,
+				Duration: 60 * time.Second, Ready: func() { close(ready) }})
+		}()
+		<-ready
+		go func() {
+			defer wg.Done()
+			flood, floodErr = l.Flood(ctx, lab.FloodConfig{Packets: 300_000, Rate: 30_000, Duration: 10 * time.Second,
+				ClientPort: sport, ServerPort: lab.PortEcho})
+		}()
+		r := s8Run(t, l, "", 90*time.Second, "handshake", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho), "--send-file", file,
+			"--json", "--time-wait", "100ms", "--sport", fmt.Sprint(sport))
+		cancel()
+		wg.Wait()
+		if floodErr != nil || forgeErr != nil {
+			t.Fatalf("flood: %v; forge: %v", floodErr, forgeErr)
 		}
-		if ig <= 0 {
-			t.Errorf("summary: ignored %v after %d forged segments", by, forge.Forged())
+		t.Logf("transfer: exit %d in %v, peak RSS %d KiB; flood %d frames in %v; forged %d %+v", r.code,
+			r.elapsed.Round(time.Millisecond), r.maxRSSKiB, flood.Sent, flood.Elapsed.Round(time.Millisecond), forge.Forged(), forge)
+		if forge.Forged() == 0 || flood.Sent == 0 {
+			t.Fatalf("the forger did nothing (forged %d, flooded %d): the test proves nothing", forge.Forged(), flood.Sent)
 		}
-		t.Logf("ignored by reason: %v", by)
-	}
-	got, problems := s8Received(t, r.stdout, len(data))
-	if len(problems) > 0 {
-		t.Errorf("the echo as received: %s", strings.Join(problems, "; "))
-	} else if !bytes.Equal(got, data) {
-		t.Errorf("the echo differs from the file")
-	}
-	if bytes.Contains(got, bytes.Repeat([]byte{'X'}, 64)) {
-		t.Errorf("forged 'X' data was taken for the peer's")
-	}
-	sent := 0
-	for _, ev := range jsonEvents(t, r.stdout) {
-		if ev["type"] == "step" && ev["direction"] == "sent" {
-			sent++
+		if r.code != 0 {
+			t.Errorf("exit %d, want 0\n%s", r.code, r)
 		}
-	}
-	if sent >= 10000 {
-		t.Errorf("%d segments sent for a 1 MB transfer and %d forged ones: not a bounded rate", sent, forge.Forged())
-	}
+		// The transfer peaks at about 28 MiB with or without the flood (VmHWM of
+		// the process itself; see s8Run). Unbounded storage (the old engine kept
+		// every forged segment) grows far past this in seconds.
+		if r.maxRSSKiB > 64<<10 {
+			t.Errorf("peak RSS %d KiB, want under 64 MiB", r.maxRSSKiB)
+		}
+		sum := s8Summary(t, r.stdout)
+		if sum == nil {
+			t.Fatalf("no summary\n%s", r)
+		}
+		if s8Num(sum, "bytes_received") != float64(len(data)) || s8Num(sum, "bytes_sent") != float64(len(data)) {
+			t.Errorf("summary: bytes_sent %v, bytes_received %v, want %d each", sum["bytes_sent"], sum["bytes_received"], len(data))
+		}
+		// "ignored" counts the segments not taken for the peer's, by reason
+		// (e.g. "not-acceptable", "old-ack", "ack-unsent").
+		if by, ok := sum["ignored"].(map[string]any); !ok {
+			t.Errorf("the summary has no \"ignored\" counts (issue 8: each forged segment is counted as ignored)")
+		} else {
+			ig := 0.0
+			for _, v := range by {
+				n, _ := v.(float64)
+				ig += n
+			}
+			if ig <= 0 {
+				t.Errorf("summary: ignored %v after %d forged segments", by, forge.Forged())
+			}
+			t.Logf("ignored by reason: %v", by)
+		}
+		got, problems := s8Received(t, r.stdout, len(data))
+		if len(problems) > 0 {
+			t.Errorf("the echo as received: %s", strings.Join(problems, "; "))
+		} else if !bytes.Equal(got, data) {
+			t.Errorf("the echo differs from the file")
+		}
+		if bytes.Contains(got, bytes.Repeat([]byte{'X'}, 64)) {
+			t.Errorf("forged 'X' data was taken for the peer's")
+		}
+		sent := 0
+		for _, ev := range jsonEvents(t, r.stdout) {
+			if ev["type"] == "step" && ev["direction"] == "sent" {
+				sent++
+			}
+		}
+		if sent >= 10000 {
+			t.Errorf("%d segments sent for a 1 MB transfer and %d forged ones: not a bounded rate", sent, forge.Forged())
+		}
+	}, labtest.Forger())
 }
