@@ -123,139 +123,145 @@ func jsonEvents(t *testing.T, s string) []map[string]any {
 // port on both address families, exit codes, JSON, the server's socket table
 // afterwards, and running without CAP_NET_RAW.
 func TestProbeLab(t *testing.T) {
-	l := labtest.New(t)
-	bin := binary(t)
+	labtest.EachPeer(t, false, func(t *testing.T, l lab.Lab) {
+		bin := binary(t)
 
-	type want struct{ state, reason string }
-	wants := map[float64]want{
-		80: {"open", "syn-ack"},
-		81: {"closed", "reset"},
-		82: {"filtered", "no-response"},
-		83: {"filtered", "port-unreach"},
-		84: {"filtered", "admin-prohibited"},
-	}
-	for _, server := range []netip.Addr{l.ServerV4, l.ServerV6} {
-		t.Run("ports/"+server.String(), func(t *testing.T) {
-			r := runClient(t, l, bin, "probe", server.String(), "-p", "80-84", "--retries", "0", "--timeout", "300ms", "--json")
-			if r.code != 0 {
-				t.Errorf("exit status %d, want 0 (a port is open); stderr:\n%s", r.code, r.stderr)
-			}
-			if r.stderr != "" {
-				t.Errorf("stderr:\n%s", r.stderr)
-			}
-			seen := map[float64]bool{}
-			for _, ev := range jsonEvents(t, r.stdout) {
-				if ev["type"] != "result" {
-					continue
+		type want struct{ state, reason string }
+		wants := map[float64]want{
+			80: {"open", "syn-ack"},
+			81: {"closed", "reset"},
+			82: {"filtered", "no-response"},
+			83: {"filtered", "port-unreach"},
+			84: {"filtered", "admin-prohibited"},
+		}
+		for _, server := range []netip.Addr{l.ServerV4, l.ServerV6} {
+			t.Run("ports/"+server.String(), func(t *testing.T) {
+				r := runClient(t, l, bin, "probe", server.String(), "-p", "80-84", "--retries", "0", "--timeout", "300ms", "--json")
+				if r.code != 0 {
+					t.Errorf("exit status %d, want 0 (a port is open); stderr:\n%s", r.code, r.stderr)
 				}
-				port, _ := ev["port"].(float64)
-				w, ok := wants[port]
-				if !ok {
-					t.Errorf("result for unexpected port: %v", ev)
-					continue
+				if r.stderr != "" {
+					t.Errorf("stderr:\n%s", r.stderr)
 				}
-				seen[port] = true
-				if ev["state"] != w.state || ev["reason"] != w.reason {
-					t.Errorf("port %v: %v/%v, want %s/%s", port, ev["state"], ev["reason"], w.state, w.reason)
-				}
-				if ev["addr"] != server.String() {
-					t.Errorf("port %v: addr %v, want %v", port, ev["addr"], server)
-				}
-				rtt, answered := ev["rtt_ms"].(float64)
-				if w.reason == "no-response" {
-					if answered {
-						t.Errorf("port %v: rtt %v ms without an answer", port, rtt)
+				seen := map[float64]bool{}
+				for _, ev := range jsonEvents(t, r.stdout) {
+					if ev["type"] != "result" {
+						continue
 					}
-					continue
+					port, _ := ev["port"].(float64)
+					w, ok := wants[port]
+					if !ok {
+						t.Errorf("result for unexpected port: %v", ev)
+						continue
+					}
+					seen[port] = true
+					if ev["state"] != w.state || ev["reason"] != w.reason {
+						t.Errorf("port %v: %v/%v, want %s/%s", port, ev["state"], ev["reason"], w.state, w.reason)
+					}
+					if ev["addr"] != server.String() {
+						t.Errorf("port %v: addr %v, want %v", port, ev["addr"], server)
+					}
+					rtt, answered := ev["rtt_ms"].(float64)
+					if w.reason == "no-response" {
+						if answered {
+							t.Errorf("port %v: rtt %v ms without an answer", port, rtt)
+						}
+						continue
+					}
+					if !answered || rtt <= 0 || rtt >= 5 {
+						t.Errorf("port %v: rtt %v ms, want 0 < rtt < 5 over a veth pair", port, ev["rtt_ms"])
+					}
 				}
-				if !answered || rtt <= 0 || rtt >= 5 {
-					t.Errorf("port %v: rtt %v ms, want 0 < rtt < 5 over a veth pair", port, ev["rtt_ms"])
+				if len(seen) != len(wants) {
+					t.Errorf("results for ports %v, want 80-84", seen)
 				}
-			}
-			if len(seen) != len(wants) {
-				t.Errorf("results for ports %v, want 80-84", seen)
-			}
-		})
+			})
 
-		t.Run("text/"+server.String(), func(t *testing.T) {
-			r := runClient(t, l, bin, "probe", netip.AddrPortFrom(server, 81).String())
+			t.Run("text/"+server.String(), func(t *testing.T) {
+				r := runClient(t, l, bin, "probe", netip.AddrPortFrom(server, 81).String())
+				if r.code != 1 {
+					t.Errorf("exit status %d, want 1 (no port open); stderr:\n%s", r.code, r.stderr)
+				}
+				if !strings.Contains(r.stdout, "81/tcp") || !strings.Contains(r.stdout, "closed") {
+					t.Errorf("text output lacks the port table row:\n%s", r.stdout)
+				}
+			})
+
+			t.Run("no SYN-RECEIVED left/"+server.String(), func(t *testing.T) {
+				r := runClient(t, l, bin, "probe", netip.AddrPortFrom(server, 80).String(), "--json")
+				if r.code != 0 {
+					t.Fatalf("exit status %d, want 0; stderr:\n%s", r.code, r.stderr)
+				}
+				var sport uint16
+				for _, ev := range jsonEvents(t, r.stdout) {
+					if ev["type"] == "step" && ev["direction"] == "sent" && ev["flags"] == "S" {
+						ap, err := netip.ParseAddrPort(ev["src"].(string))
+						if err != nil {
+							t.Fatal(err)
+						}
+						sport = ap.Port()
+					}
+				}
+				if sport == 0 {
+					t.Fatalf("no SYN step in the output:\n%s", r.stdout)
+				}
+				deadline := time.Now().Add(200 * time.Millisecond)
+				for {
+					var left []string
+					if l.Peer == lab.PeerLinux {
+						left = synRecv(t, l.ServerNS, sport)
+					} else {
+						left = labtest.ServerConnsFrom(t, l, sport) // what lwIP holds, read from the program
+					}
+					if len(left) == 0 {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("server still holds %v in SYN-RECV 200 ms after the probe", left)
+						break
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			})
+		}
+
+		t.Run("exit 1 when nothing is open", func(t *testing.T) {
+			r := runClient(t, l, bin, "probe", l.ServerV4.String(), "-p", "81,83", "-q")
 			if r.code != 1 {
-				t.Errorf("exit status %d, want 1 (no port open); stderr:\n%s", r.code, r.stderr)
-			}
-			if !strings.Contains(r.stdout, "81/tcp") || !strings.Contains(r.stdout, "closed") {
-				t.Errorf("text output lacks the port table row:\n%s", r.stdout)
+				t.Errorf("exit status %d, want 1; stderr:\n%s", r.code, r.stderr)
 			}
 		})
 
-		t.Run("no SYN-RECEIVED left/"+server.String(), func(t *testing.T) {
-			r := runClient(t, l, bin, "probe", netip.AddrPortFrom(server, 80).String(), "--json")
-			if r.code != 0 {
-				t.Fatalf("exit status %d, want 0; stderr:\n%s", r.code, r.stderr)
+		t.Run("without CAP_NET_RAW", func(t *testing.T) {
+			if _, err := exec.LookPath("setpriv"); err != nil {
+				t.Skip("setpriv (util-linux) is not installed")
 			}
-			var sport uint16
-			for _, ev := range jsonEvents(t, r.stdout) {
-				if ev["type"] == "step" && ev["direction"] == "sent" && ev["flags"] == "S" {
-					ap, err := netip.ParseAddrPort(ev["src"].(string))
-					if err != nil {
-						t.Fatal(err)
-					}
-					sport = ap.Port()
-				}
+			r := runClient(t, l, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+				bin, "probe", l.ServerV4.String()+":80")
+			if r.code != 2 {
+				t.Errorf("exit status %d, want 2", r.code)
 			}
-			if sport == 0 {
-				t.Fatalf("no SYN step in the output:\n%s", r.stdout)
+			checkOneLine(t, r.stderr, "CAP_NET_RAW")
+			if !strings.Contains(r.stderr, "setcap cap_net_raw") {
+				t.Errorf("stderr does not say how to grant the capability: %q", r.stderr)
 			}
-			deadline := time.Now().Add(200 * time.Millisecond)
-			for {
-				left := synRecv(t, l.ServerNS, sport)
-				if len(left) == 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Errorf("server still holds %v in SYN-RECV 200 ms after the probe", left)
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
+			if r.stdout != "" {
+				t.Errorf("stdout not empty:\n%s", r.stdout)
 			}
 		})
-	}
 
-	t.Run("exit 1 when nothing is open", func(t *testing.T) {
-		r := runClient(t, l, bin, "probe", l.ServerV4.String(), "-p", "81,83", "-q")
-		if r.code != 1 {
-			t.Errorf("exit status %d, want 1; stderr:\n%s", r.code, r.stderr)
-		}
-	})
-
-	t.Run("without CAP_NET_RAW", func(t *testing.T) {
-		if _, err := exec.LookPath("setpriv"); err != nil {
-			t.Skip("setpriv (util-linux) is not installed")
-		}
-		r := runClient(t, l, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-			bin, "probe", l.ServerV4.String()+":80")
-		if r.code != 2 {
-			t.Errorf("exit status %d, want 2", r.code)
-		}
-		checkOneLine(t, r.stderr, "CAP_NET_RAW")
-		if !strings.Contains(r.stderr, "setcap cap_net_raw") {
-			t.Errorf("stderr does not say how to grant the capability: %q", r.stderr)
-		}
-		if r.stdout != "" {
-			t.Errorf("stdout not empty:\n%s", r.stdout)
-		}
-	})
-
-	t.Run("unresolvable host", func(t *testing.T) {
-		// Inside the client namespace there is no route but to the lab, so the
-		// lookup fails without a DNS query leaving it.
-		r := runClient(t, l, bin, "probe", "nohost.invalid", "-p", "80")
-		if r.code != 2 {
-			t.Errorf("exit status %d, want 2", r.code)
-		}
-		checkOneLine(t, r.stderr, "nohost.invalid")
-		if r.elapsed > 10*time.Second {
-			t.Errorf("took %v to give up", r.elapsed)
-		}
+		t.Run("unresolvable host", func(t *testing.T) {
+			// Inside the client namespace there is no route but to the lab, so the
+			// lookup fails without a DNS query leaving it.
+			r := runClient(t, l, bin, "probe", "nohost.invalid", "-p", "80")
+			if r.code != 2 {
+				t.Errorf("exit status %d, want 2", r.code)
+			}
+			checkOneLine(t, r.stderr, "nohost.invalid")
+			if r.elapsed > 10*time.Second {
+				t.Errorf("took %v to give up", r.elapsed)
+			}
+		})
 	})
 }
 
