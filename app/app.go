@@ -50,6 +50,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 			rstCommand(),
 			labCommand(),
 			analyzeCommand(),
+			watchCommand(),
 			completionCommand(),
 			manCommand(),
 			helpCommand(),

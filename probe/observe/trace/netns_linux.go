@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -106,8 +107,13 @@ func (n *namespaces) diag(ino uint32) (*observe.Diag, error) {
 	}
 	var d *observe.Diag
 	var err error
-	// Always by a path: "this" namespace is a thread's, and a thread
-	// may have been moved to another.
+	// Our thread's own namespace without setns (which needs
+	// CAP_SYS_ADMIN even into it): checked and opened on one locked
+	// thread, since "this" namespace is a thread's.
+	if d, ok := openIfHere(ino); ok {
+		n.diags[ino] = d
+		return d, nil
+	}
 	p, ok := n.paths[ino]
 	if !ok && time.Since(n.scanned) > 100*time.Millisecond {
 		n.scan(true)
@@ -148,4 +154,17 @@ func (n *namespaces) Close() error {
 		delete(n.diags, ino)
 	}
 	return nil
+}
+
+// openIfHere opens a Diag in the calling thread's namespace when that is
+// ino.
+func openIfHere(ino uint32) (*observe.Diag, bool) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	here, err := Inode("/proc/thread-self/ns/net")
+	if err != nil || here != ino {
+		return nil, false
+	}
+	d, err := observe.Open("")
+	return d, err == nil
 }

@@ -24,6 +24,9 @@ type offsets struct {
 	// tracepoint fires for CLOSE after inet_put_port cleared skc_num, but
 	// inet_sport stays (the kernel's own tracepoint format reads it too).
 	inetSport int16
+	// dropRxSk: skb:kfree_skb has the rx_sk argument (Linux 6.12+), the
+	// socket a dropped segment reached, whose namespace is the drop's.
+	dropRxSk bool
 }
 
 // kernelOffsets reads the layouts from spec.
@@ -54,6 +57,15 @@ func kernelOffsets(spec *btf.Spec) (offsets, error) {
 	get(&o.skbHead, "sk_buff", "head")
 	get(&o.devNet, "net_device", "nd_net", "net")
 	get(&o.inetSport, "inet_sock", "inet_sport")
+	var tp *btf.Typedef
+	if err := spec.TypeByName("btf_trace_kfree_skb", &tp); err == nil {
+		if p, ok := tp.Type.(*btf.Pointer); ok {
+			if fp, ok := p.Target.(*btf.FuncProto); ok {
+				// The first parameter is the tracepoint's data pointer.
+				o.dropRxSk = len(fp.Params) >= 5
+			}
+		}
+	}
 	// The program reads a struct sock through the sock_common offsets.
 	var at int16 = -1
 	get(&at, "sock", "__sk_common")
@@ -269,11 +281,30 @@ func dropProgram(o offsets, m maps, finOnly bool) asm.Instructions {
 		asm.LoadMem(asm.R8, asm.R7, o.skbProtocol, asm.Half),
 		asm.JEq.Imm(asm.R8, ethIPv4, "ip"),
 		asm.JNE.Imm(asm.R8, ethIPv6, "exit"),
-		// The network namespace of the device it came in or went out on.
-		asm.LoadMem(asm.R1, asm.R7, o.skbDev, asm.DWord).WithSymbol("ip"),
+	)
+	// The network namespace: the socket's it reached (rx_sk), else the
+	// device's it came in or went out on (TCP clears skb->dev once a
+	// socket has it).
+	devNS := asm.Instructions{
+		asm.LoadMem(asm.R1, asm.R7, o.skbDev, asm.DWord),
 		asm.LoadMem(asm.R1, asm.R1, o.devNet, asm.DWord),
 		asm.LoadMem(asm.R1, asm.R1, o.netInum, asm.Word),
-		rec(16, asm.Word),
+	}
+	if o.dropRxSk {
+		ins = append(ins,
+			asm.LoadMem(asm.R1, asm.R6, 24, asm.DWord).WithSymbol("ip"),
+			asm.JEq.Imm(asm.R1, 0, "devns"),
+			asm.LoadMem(asm.R1, asm.R1, o.net, asm.DWord),
+			asm.LoadMem(asm.R1, asm.R1, o.netInum, asm.Word),
+			asm.Ja.Label("ns"),
+		)
+		devNS[0] = devNS[0].WithSymbol("devns")
+	} else {
+		devNS[0] = devNS[0].WithSymbol("ip")
+	}
+	ins = append(ins, devNS...)
+	ins = append(ins,
+		rec(16, asm.Word).WithSymbol("ns"),
 		// skb->head as a number: R9 = head + network_header.
 		asm.Mov.Reg(asm.R3, asm.R7),
 		asm.Add.Imm(asm.R3, int32(o.skbHead)),
