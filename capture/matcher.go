@@ -73,7 +73,7 @@ func (s *Stream) Err() error { return s.m.Err() }
 // reason in Ignored.
 type Matcher struct {
 	mu      sync.Mutex
-	probes  map[Key]*Probe
+	probes  map[Key][]*Probe // several per key when their sequence numbers differ (rounds of -c)
 	streams map[Key]*Stream
 	ignored map[string]uint64
 	parser  *craft.Parser
@@ -153,7 +153,7 @@ func (m *Matcher) SetTap(tap func(*Frame)) {
 // NewMatcher returns an empty matcher.
 func NewMatcher() *Matcher {
 	return &Matcher{
-		probes:  map[Key]*Probe{},
+		probes:  map[Key][]*Probe{},
 		streams: map[Key]*Stream{},
 		ignored: map[string]uint64{},
 		parser:  craft.NewParser(),
@@ -183,16 +183,20 @@ func (m *Matcher) Err() error {
 
 // Expect registers seg (as it will be sent: Src is ours) and returns its
 // probe. The first acceptable answer is sent on c, which must have room for
-// one reply per probe registered on it: the matcher never blocks.
+// one reply per probe registered on it: the matcher never blocks. Several
+// probes may wait on one conversation when their sequence numbers differ
+// (an answer names its probe by its ack, an ICMP error by the quoted seq).
 func (m *Matcher) Expect(seg craft.Segment, c chan<- Reply) (*Probe, error) {
 	k := Key{Local: seg.Src, Remote: seg.Dst}
 	p := &Probe{Sent: seg, key: k, reply: c}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, busy := m.probes[k]; busy {
-		return nil, fmt.Errorf("capture: a probe from %v to %v is already waiting", k.Local, k.Remote)
+	for _, q := range m.probes[k] {
+		if q.Sent.Seq == seg.Seq {
+			return nil, fmt.Errorf("capture: a probe from %v to %v with seq %d is already waiting", k.Local, k.Remote, uint32(seg.Seq))
+		}
 	}
-	m.probes[k] = p
+	m.probes[k] = append(m.probes[k], p)
 	if m.tap != nil {
 		m.tapKeys[k] = true
 	}
@@ -202,10 +206,24 @@ func (m *Matcher) Expect(seg craft.Segment, c chan<- Reply) (*Probe, error) {
 // Forget removes a probe (answered or timed out).
 func (m *Matcher) Forget(p *Probe) {
 	m.mu.Lock()
-	if m.probes[p.key] == p {
-		delete(m.probes, p.key)
-	}
+	m.unregister(p)
 	m.mu.Unlock()
+}
+
+// unregister removes p from its key's probes; m.mu is held.
+func (m *Matcher) unregister(p *Probe) {
+	ps := m.probes[p.key]
+	for i, q := range ps {
+		if q == p {
+			ps = append(ps[:i:i], ps[i+1:]...)
+			break
+		}
+	}
+	if len(ps) == 0 {
+		delete(m.probes, p.key)
+		return
+	}
+	m.probes[p.key] = ps
 }
 
 // Stream registers a conversation and returns its stream; buf is the
@@ -315,8 +333,10 @@ func (m *Matcher) dispatchTCP(f *Frame) {
 			m.deliver(s, f, true)
 			return
 		}
-		if p := m.probes[fwd]; p != nil && seg.Seq == p.Sent.Seq && seg.Flags == p.Sent.Flags {
-			p.wire.CompareAndSwap(0, f.Time.UnixNano())
+		for _, p := range m.probes[fwd] {
+			if seg.Seq == p.Sent.Seq && seg.Flags == p.Sent.Flags {
+				p.wire.CompareAndSwap(0, f.Time.UnixNano())
+			}
 		}
 		// On loopback the peer's own segments show up as outgoing too;
 		// their incoming copy follows and is the one that counts.
@@ -326,15 +346,25 @@ func (m *Matcher) dispatchTCP(f *Frame) {
 		m.deliver(s, f, false)
 		return
 	}
-	p := m.probes[rev]
-	if p == nil {
+	ps := m.probes[rev]
+	if len(ps) == 0 {
 		return // our own segment looped back, or someone else's
 	}
-	if ok, why := tcpstate.Answers(&p.Sent, seg); !ok {
+	var p *Probe
+	why := ""
+	for _, q := range ps {
+		ok, w := tcpstate.Answers(&q.Sent, seg)
+		if ok {
+			p = q
+			break
+		}
+		why = w
+	}
+	if p == nil {
 		m.ignored[why]++
 		return
 	}
-	delete(m.probes, rev)
+	m.unregister(p)
 	m.answer(p, Reply{Packet: cloneTCP(&m.pkt), Time: f.Time, Sent: p.WireSent(), Probe: p})
 }
 
@@ -348,15 +378,21 @@ func (m *Matcher) dispatchICMP(f *Frame) {
 		m.deliver(s, f, false)
 		return
 	}
-	p := m.probes[k]
-	if p == nil {
+	ps := m.probes[k]
+	if len(ps) == 0 {
 		return
 	}
-	if q.Seq != p.Sent.Seq {
+	var p *Probe
+	for _, c := range ps {
+		if q.Seq == c.Sent.Seq {
+			p = c
+		}
+	}
+	if p == nil {
 		m.ignored["icmp-bad-seq"]++
 		return
 	}
-	delete(m.probes, k)
+	m.unregister(p)
 	c := m.pkt
 	c.ICMP.Quoted = q.Clone()
 	m.answer(p, Reply{Packet: c, Time: f.Time, Sent: p.WireSent(), Probe: p})

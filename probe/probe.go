@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"time"
@@ -71,7 +72,9 @@ type flight struct {
 	port    *port
 	probe   *capture.Probe
 	pkt     []byte
-	sentAt  time.Time // when we last handed it to the kernel
+	sentAt  time.Time   // when we last handed it to the kernel
+	sends   []time.Time // every copy's send, first to last
+	real    time.Time   // when we last sent it, on the system clock
 	retrans int
 }
 
@@ -93,16 +96,8 @@ func Run(ctx context.Context, cfg Config, env Env) (Outcome, error) {
 		}
 		defer env.Matcher.ForgetEcho(cfg.Addr, r.echoID, 1)
 	}
-	for round := 0; round < cfg.Count; round++ {
-		if round > 0 && cfg.Interval > 0 {
-			next := start.Add(time.Duration(round) * cfg.Interval)
-			if err := sleepUntil(ctx, env.Now, next); err != nil {
-				return r.finish(ports, err), err
-			}
-		}
-		if err := r.round(ctx, ports); err != nil {
-			return r.finish(ports, err), err
-		}
+	if err := r.rounds(ctx, ports); err != nil {
+		return r.finish(ports, err), err
 	}
 	return r.finish(ports, nil), nil
 }
@@ -168,17 +163,99 @@ func (r *runner) sport() uint16 {
 	return uint16(32768 + r.env.Rand()%(61000-32768))
 }
 
-// round sends one probe to every port and waits for the answers; their steps
-// are emitted in time order when it ends.
-func (r *runner) round(ctx context.Context, ports []*port) error {
+// maxInFlight bounds the probes waiting at once (rounds of -c overlap
+// when -i is shorter than the wait): each may get one reply, and the
+// channel has room for all of them, so the matcher never drops one.
+const maxInFlight = 4096
+
+// rounds sends round k at start + k·Interval, whatever the earlier rounds
+// still wait for (a silent port does not hold the next round back, as in
+// ping), and waits for every probe's answer or its own timeout, with
+// retransmissions. Steps are emitted in time order once no step can come
+// before them any more.
+func (r *runner) rounds(ctx context.Context, ports []*port) error {
 	defer r.flush()
-	replies := make(chan capture.Reply, len(ports))
+	replies := make(chan capture.Reply, min(len(ports)*r.cfg.Count, maxInFlight))
 	inflight := make(map[*capture.Probe]*flight, len(ports))
 	defer func() {
 		for p := range inflight {
 			r.env.Matcher.Forget(p)
 		}
 	}()
+	// Waits are scheduled on the system clock (env.Now only stamps the
+	// steps, and a test may freeze it).
+	sched := time.Now()
+	next := 0 // the next round to send
+	for next < r.cfg.Count || len(inflight) > 0 {
+		now := time.Now()
+		due := sched.Add(time.Duration(next) * r.cfg.Interval)
+		// A fixed --seq makes every round's probe to a port the same
+		// segment: its answer could not be told from the one before, so
+		// that round waits until nothing is in the air.
+		room := len(inflight)+len(ports) <= cap(replies) && (r.cfg.Seq == nil || len(inflight) == 0)
+		if next < r.cfg.Count && !now.Before(due) && room {
+			if err := r.sendRound(ports, replies, inflight); err != nil {
+				return err
+			}
+			next++
+			continue
+		}
+		wake, any := time.Time{}, false
+		if next < r.cfg.Count {
+			wake, any = due, true
+		}
+		// The adaptive timeout shrinks with the first round trip measured
+		// (the echo's), so every wait is computed anew.
+		timeout := r.timeout()
+		for _, f := range inflight {
+			if d := f.real.Add(timeout); !any || d.Before(wake) {
+				wake, any = d, true
+			}
+		}
+		timer := time.NewTimer(max(wake.Sub(now), 0))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case rep := <-r.echoC:
+			timer.Stop()
+			r.echoed(rep)
+		case rep := <-replies:
+			timer.Stop()
+			if f := inflight[rep.Probe]; f != nil {
+				delete(inflight, rep.Probe)
+				if err := r.answered(f, rep); err != nil {
+					return err
+				}
+			}
+		case <-timer.C:
+			if err := r.expire(inflight); err != nil {
+				return err
+			}
+		}
+		if len(inflight) == 0 {
+			r.flush()
+		} else {
+			r.flushBefore(r.env.Now().Add(-settle))
+		}
+	}
+	return nil
+}
+
+// settle is how long after a step nothing handled later can still come
+// before it: a received step carries the kernel's arrival time, which may
+// precede the handling of sends we stamped meanwhile.
+const settle = 200 * time.Millisecond
+
+func (r *runner) timeout() time.Duration {
+	if r.cfg.Timeout != 0 {
+		return r.cfg.Timeout
+	}
+	return r.est.timeout()
+}
+
+// sendRound registers and sends one probe to every port.
+func (r *runner) sendRound(ports []*port, replies chan capture.Reply, inflight map[*capture.Probe]*flight) error {
 	for _, pt := range ports {
 		seg := r.segment(r.sport(), r.env.Rand())
 		seg.Dst = netip.AddrPortFrom(r.cfg.Addr, pt.num)
@@ -196,49 +273,26 @@ func (r *runner) round(ctx context.Context, ports []*port) error {
 			return err
 		}
 	}
-	waitStart := r.env.Now()
-	tries := 0
-	for len(inflight) > 0 {
-		timeout := r.cfg.Timeout
-		if timeout == 0 {
-			timeout = r.est.timeout()
+	return nil
+}
+
+// expire retransmits the probes whose wait ran out, or gives them up as
+// silent after the last retransmission.
+func (r *runner) expire(inflight map[*capture.Probe]*flight) error {
+	now, timeout := time.Now(), r.timeout()
+	for p, f := range inflight {
+		if now.Before(f.real.Add(timeout)) {
+			continue
 		}
-		wait := waitStart.Add(timeout).Sub(r.env.Now())
-		timer := time.NewTimer(max(wait, 0))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return ctx.Err()
-		case rep := <-r.echoC:
-			timer.Stop()
-			r.echoed(rep)
-		case rep := <-replies:
-			timer.Stop()
-			f := inflight[rep.Probe]
-			if f == nil {
-				continue
-			}
-			delete(inflight, rep.Probe)
-			if err := r.answered(f, rep); err != nil {
+		if f.retrans < r.cfg.Retries {
+			if err := r.send(f, true); err != nil {
 				return err
 			}
-		case <-timer.C:
-			if tries < r.cfg.Retries {
-				tries++
-				for _, f := range inflight {
-					if err := r.send(f, true); err != nil {
-						return err
-					}
-				}
-				waitStart = r.env.Now()
-				continue
-			}
-			for p, f := range inflight {
-				r.env.Matcher.Forget(p)
-				delete(inflight, p)
-				r.evidence(f.port, rankNone, r.noAnswer(f.port))
-			}
+			continue
 		}
+		r.env.Matcher.Forget(p)
+		delete(inflight, p)
+		r.evidence(f.port, rankNone, r.noAnswer(f.port))
 	}
 	return nil
 }
@@ -276,6 +330,8 @@ func fmtDur(d time.Duration) string { return fmt.Sprintf("%.3f ms", ms(d)) }
 
 func (r *runner) send(f *flight, retrans bool) error {
 	f.sentAt = r.env.Now()
+	f.sends = append(f.sends, f.sentAt)
+	f.real = time.Now()
 	if err := r.env.Sender.Send(f.pkt, r.cfg.Addr); err != nil {
 		return err
 	}
@@ -297,8 +353,10 @@ func (r *runner) send(f *flight, retrans bool) error {
 // rtt is the round trip of an answer: from the kernel timestamps of the
 // probe leaving and the answer arriving when both are known (the wire time
 // tcpdump would show), else from our own clock at send time. After a
-// retransmission the answer may belong to either copy (Karn), so it is timed
-// from the last one and not used to adapt the timeout.
+// retransmission the answer may belong to any copy sent before it arrived
+// (Karn), so it is timed from the last of those, never from a copy sent
+// after it arrived (which gave negative round trips), and not used to
+// adapt the timeout.
 func (r *runner) rtt(f *flight, rep capture.Reply) (time.Duration, bool) {
 	if f.retrans == 0 && !rep.Sent.IsZero() && !rep.Time.IsZero() {
 		return rep.Time.Sub(rep.Sent), true
@@ -307,7 +365,13 @@ func (r *runner) rtt(f *flight, rep capture.Reply) (time.Duration, bool) {
 	if at.IsZero() {
 		at = r.env.Now()
 	}
-	return at.Sub(f.sentAt), f.retrans == 0
+	from := f.sends[0]
+	for _, t := range f.sends[1:] {
+		if !t.After(at) {
+			from = t
+		}
+	}
+	return max(at.Sub(from), 0), f.retrans == 0
 }
 
 func (r *runner) answered(f *flight, rep capture.Reply) error {
@@ -482,14 +546,24 @@ func (r *runner) emitStep(st event.Step) {
 
 // flush emits the kept steps in time order, numbering them as it goes, so
 // that the output and its t_ms read in the order things happened.
-func (r *runner) flush() {
+func (r *runner) flush() { r.flushUpTo(math.Inf(1)) }
+
+// flushBefore emits, in time order, the kept steps older than t.
+func (r *runner) flushBefore(t time.Time) { r.flushUpTo(ms(t.Sub(r.start))) }
+
+func (r *runner) flushUpTo(tms float64) {
 	slices.SortStableFunc(r.pending, func(a, b event.Step) int { return cmp.Compare(a.TimeMs, b.TimeMs) })
+	n := 0
 	for _, st := range r.pending {
+		if st.TimeMs >= tms {
+			break
+		}
 		r.steps++
 		st.N = r.steps
 		r.env.Sink.Emit(st)
+		n++
 	}
-	r.pending = r.pending[:0]
+	r.pending = append(r.pending[:0], r.pending[n:]...)
 }
 
 // step describes seg as an event; relative numbers are left for the caller.
@@ -531,20 +605,4 @@ func (r *runner) finish(ports []*port, err error) Outcome {
 	}
 	r.env.Sink.Emit(sum)
 	return out
-}
-
-// sleepUntil waits until t on now's clock or until ctx is done.
-func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) error {
-	d := t.Sub(now())
-	if d <= 0 {
-		return nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
 }
