@@ -46,6 +46,8 @@ type Config struct {
 	// stories, when set, tells every conversation step by step, each to the sink it returns for the
 	// conversation's index (the corpus test compares every step with tshark's).
 	stories func(index int) event.Sink
+	// maxUncompressed, when not 0, bounds what a compressed file may uncompress to (the fuzz test).
+	maxUncompressed int64
 }
 
 // ConnSelector names one conversation.
@@ -126,7 +128,7 @@ type analyzer struct {
 // carries the error, and Run returns it. Run returns ErrNotFound (wrapped) when cfg.Conn names no conversation
 // or the filter matches none, and ctx's error when cancelled.
 func Run(ctx context.Context, r io.Reader, cfg Config, sink event.Sink) (event.CaptureSummary, error) {
-	rd, err := NewReader(r)
+	rd, err := newReader(r, cfg.maxUncompressed)
 	if err != nil {
 		return event.CaptureSummary{File: cfg.File}, err
 	}

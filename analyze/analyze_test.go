@@ -512,15 +512,16 @@ func TestStripLink(t *testing.T) {
 // FuzzRun feeds arbitrary files to the reader and the decoder: they must never panic.
 func FuzzRun(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "*.pcap*"))
-	for _, p := range files {
+	synths, _ := filepath.Glob(filepath.Join(corpusDir, "synth-*")) // every link type, tunnel and compression
+	for _, p := range append(files, synths...) {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
 		}
 	}
 	f.Add(synth(f, join(handshake, request)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _, _ = runBytes(t, data, Config{Conn: ConnSelector{Index: 1}})
-		_, _, _ = runBytes(t, data, Config{})
+		_, _, _ = runBytes(t, data, Config{Conn: ConnSelector{Index: 1}, maxUncompressed: 1 << 20})
+		_, _, _ = runBytes(t, data, Config{maxUncompressed: 1 << 20})
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -220,4 +221,46 @@ func TestCorpus(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d captures agree with tshark", agree, total)
+}
+
+// TestCorpusLiveTshark checks the committed oracle against the tshark installed here (with
+// TCPSHAKE_CORPUS_LIVE=1: it takes about a minute): a tshark whose analysis differs from the one that wrote
+// oracle.tsv shows up as a diff of the two.
+func TestCorpusLiveTshark(t *testing.T) {
+	if os.Getenv("TCPSHAKE_CORPUS_LIVE") != "1" {
+		t.Skip("set TCPSHAKE_CORPUS_LIVE=1 to compare oracle.tsv with the installed tshark (about a minute)")
+	}
+	needTshark(t)
+	fresh := filepath.Join(t.TempDir(), "oracle.tsv")
+	cmd := exec.Command("bash", "../scripts/corpus-oracle.sh")
+	cmd.Env = append(os.Environ(), "ORACLE_OUT="+fresh)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("corpus-oracle.sh: %v\n%s", err, out)
+	}
+	want, err := os.ReadFile(filepath.Join(corpusDir, "oracle.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := func(b []byte) []string { // without the version line
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		return slices.DeleteFunc(lines, func(l string) bool { return strings.HasPrefix(l, "#") })
+	}
+	w, g := body(want), body(got)
+	for i := range max(len(w), len(g)) {
+		switch {
+		case i >= len(w):
+			t.Errorf("the installed tshark has more: %s", g[i])
+		case i >= len(g):
+			t.Errorf("the installed tshark lacks: %s", w[i])
+		case w[i] != g[i]:
+			t.Errorf("oracle.tsv: %s\ninstalled tshark: %s", w[i], g[i])
+		default:
+			continue
+		}
+		return
+	}
 }

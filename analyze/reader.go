@@ -44,8 +44,12 @@ type Reader struct {
 
 // NewReader detects the format of r by its magic number and reads the file header. A gzip, zstd or xz stream is
 // uncompressed on the fly first, as tshark does.
-func NewReader(r io.Reader) (*Reader, error) {
-	br, err := uncompressed(bufio.NewReaderSize(r, readBufSize))
+func NewReader(r io.Reader) (*Reader, error) { return newReader(r, 0) }
+
+// newReader is NewReader; limit, when not 0, bounds how many uncompressed bytes a compressed file may give (the
+// fuzz test's guard against decompression bombs, which would only make it slow).
+func newReader(r io.Reader, limit int64) (*Reader, error) {
+	br, err := uncompressed(bufio.NewReaderSize(r, readBufSize), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +76,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 
 // uncompressed returns br, or a reader of its uncompressed content when it starts with the magic number of a gzip,
 // zstd or xz stream.
-func uncompressed(br *bufio.Reader) (*bufio.Reader, error) {
+func uncompressed(br *bufio.Reader, limit int64) (*bufio.Reader, error) {
 	magic, err := br.Peek(4)
 	if err != nil {
 		return br, nil // too short for any compressed stream: the capture header check says why
@@ -86,7 +90,9 @@ func uncompressed(br *bufio.Reader) (*bufio.Reader, error) {
 		}
 		zr = g
 	case binary.LittleEndian.Uint32(magic) == magicZstd:
-		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		// libzstd's default limit on the window (2^27 bytes) bounds the memory a frame may ask for.
+		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(1<<27), zstd.WithDecoderMaxMemory(1<<31))
 		if err != nil {
 			return nil, fmt.Errorf("analyze: open zstd: %w", err)
 		}
@@ -99,6 +105,9 @@ func uncompressed(br *bufio.Reader) (*bufio.Reader, error) {
 		zr = x
 	default:
 		return br, nil
+	}
+	if limit > 0 {
+		zr = io.LimitReader(zr, limit)
 	}
 	return bufio.NewReaderSize(zr, readBufSize), nil
 }

@@ -3,6 +3,7 @@
 # (analyze/testdata/corpus), which TestCorpus compares with `tcpshake analyze` without needing tshark itself.
 #
 # Usage: scripts/corpus-oracle.sh   (needs tshark; run it after adding or changing a capture, and commit the result)
+# ORACLE_OUT=FILE writes elsewhere (TestCorpusLiveTshark compares a fresh oracle with the committed one).
 #
 # One line per TCP frame (TCP inside ICMP errors excluded, as `-z conv,tcp` excludes them):
 #   F <file> <frame> <tcp.stream> <src> <dst> <frame.len> <analysis flags, comma-separated, or ->
@@ -15,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=analyze/testdata/corpus
-out=$dir/oracle.tsv
+out=${ORACLE_OUT:-$dir/oracle.tsv}
 command -v tshark >/dev/null || { echo "corpus-oracle.sh: tshark is not installed (apt-get install tshark)" >&2; exit 2; }
 
 flags=(retransmission fast_retransmission spurious_retransmission out_of_order keep_alive keep_alive_ack
