@@ -32,6 +32,7 @@ func analyzeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (docs/analyze.md)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "with --conn: every explanation of every step"},
 			svgFlag(),
+			quizFlag(),
 		},
 		Action: runAnalyze,
 	}
@@ -41,6 +42,12 @@ func runAnalyze(c *cli.Context) error {
 	cfg, err := analyzeConfig(c)
 	if err != nil {
 		return err
+	}
+	if err := checkQuiz(c, cfg.File == "-"); err != nil {
+		return err
+	}
+	if c.Bool("quiz") && cfg.Conn.IsZero() {
+		return usagef("--quiz tells one conversation step by step: give it with --conn N")
 	}
 	in := os.Stdin
 	if cfg.File != "-" {
@@ -54,6 +61,7 @@ func runAnalyze(c *cli.Context) error {
 	// One write per row would cost a system call per conversation: buffer, and flush before any error line.
 	out := bufio.NewWriterSize(c.App.Writer, 64<<10)
 	var sink event.Sink = analyze.NewTable(columnsWriter{out, outputWidth(c)}, c.Bool("verbose"))
+	sink = withQuiz(c, sink, out, out.Flush)
 	var js *event.JSON
 	if c.Bool("json") {
 		js = event.NewJSON(out)

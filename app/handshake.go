@@ -95,6 +95,7 @@ func handshakeCommand() *cli.Command {
 			&cli.StringFlag{Name: "hold", Usage: "stay established for `DURATION` before closing, acknowledging what arrives"},
 			&cli.BoolFlag{Name: "step", Usage: "before each segment we send, show it and wait for Enter"},
 			svgFlag(),
+			quizFlag(),
 		),
 		Action: runHandshake,
 	}
@@ -239,7 +240,8 @@ func asyncSessionSink(c *cli.Context) (*event.Async, error) {
 	if err != nil {
 		return nil, err
 	}
-	return event.NewAsync(sink, bw.Flush), nil
+	// The quiz waits for answers in the renderer's goroutine, never in the session's loop.
+	return event.NewAsync(withQuiz(c, sink, bw, bw.Flush), bw.Flush), nil
 }
 
 // sessionSinkTo is sessionSink writing to w; tty says whether w is a terminal.
@@ -286,6 +288,9 @@ func runHandshake(c *cli.Context) error {
 		if hold = p.duration("hold"); p.err != nil {
 			return p.err
 		}
+	}
+	if err := checkQuiz(c, false); err != nil {
+		return err
 	}
 	var step probe.Stepper
 	var sink event.Sink
