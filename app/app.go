@@ -46,6 +46,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			probeCommand(),
 			handshakeCommand(),
+			listenCommand(),
 			shellCommand(),
 			rstCommand(),
 			labCommand(),

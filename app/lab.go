@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +12,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -178,6 +181,10 @@ type demoStep struct {
 	says  string
 	args  []string
 	exit  int // the exit status the step should end with
+	// server, when set, is a tcpshake command run in the server namespace
+	// first (listen): the client's command runs once it is ready, and its
+	// story is told after the client's.
+	server []string
 }
 
 func demoSteps(l lab.Lab, pcap string) []demoStep {
@@ -219,6 +226,16 @@ func demoSteps(l lab.Lab, pcap string) []demoStep {
 				"--observe-netns", l.ServerNS, "--view", "ladder"},
 		},
 		{
+			title: "Both ends by hand: the teaching texts' exchange",
+			says: "Two tcpshake processes, one per namespace: listen --isn 2000 plays the server from raw sockets,\n" +
+				"handshake --isn 100 the client. SYN S:100 A:0, SYN+ACK S:2000 A:101, ACK S:101 A:2001, PSH+ACK\n" +
+				"S:101 A:2001; the server goes LISTEN → SYN-RECEIVED → ESTABLISHED and, when the client closes,\n" +
+				"CLOSE-WAIT → LAST-ACK.",
+			server: []string{"listen", demoListenPort, "--isn", "2000", "--time-wait", "0", "--view", "list"},
+			args: []string{"handshake", v4 + ":" + demoListenPort, "--isn", "100", "--send", `hello\n`, "--time-wait", "0",
+				"--view", "list"},
+		},
+		{
 			title: "Passive close",
 			says:  "The HTTP server answers and closes first: it goes FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT; we go CLOSE-WAIT, LAST-ACK.",
 			args: []string{"handshake", v4 + ":80", "--send", `GET / HTTP/1.0\r\n\r\n`, "--close", "wait",
@@ -244,6 +261,10 @@ func demoSteps(l lab.Lab, pcap string) []demoStep {
 	}
 }
 
+// demoListenPort is where the demo's tcpshake listen plays the server
+// (nothing else in the lab uses it).
+const demoListenPort = "8000"
+
 func labDemo(ctx context.Context, w, ew io.Writer, name string, keep bool) (err error) {
 	l := lab.New(name)
 	fmt.Fprintf(w, "== tcpshake lab demo ==\nCreating lab %q: two network namespaces joined by a veth pair, a real server in one of them.\n", name)
@@ -268,22 +289,104 @@ func labDemo(ctx context.Context, w, ew io.Writer, name string, keep bool) (err 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "\n-- %d. %s --\n%s\n$ ip netns exec %s tcpshake %s\n", i+1, st.title, st.says, l.ClientNS, shellJoin(st.args))
+		fmt.Fprintf(w, "\n-- %d. %s --\n%s\n", i+1, st.title, st.says)
+		var server *demoServer
+		if st.server != nil {
+			fmt.Fprintf(w, "$ ip netns exec %s tcpshake %s &\n", l.ServerNS, shellJoin(st.server))
+			if server, err = startDemoServer(ctx, l, self, st.server); err != nil {
+				return fmt.Errorf("lab demo: %s: %w", st.title, err)
+			}
+		}
+		fmt.Fprintf(w, "$ ip netns exec %s tcpshake %s\n", l.ClientNS, shellJoin(st.args))
 		cmd := exec.CommandContext(ctx, self, st.args...)
 		cmd.Stdout, cmd.Stderr = w, ew
-		runErr := lab.Do(l.ClientNS, cmd.Run)
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(runErr, &ee) {
-			code = ee.ExitCode()
-		} else if runErr != nil {
-			return fmt.Errorf("lab demo: %s: %w", st.title, runErr)
+		if err := demoExit(st, lab.Do(l.ClientNS, cmd.Run)); err != nil {
+			if server != nil {
+				server.cmd.Process.Kill()
+				server.wait()
+			}
+			return err
 		}
-		if code != st.exit {
-			return fmt.Errorf("lab demo: %s: exit status %d, expected %d", st.title, code, st.exit)
+		if server != nil {
+			err := server.wait()
+			fmt.Fprintf(w, "\nThe server's side, as tcpshake listen told it in %s:\n%s", l.ServerNS, server.out.String())
+			if err := demoExit(demoStep{title: st.title + " (listen)"}, err); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// demoExit checks a demo command's exit status.
+func demoExit(st demoStep, runErr error) error {
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(runErr, &ee) {
+		code = ee.ExitCode()
+	} else if runErr != nil {
+		return fmt.Errorf("lab demo: %s: %w", st.title, runErr)
+	}
+	if code != st.exit {
+		return fmt.Errorf("lab demo: %s: exit status %d, expected %d", st.title, code, st.exit)
+	}
+	return nil
+}
+
+// demoServer is a demo step's tcpshake listen in the server namespace.
+type demoServer struct {
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+	wait func() error // Wait, once (a goroutine waits from the start)
+}
+
+// startDemoServer starts args in the server namespace and returns once it
+// says it listens (its first line on stderr), at most 10 s.
+func startDemoServer(ctx context.Context, l lab.Lab, self string, args []string) (*demoServer, error) {
+	s := &demoServer{cmd: exec.CommandContext(ctx, self, args...)}
+	first := &firstLine{c: make(chan string, 1)}
+	s.cmd.Stdout, s.cmd.Stderr = &s.out, first
+	if err := lab.Do(l.ServerNS, s.cmd.Start); err != nil {
+		return nil, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- s.cmd.Wait() }()
+	s.wait = func() error { return <-exited }
+	select {
+	case line := <-first.c:
+		if strings.Contains(line, "listening on") {
+			return s, nil
+		}
+		s.cmd.Process.Kill()
+		s.wait()
+		return nil, fmt.Errorf("listen did not start: %s", line)
+	case err := <-exited:
+		return nil, fmt.Errorf("listen exited before listening: %v", err)
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		s.wait()
+		return nil, fmt.Errorf("listen did not start within 10 s")
+	}
+}
+
+// firstLine is a writer that hands over the first line written to it and
+// keeps the rest.
+type firstLine struct {
+	mu   sync.Mutex
+	buf  []byte
+	sent bool
+	c    chan string
+}
+
+func (f *firstLine) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.buf = append(f.buf, p...)
+	if i := bytes.IndexByte(f.buf, '\n'); i >= 0 && !f.sent {
+		f.sent = true
+		f.c <- string(f.buf[:i])
+	}
+	return len(p), nil
 }
 
 // shellJoin quotes args so the printed command can be pasted into a shell.

@@ -114,6 +114,8 @@ func (s *Session) explainAck(seg *craft.Segment, rx tcpstate.Rx, d ackDecision) 
 	var why []string
 	ack := seg.Ack
 	switch {
+	case s.passive && rx.Change.From == tcpstate.SynReceived && rx.Acked > 0:
+		why = append(why, s.explainHandshakeACK(seg)...)
 	case rx.Acked > 0 && s.me.FinSent && ack == s.me.FinSeq.Add(1):
 		if data := rx.Acked - 1; data > 0 {
 			why = append(why, fmt.Sprintf("ack %d = %d + %s + 1 for our FIN: the peer has all our data and our FIN", uint32(ack), uint32(rx.AckedFrom), plural(int(data), "byte")))

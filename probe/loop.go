@@ -186,6 +186,10 @@ func (s *Session) onTimer(now time.Time) {
 	f := d.seg
 	if d.giveUp {
 		what := describe(&f.seg)
+		if f.seg.Flags.Has(craft.SYN) && s.passive {
+			s.giveUpSynAck(f.retrans, now)
+			return
+		}
 		if f.seg.Flags.Has(craft.SYN) {
 			err := fmt.Errorf("%w: %d SYNs unanswered over %v: filtered, or the host is down", ErrNoAnswer, f.retrans+1, now.Sub(s.synAt).Round(time.Millisecond))
 			chg := s.me.GiveUp("no answer to our SYN: we give up")
@@ -225,6 +229,8 @@ func (s *Session) onTimer(now time.Time) {
 // describe names what a queued segment carries.
 func describe(seg *craft.Segment) string {
 	switch {
+	case seg.Flags.Has(craft.SYN) && seg.Flags.Has(craft.ACK):
+		return "our SYN-ACK"
 	case seg.Flags.Has(craft.SYN):
 		return "our SYN"
 	case seg.Flags.Has(craft.FIN) && len(seg.Payload) == 0:
@@ -240,10 +246,13 @@ func (s *Session) warn(msg string) {
 }
 
 // note reports a change without a segment (a timer, the guard, the end).
-func (s *Session) note(text string) {
+func (s *Session) note(text string) { s.noteAt(text, s.env.Now()) }
+
+// noteAt is note at time t.
+func (s *Session) noteAt(text string, t time.Time) {
 	st := event.Step{Direction: "note", Explain: []string{text}}
 	s.states(&st)
-	s.emit.later(st, s.env.Now())
+	s.emit.later(st, t)
 }
 
 // states fills in both ends' states after a step.

@@ -16,9 +16,13 @@ import (
 // accepted the segment, and shows it.
 func (s *Session) receive(rep capture.Reply) {
 	seg := &rep.Packet.Seg
+	if s.passive && s.sameFirstSYN(rep) {
+		return // the listener handed it over already (listen_session.go)
+	}
 	s.rxAt = rep.Time
 	s.emit.before(rep.Time)
 	s.inbox.add(seg)
+	s.tallyReceived(seg)
 	if s.me.State == tcpstate.Closed && s.ended == nil && s.me.ISS == s.me.SndNxt {
 		// Nothing sent yet: a stray segment for a connection that does not
 		// exist here.
@@ -34,6 +38,9 @@ func (s *Session) receive(rep capture.Reply) {
 	if s.me.State == tcpstate.SynSent {
 		s.receiveSynSent(rep, seg)
 		return
+	}
+	if s.passive && s.receivePassive(rep, seg) {
+		return // LISTEN, the client's repeated SYN, a teaching switch (listen.go)
 	}
 	s.receiveSynced(rep, seg)
 }

@@ -103,6 +103,7 @@ func (s *Session) sendSeg(seg craft.Segment, why []string, kind sendKind) bool {
 		s.fail(fmt.Errorf("session: send %s: %w", st.Flags, err))
 		return false
 	}
+	s.tallySent(&seg)
 	if seg.Flags.Has(craft.RST) {
 		s.rstSent++
 	} else if end := seg.End(); s.sndMax.LessThan(end) {
@@ -282,7 +283,7 @@ func (s *Session) peerRcvNxt() craft.Seq {
 	switch {
 	case s.me.SndNxt.LessThan(s.peerAck) && s.peerAck.LessThanEq(s.sndMax):
 		return s.peerAck
-	case s.me.State == tcpstate.SynSent:
+	case s.me.State == tcpstate.SynSent, s.me.State == tcpstate.SynReceived && s.me.SndUna == s.me.ISS:
 		return s.me.ISS.Add(1)
 	default:
 		return s.me.SndUna

@@ -184,6 +184,12 @@ type Session struct {
 	sentBytes, retransmits int
 	rstSent, rstSeen       int
 	writing                bool // Write has more data to send (early retransmit waits for it)
+	segs                   segCount
+
+	// passive: we are the server (listen.go): our end starts in LISTEN and
+	// the peer's model in CLOSED.
+	passive bool
+	teach   teaching
 }
 
 // negotiated is what the SYN exchange agreed on.
@@ -294,7 +300,7 @@ func (s *Session) Begin(command string) error {
 	if s.start.IsZero() {
 		s.start = s.env.Now()
 	}
-	st, err := s.env.Matcher.Stream(s.key, 4096)
+	st, err := s.env.Matcher.Stream(s.key, s.streamBuffer())
 	if err != nil {
 		return err
 	}
@@ -302,15 +308,18 @@ func (s *Session) Begin(command string) error {
 	s.timer = time.NewTimer(time.Hour)
 	s.timer.Stop()
 	s.sink = s.env.Sink
-	if s.env.Guard != nil {
-		rel, err := s.env.Guard.Hold(s.cfg.Local, s.cfg.Remote)
-		if err != nil {
+	if s.env.Guard != nil && !s.passive { // passive: after the SYN-ACK (Accept)
+		if err := s.holdGuard(); err != nil {
 			s.End()
-			return fmt.Errorf("kernel-RST guard: %w", err)
+			return err
 		}
-		s.release = rel
 	}
-	peerNote := s.initialPeer()
+	var peerNote string
+	if s.passive {
+		peerNote = s.passiveNote()
+	} else {
+		peerNote = s.initialPeer()
+	}
 	if s.env.Observer != nil {
 		o, err := s.env.Observer.Watch(s.cfg.Remote, s.cfg.Local, s.start, s.env.Sink)
 		if err != nil {
@@ -322,9 +331,13 @@ func (s *Session) Begin(command string) error {
 	s.emit = emitter{s: s}
 	s.sink.Emit(event.Start{
 		Command: command, Host: s.cfg.Host, Addr: s.cfg.Remote.Addr().String(), Src: s.cfg.Local.String(),
-		Ports: []uint16{s.cfg.Remote.Port()}, Flags: "S", Count: 1,
+		Ports: []uint16{s.cfg.Remote.Port()}, Flags: s.startFlags(), Count: 1,
 	})
-	s.note(peerNote)
+	if s.passive {
+		s.noteAt(peerNote, s.start) // before the SYN's step, at its time
+	} else {
+		s.note(peerNote)
+	}
 	isn := craft.Seq(s.env.Rand())
 	if s.cfg.ISN != nil {
 		isn = *s.cfg.ISN
@@ -384,6 +397,16 @@ func (s *Session) End() {
 	s.begun = false
 }
 
+// holdGuard holds back our kernel's RSTs for the connection's 4-tuple.
+func (s *Session) holdGuard() error {
+	rel, err := s.env.Guard.Hold(s.cfg.Local, s.cfg.Remote)
+	if err != nil {
+		return fmt.Errorf("kernel-RST guard: %w", err)
+	}
+	s.release = rel
+	return nil
+}
+
 func (s *Session) releaseGuard() {
 	if s.release != nil {
 		s.release()
@@ -416,7 +439,7 @@ func (s *Session) Abort(cause error) (reset bool) {
 // RST should clear: our SYN went out (in SYN-SENT the peer may be in
 // SYN-RECEIVED) and neither end has closed or ended it.
 func (s *Session) live() bool {
-	return s.ended == nil && s.me.State != tcpstate.Closed && s.me.State != tcpstate.TimeWait
+	return s.ended == nil && s.me.State != tcpstate.Closed && s.me.State != tcpstate.TimeWait && s.me.State != tcpstate.Listen
 }
 
 // Summary reports the session's end.
@@ -425,7 +448,7 @@ func (s *Session) Summary() event.Summary {
 		Command: s.command, Host: s.cfg.Host, Elapsed: ms(s.env.Now().Sub(s.start)),
 		Local: s.me.State.String(), Remote: s.peer.State.String(), Observed: s.Observed(),
 		BytesSent: s.sentBytes, BytesReceived: len(s.me.Delivered), Retransmissions: s.retransmits,
-		Sent: s.emit.sent, Received: s.emit.received,
+		Sent: s.emit.sent, Received: s.emit.received, Segments: s.segments(),
 	}
 	if len(s.ignored) > 0 {
 		sum.Ignored = map[string]uint64{}

@@ -18,6 +18,9 @@ command -v tshark >/dev/null || need+=(tshark)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v ss >/dev/null || need+=(iproute2)
 command -v setpriv >/dev/null || need+=(util-linux)
+# Real clients for tcpshake listen's lab tests.
+command -v curl >/dev/null || need+=(curl)
+command -v socat >/dev/null || need+=(socat)
 # The lab's second peer (lab up --peer lwip) is built at lab-up time with cc against Debian's lwIP.
 command -v cc >/dev/null || need+=(gcc)
 command -v pkg-config >/dev/null || need+=(pkg-config)

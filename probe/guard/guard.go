@@ -68,8 +68,12 @@ type Rule struct {
 	Handle uint64
 }
 
-// String returns the rule in the form "drop RST 127.0.0.1:1 > 127.0.0.1:2 (handle 4)".
+// String returns the rule in the form "drop RST 127.0.0.1:1 > 127.0.0.1:2 (handle 4)",
+// or "drop RST from port 127.0.0.1:80 (handle 5)" for a listening port.
 func (r Rule) String() string {
+	if !r.Remote.IsValid() {
+		return fmt.Sprintf("drop RST from port %v (handle %d)", r.Local, r.Handle)
+	}
 	return fmt.Sprintf("drop RST %v > %v (handle %d)", r.Local, r.Remote, r.Handle)
 }
 
@@ -78,6 +82,17 @@ func (r Rule) String() string {
 // guard has (probe.Guard), so *Guard serves there without an adapter.
 func (g *Guard) Hold(local, remote netip.AddrPort) (release func() error, err error) {
 	r, err := g.Block(local, remote)
+	if err != nil {
+		return nil, err
+	}
+	return func() error { return g.Unblock(r) }, nil
+}
+
+// HoldPort blocks the local kernel's RSTs from local's port to anyone (see
+// BlockPort) and returns the function that lifts the block again: what a
+// listener (probe.Listen) holds while it accepts connections.
+func (g *Guard) HoldPort(local netip.AddrPort) (release func() error, err error) {
+	r, err := g.BlockPort(local)
 	if err != nil {
 		return nil, err
 	}

@@ -108,14 +108,35 @@ func (g *Guard) Block(local, remote netip.AddrPort) (Rule, error) {
 	if err != nil {
 		return Rule{}, fmt.Errorf("guard: block %v > %v: %w", local, remote, err)
 	}
+	return g.add(m, local, remote)
+}
+
+// BlockPort drops TCP segments with RST set from local's port to anyone:
+// the kernel's answers to SYNs for a port where tcpshake listens from raw
+// sockets (listen). An unspecified or invalid address blocks the port on
+// every address of both families. Unblock lifts it.
+func (g *Guard) BlockPort(local netip.AddrPort) (Rule, error) {
+	m, err := newPortRuleMessage(g.table, local)
+	if err != nil {
+		return Rule{}, fmt.Errorf("guard: block port %v: %w", local, err)
+	}
+	return g.add(m, local, netip.AddrPort{})
+}
+
+// add sends one new rule and returns it with the handle the kernel echoed.
+func (g *Guard) add(m netlink.Message, local, remote netip.AddrPort) (Rule, error) {
+	what := fmt.Sprintf("%v > %v", local, remote)
+	if !remote.IsValid() {
+		what = fmt.Sprintf("port %v", local)
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.conn == nil {
-		return Rule{}, fmt.Errorf("guard: block %v > %v: %w", local, remote, net.ErrClosed)
+		return Rule{}, fmt.Errorf("guard: block %s: %w", what, net.ErrClosed)
 	}
 	replies, err := g.exchange([]netlink.Message{m}, true)
 	if err != nil {
-		return Rule{}, fmt.Errorf("guard: block %v > %v: %w", local, remote, err)
+		return Rule{}, fmt.Errorf("guard: block %s: %w", what, err)
 	}
 	for _, reply := range replies {
 		handle, _, _, err := parseRule(reply)
@@ -123,7 +144,7 @@ func (g *Guard) Block(local, remote netip.AddrPort) (Rule, error) {
 			return Rule{Local: local, Remote: remote, Handle: handle}, nil
 		}
 	}
-	return Rule{}, fmt.Errorf("guard: block %v > %v: kernel did not echo the new rule's handle", local, remote)
+	return Rule{}, fmt.Errorf("guard: block %s: kernel did not echo the new rule's handle", what)
 }
 
 // Unblock deletes the rule, so the kernel's RSTs for its 4-tuple flow again.

@@ -26,6 +26,11 @@ func (g *Guard) Block(local, remote netip.AddrPort) (Rule, error) {
 	return Rule{}, errUnsupported("block")
 }
 
+// BlockPort returns an error: the guard needs Linux nftables.
+func (g *Guard) BlockPort(local netip.AddrPort) (Rule, error) {
+	return Rule{}, errUnsupported("block port")
+}
+
 // Unblock returns an error: the guard needs Linux nftables.
 func (g *Guard) Unblock(r Rule) error { return errUnsupported("unblock") }
 

@@ -156,6 +156,20 @@ func newRuleMessage(table string, local, remote netip.AddrPort) (netlink.Message
 	if err != nil {
 		return netlink.Message{}, err
 	}
+	return ruleMessage(table, exprs, fmt.Sprintf("tcpshake: drop kernel RST %v > %v", local, remote))
+}
+
+// newPortRuleMessage appends the rule dropping RSTs from a listening port
+// (see portRuleExprs).
+func newPortRuleMessage(table string, local netip.AddrPort) (netlink.Message, error) {
+	exprs, err := portRuleExprs(local)
+	if err != nil {
+		return netlink.Message{}, err
+	}
+	return ruleMessage(table, exprs, fmt.Sprintf("tcpshake: drop kernel RST from listening port %v", local))
+}
+
+func ruleMessage(table string, exprs []expr.Any, comment string) (netlink.Message, error) {
 	list := make([]netlink.Attribute, 0, len(exprs))
 	for _, e := range exprs {
 		b, err := expr.Marshal(unix.NFPROTO_INET, e)
@@ -168,7 +182,6 @@ func newRuleMessage(table string, local, remote netip.AddrPort) (netlink.Message
 	if err != nil {
 		return netlink.Message{}, err
 	}
-	comment := fmt.Sprintf("tcpshake: drop kernel RST %v > %v", local, remote)
 	return nftMessage(unix.NFT_MSG_NEWRULE, netlink.Create|netlink.Append|netlink.Echo, []netlink.Attribute{
 		{Type: unix.NFTA_RULE_TABLE, Data: cstring(table)},
 		{Type: unix.NFTA_RULE_CHAIN, Data: cstring(chainName)},
@@ -219,12 +232,28 @@ func ruleExprs(local, remote netip.AddrPort) ([]expr.Any, error) {
 	if local.Addr().Is4() != remote.Addr().Is4() {
 		return nil, errors.New("local and remote addresses are of different families")
 	}
+	return rstRule(local, remote), nil
+}
 
-	nfproto, srcOff, dstOff := byte(unix.NFPROTO_IPV4), uint32(ipv4SrcOffset), uint32(ipv4DstOffset)
-	if local.Addr().Is6() {
-		nfproto, srcOff, dstOff = unix.NFPROTO_IPV6, ipv6SrcOffset, ipv6DstOffset
+// portRuleExprs returns the expressions of the rule for a listening port:
+// RSTs from local's port (and from its address, unless that is unspecified:
+// every address of both families) to anyone, "[meta nfproto F ip[6] saddr L]
+// meta l4proto tcp tcp sport LP tcp flags & rst != 0 meta mark != Mark
+// counter drop".
+func portRuleExprs(local netip.AddrPort) ([]expr.Any, error) {
+	a := local.Addr().Unmap().WithZone("")
+	if local.Port() == 0 {
+		return nil, errors.New("local port is 0")
 	}
-	src, dst := local.Addr().AsSlice(), remote.Addr().AsSlice()
+	if !a.IsValid() || a.IsUnspecified() {
+		return rstRule(netip.AddrPortFrom(netip.Addr{}, local.Port()), netip.AddrPort{}), nil
+	}
+	return rstRule(netip.AddrPortFrom(a, local.Port()), netip.AddrPort{}), nil
+}
+
+// rstRule builds the drop rule; an invalid address or a zero port leaves
+// its match out (an invalid local address also leaves out the family).
+func rstRule(local, remote netip.AddrPort) []expr.Any {
 	load := func(base expr.PayloadBase, off, n uint32) *expr.Payload {
 		return &expr.Payload{DestRegister: unix.NFT_REG_1, Base: base, Offset: off, Len: n}
 	}
@@ -233,19 +262,32 @@ func ruleExprs(local, remote netip.AddrPort) ([]expr.Any, error) {
 	}
 	port := func(p uint16) []byte { return binary.BigEndian.AppendUint16(nil, p) }
 
-	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: unix.NFT_REG_1},
-		eq([]byte{nfproto}),
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
-		eq([]byte{unix.IPPROTO_TCP}),
-		load(expr.PayloadBaseNetworkHeader, srcOff, uint32(len(src))),
-		eq(src),
-		load(expr.PayloadBaseNetworkHeader, dstOff, uint32(len(dst))),
-		eq(dst),
-		load(expr.PayloadBaseTransportHeader, tcpSportOffset, 2),
-		eq(port(local.Port())),
-		load(expr.PayloadBaseTransportHeader, tcpDportOffset, 2),
-		eq(port(remote.Port())),
+	var out []expr.Any
+	if local.Addr().IsValid() {
+		nfproto, srcOff, dstOff := byte(unix.NFPROTO_IPV4), uint32(ipv4SrcOffset), uint32(ipv4DstOffset)
+		if local.Addr().Is6() {
+			nfproto, srcOff, dstOff = unix.NFPROTO_IPV6, ipv6SrcOffset, ipv6DstOffset
+		}
+		src := local.Addr().AsSlice()
+		out = append(out,
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: unix.NFT_REG_1},
+			eq([]byte{nfproto}),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
+			eq([]byte{unix.IPPROTO_TCP}),
+			load(expr.PayloadBaseNetworkHeader, srcOff, uint32(len(src))),
+			eq(src))
+		if remote.Addr().IsValid() {
+			dst := remote.Addr().AsSlice()
+			out = append(out, load(expr.PayloadBaseNetworkHeader, dstOff, uint32(len(dst))), eq(dst))
+		}
+	} else {
+		out = append(out, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1}, eq([]byte{unix.IPPROTO_TCP}))
+	}
+	out = append(out, load(expr.PayloadBaseTransportHeader, tcpSportOffset, 2), eq(port(local.Port())))
+	if remote.Port() != 0 {
+		out = append(out, load(expr.PayloadBaseTransportHeader, tcpDportOffset, 2), eq(port(remote.Port())))
+	}
+	return append(out,
 		load(expr.PayloadBaseTransportHeader, tcpFlagsOffset, 1),
 		&expr.Bitwise{SourceRegister: unix.NFT_REG_1, DestRegister: unix.NFT_REG_1, Len: 1,
 			Mask: []byte{tcpFlagRST}, Xor: []byte{0}},
@@ -255,7 +297,7 @@ func ruleExprs(local, remote netip.AddrPort) ([]expr.Any, error) {
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: unix.NFT_REG_1, Data: binary.NativeEndian.AppendUint32(nil, Mark)},
 		&expr.Counter{},
 		&expr.Verdict{Kind: expr.VerdictDrop},
-	}, nil
+	)
 }
 
 // parseRule reads the handle and the counter of a NFT_MSG_NEWRULE message

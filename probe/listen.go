@@ -1,0 +1,347 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tcpshake/capture"
+	"tcpshake/craft"
+	"tcpshake/probe/tcpstate"
+)
+
+// ListenConfig describes what `tcpshake listen` serves: the port, what each
+// connection does once established, and when to stop.
+type ListenConfig struct {
+	// Local is our address and port; an invalid or unspecified address
+	// accepts connections to every address of the host, both families.
+	Local netip.AddrPort
+	// Session is every connection's template (ISN, window, options,
+	// timers); Local and Remote are filled in per connection.
+	Session SessionConfig
+	Echo    bool   // send back every byte the client sends
+	Reply   []byte // send this once, after the client's first data
+	Close   CloseMode
+	Count   int           // connections to serve, then stop (0: 1)
+	Wait    time.Duration // how long to wait for each next client (0: DefaultListenWait)
+	DropSYN int           // ignore each client's first N SYNs (--drop-syn)
+	NoAck   int           // leave each client's first N data segments unacknowledged (--no-ack)
+	// Prepare, when set, completes each connection's config from its
+	// client (the route back to it: MTU, MSS).
+	Prepare func(*SessionConfig)
+}
+
+// DefaultListenWait bounds the wait for a client: listen stops by itself.
+const DefaultListenWait = 60 * time.Second
+
+// ErrNoClient ends a listen during which no client came in time.
+var ErrNoClient = errors.New("no client connected")
+
+// A PortGuard holds back the local kernel's RSTs from a whole listening port
+// (it has no socket there and would refuse every client).
+type PortGuard interface {
+	HoldPort(local netip.AddrPort) (release func() error, err error)
+}
+
+// ListenEnv is what a listener needs from the outside world: the session
+// environment every connection shares (its Matcher must read through
+// Listener.Source), and the port's guard.
+type ListenEnv struct {
+	SessionEnv
+	PortGuard PortGuard // nil: no guard
+	// Tap, when set, receives every frame to or from the port (for -w),
+	// also the SYNs that came before a connection existed.
+	Tap func(*capture.Frame)
+	// Ready, when set, is called once the port is guarded and clients may
+	// connect.
+	Ready func()
+}
+
+// A Listener plays the server on one port from raw sockets: it reads every
+// segment arriving for the port (Source), opens a passive session for each
+// client's SYN and serves it as ListenConfig says, one connection at a time;
+// SYNs of other clients wait in a backlog meanwhile.
+type Listener struct {
+	cfg ListenConfig
+	env ListenEnv // set by Run
+	tap atomic.Pointer[func(*capture.Frame)]
+
+	syns    chan capture.Reply
+	mu      sync.Mutex
+	owned   map[capture.Key]bool // 4-tuples a session owns (their segments go to its stream)
+	backlog uint64               // SYNs dropped because the backlog was full
+	parser  *craft.Parser
+	pkt     craft.Packet
+}
+
+// backlogSize is how many SYNs wait while a connection is served.
+const backlogSize = 64
+
+// NewListener prepares a listener; nothing happens until Run, and nothing
+// arrives until its Source is read.
+func NewListener(cfg ListenConfig) *Listener {
+	if cfg.Count <= 0 {
+		cfg.Count = 1
+	}
+	if cfg.Wait <= 0 {
+		cfg.Wait = DefaultListenWait
+	}
+	if cfg.Close == "" {
+		cfg.Close = CloseWait
+	}
+	return &Listener{cfg: cfg, syns: make(chan capture.Reply, backlogSize),
+		owned: map[capture.Key]bool{}, parser: craft.NewParser()}
+}
+
+// Source wraps the packet source the listener's matcher reads: every frame
+// passes on unchanged, and a SYN for the port from a 4-tuple no session owns
+// is also handed to the listener.
+func (l *Listener) Source(inner capture.Source) capture.Source {
+	return &listenSource{inner: inner, l: l}
+}
+
+type listenSource struct {
+	inner capture.Source
+	l     *Listener
+}
+
+func (s *listenSource) Read(f *capture.Frame) error {
+	if err := s.inner.Read(f); err != nil {
+		return err
+	}
+	s.l.offer(f)
+	return nil
+}
+
+func (s *listenSource) Close() error { return s.inner.Close() }
+
+// mine reports whether a TCP segment is to (incoming) or from (outgoing)
+// the listening port.
+func (l *Listener) mine(seg *craft.Segment, outgoing bool) bool {
+	end := seg.Dst
+	if outgoing {
+		end = seg.Src
+	}
+	if end.Port() != l.cfg.Local.Port() {
+		return false
+	}
+	a := l.cfg.Local.Addr()
+	return !a.IsValid() || a.IsUnspecified() || end.Addr().Unmap() == a.Unmap()
+}
+
+// offer looks at one frame in the matcher's goroutine: frames of the port
+// go to the tap (-w), and a client's SYN that no session owns to the
+// backlog. It never blocks.
+func (l *Listener) offer(f *capture.Frame) {
+	if err := l.parser.Parse(f.Data, &l.pkt); err != nil || l.pkt.Kind != craft.KindTCP {
+		return
+	}
+	seg := &l.pkt.Seg
+	if !l.mine(seg, f.Outgoing) {
+		return
+	}
+	if tap := l.tap.Load(); tap != nil {
+		(*tap)(f)
+	}
+	if f.Outgoing || !seg.Flags.Has(craft.SYN) || seg.Flags.Has(craft.ACK) || seg.Flags.Has(craft.RST) {
+		return
+	}
+	k := capture.Key{Local: seg.Dst, Remote: seg.Src}
+	l.mu.Lock()
+	owned := l.owned[k]
+	l.mu.Unlock()
+	if owned {
+		return
+	}
+	select {
+	case l.syns <- capture.Reply{Packet: craft.Packet{Kind: craft.KindTCP, Seg: seg.Clone()}, Time: f.Time}:
+	default:
+		l.mu.Lock()
+		l.backlog++
+		l.mu.Unlock()
+	}
+}
+
+// Ended is how one connection of a listener ended, for its summary: err
+// (nil: as asked), the state before any abort, and whether we reset it.
+type Ended struct {
+	Session *Session
+	Err     error
+	Before  tcpstate.State
+	Reset   bool
+}
+
+// Run holds the port's guard (env.PortGuard) and serves Count connections, one at a time,
+// calling done after each (the caller emits the summary). It returns when
+// Count connections were served (the first error among them, if any), when
+// no client came within Wait (ErrNoClient), or when ctx is done.
+func (l *Listener) Run(ctx context.Context, env ListenEnv, done func(Ended)) error {
+	l.env = env
+	if env.Tap != nil {
+		l.tap.Store(&env.Tap)
+	}
+	var release func() error
+	if l.env.PortGuard != nil {
+		var err error
+		if release, err = l.env.PortGuard.HoldPort(l.cfg.Local); err != nil {
+			return fmt.Errorf("kernel-RST guard: %w", err)
+		}
+	}
+	defer func() {
+		if release != nil {
+			release()
+		}
+	}()
+	if env.Ready != nil {
+		env.Ready()
+	}
+	var first error
+	for served := 0; served < l.cfg.Count; {
+		wait := time.NewTimer(l.cfg.Wait)
+		var syn capture.Reply
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return ctx.Err()
+		case <-wait.C:
+			return errors.Join(first, fmt.Errorf("%w within %v (%d of %d served)", ErrNoClient, l.cfg.Wait, served, l.cfg.Count))
+		case syn = <-l.syns:
+			wait.Stop()
+		}
+		k := capture.Key{Local: syn.Packet.Seg.Dst, Remote: syn.Packet.Seg.Src}
+		if l.owns(k) {
+			continue // its session began meanwhile; the stream has it
+		}
+		served++
+		var last func() error
+		if served == l.cfg.Count {
+			// The last connection: once its session holds its own
+			// 4-tuple, the port's guard goes, and new clients are
+			// refused by our kernel as at a closed port.
+			last, release = release, nil
+		}
+		e := l.serve(ctx, syn, k, last)
+		if done != nil {
+			done(e)
+		}
+		if e.Err != nil && first == nil {
+			first = e.Err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return first
+}
+
+func (l *Listener) owns(k capture.Key) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.owned[k]
+}
+
+// Backlogged is how many SYNs were dropped because the backlog was full.
+func (l *Listener) Backlogged() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.backlog
+}
+
+// serve runs one connection from its first SYN to its end.
+// unguard, when set, lifts the port's guard once the session holds its
+// 4-tuple (the last connection).
+func (l *Listener) serve(ctx context.Context, syn capture.Reply, k capture.Key, unguard func() error) Ended {
+	cfg := l.cfg.Session
+	cfg.Local, cfg.Remote = k.Local, k.Remote
+	if cfg.Host == "" {
+		cfg.Host = k.Remote.Addr().String()
+	}
+	if l.cfg.Prepare != nil {
+		l.cfg.Prepare(&cfg)
+	}
+	s := NewPassiveSession(cfg, l.env.SessionEnv, l.cfg.DropSYN, l.cfg.NoAck)
+	l.mu.Lock()
+	l.owned[k] = true
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		delete(l.owned, k)
+		l.mu.Unlock()
+	}()
+	err := s.Accept(ctx, syn)
+	if unguard != nil {
+		unguard()
+	}
+	if err == nil {
+		err = l.converse(ctx, s)
+	}
+	e := Ended{Session: s, Err: err, Before: s.State()}
+	if err != nil {
+		e.Reset = s.Abort(err)
+	}
+	s.End()
+	return e
+}
+
+// converse is the established connection: read the client's data, answer
+// it (--echo, --reply), then close as --close says.
+func (l *Listener) converse(ctx context.Context, s *Session) error {
+	replied := false
+	have := 0
+	for {
+		err := s.WaitData(ctx, have)
+		if errors.Is(err, errDeadline) {
+			what := "no data"
+			if have > 0 {
+				what = "nothing more"
+			}
+			s.note(fmt.Sprintf("the client sent %s within %v (--timeout)", what, s.cfg.Timeout))
+			break
+		}
+		if err != nil {
+			return err
+		}
+		got := s.Received()
+		if len(got) > have {
+			if l.cfg.Echo && s.canSend() {
+				if err := s.Write(ctx, got[have:]); err != nil {
+					return err
+				}
+			}
+			if len(l.cfg.Reply) > 0 && !replied && s.canSend() {
+				if err := s.Write(ctx, l.cfg.Reply); err != nil {
+					return err
+				}
+			}
+			replied = true
+			have = len(got)
+		}
+		if s.me.FinRcvd || l.cfg.Close != CloseWait || !l.cfg.Echo {
+			break // we answer once and close, or the client closed: only --echo --close wait keeps echoing
+		}
+	}
+	return s.Close(ctx, l.cfg.Close)
+}
+
+// WaitData runs the connection until the peer's data goes beyond have
+// bytes, its FIN arrives, or the timeout passes (an error wrapping
+// errDeadline, which converse takes as "nothing more").
+func (s *Session) WaitData(ctx context.Context, have int) error {
+	return s.run(ctx, until{
+		done:     func() bool { return len(s.me.Delivered) > have || s.me.FinRcvd },
+		deadline: s.env.Now().Add(s.cfg.Timeout),
+	})
+}
+
+// ListenNote words a listener's start for the user (the CLI prints it).
+func ListenNote(cfg ListenConfig) string {
+	where := cfg.Local.String()
+	if a := cfg.Local.Addr(); !a.IsValid() || a.IsUnspecified() {
+		where = fmt.Sprintf("port %d on every address", cfg.Local.Port())
+	}
+	return fmt.Sprintf("listening on %s from raw sockets (LISTEN); waiting up to %v for %s", where, cfg.Wait, plural(max(cfg.Count, 1), "connection"))
+}
