@@ -458,7 +458,7 @@ func probeRangeLike(a string) bool {
 
 // scanOnly are the flags that shape a single probe and that a scan, which
 // sends plain SYNs, refuses.
-var scanOnly = []string{"flags", "seq", "ack", "data", "option", "count", "interval", "sport", "write", "no-echo"}
+var scanOnly = []string{"flags", "seq", "ack", "data", "option", "count", "interval", "write", "no-echo"}
 
 func scanConfig(c *cli.Context) (probe.ScanConfig, string, error) {
 	var cfg probe.ScanConfig
@@ -524,6 +524,7 @@ func scanConfig(c *cli.Context) (probe.ScanConfig, string, error) {
 	cfg.Window = uint16(p.uint("window", 0, 65535))
 	cfg.TTL = uint8(p.uint("ttl", 1, 255))
 	cfg.SYN = synOptions(c, &p)
+	cfg.SPort = uint16(p.uint("sport", 1, 65535))
 	if p.err != nil {
 		return cfg, "", p.err
 	}
@@ -829,7 +830,12 @@ func (t *scanText) finish(out probe.ScanOutcome) {
 		if len(rs) > 0 {
 			fmt.Fprintf(t.w, "%-9s %-10s %-17s %10s %4s %6s %s\n", "PORT", "STATE", "REASON", "RTT", "TTL", "WINDOW", "PROBES")
 		}
+		interrupted := 0
 		for _, r := range rs {
+			if r.Reason == "interrupted" && !t.verbose {
+				interrupted++
+				continue
+			}
 			rtt, ttl, win := "-", "-", "-"
 			if r.RTTMs != nil {
 				rtt = fmt.Sprintf("%.3f ms", *r.RTTMs)
@@ -849,6 +855,9 @@ func (t *scanText) finish(out probe.ScanOutcome) {
 		}
 		if !t.verbose && h.Closed > 0 {
 			fmt.Fprintf(t.w, "Not shown: %d closed tcp %s (%s)\n", h.Closed, pluralWord(h.Closed, "port"), h.ClosedReason)
+		}
+		if interrupted > 0 {
+			fmt.Fprintf(t.w, "Not shown: %d undecided tcp %s (interrupted before their wait ran out)\n", interrupted, pluralWord(interrupted, "port"))
 		}
 	}
 	l := out.Ledger
@@ -878,9 +887,24 @@ func (t *scanText) finish(out probe.ScanOutcome) {
 		}
 		fmt.Fprintf(t.w, "ignored (not an answer to one of our probes): %s\n", strings.Join(parts, ", "))
 	}
+	if n := icmpSilenced(out.Hosts); n > 0 {
+		fmt.Fprintf(t.w, "note: %s silent on hosts that answered other ports with ICMP errors: a host rate-limits its ICMP errors (Linux: one a second to one destination after a burst of 6), so some may be rejects it did not send\n", plural(n, "port"))
+	}
 	if l.KernelDropped > 0 {
 		fmt.Fprintf(t.w, "undecided: %s stayed silent while our kernel dropped %d replies; run again with a lower --rate\n", plural(l.KernelDropped, "port"), l.Drops)
 	}
+}
+
+// icmpSilenced counts the silent ports of hosts that sent ICMP errors for
+// others.
+func icmpSilenced(hosts []probe.ScanHost) int {
+	n := 0
+	for _, h := range hosts {
+		if h.ICMP > 0 {
+			n += h.Filtered - h.ICMP
+		}
+	}
+	return n
 }
 
 // filteredWhy is the reason common to a silent host's ports.
@@ -914,8 +938,8 @@ func newScanBar(w io.Writer, total int) *scanBar {
 }
 
 func (b *scanBar) update(sent, decided, total int) {
-	b.bar.Describe(fmt.Sprintf("scan: %d decided", decided))
 	b.bar.Set(max(sent, decided))
+	b.bar.Describe(fmt.Sprintf("scan: %d decided", decided))
 }
 
 func (b *scanBar) done() {

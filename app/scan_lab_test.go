@@ -5,13 +5,16 @@ package app_test
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"tcpshake/lab"
 	"tcpshake/lab/labtest"
@@ -89,6 +92,9 @@ func scanResults(t *testing.T, l lab.Lab, args ...string) (map[netip.AddrPort]po
 	r := runClient(t, l, append([]string{binary(t), "probe", "--json", "-v"}, args...)...)
 	if r.code != 0 && r.code != 1 {
 		t.Fatalf("probe %v: exit %d\n%s", args, r.code, r.stderr)
+	}
+	if r.stderr != "" {
+		t.Errorf("stderr is not a terminal, so no progress bar and nothing else: %q", r.stderr)
 	}
 	got := map[netip.AddrPort]portTruth{}
 	var summary map[string]any
@@ -238,4 +244,43 @@ func TestScanLab(t *testing.T) {
 		}
 		compareTruth(t, union, truths, 1024)
 	})
+}
+
+// TestScanLabInterrupt: Ctrl-C in the middle of a scan prints the results
+// so far, the rest as undecided, and a ledger that adds up; exit 2.
+func TestScanLabInterrupt(t *testing.T) {
+	l := labtest.New(t)
+	var out, errb strings.Builder
+	cmd := exec.Command(binary(t), "probe", l.ServerV4.String(), "-p", "1-65535", "--rate", "20000")
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := lab.Do(l.ClientNS, cmd.Start); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Errorf("exit %v, want status 2", err)
+	}
+	text := out.String()
+	m := regexp.MustCompile(`ledger: (\d+) answered at the first probe \+ (\d+) after a retry \+ (\d+) silent after every retry \+ (\d+) silent while our kernel dropped replies \+ (\d+) interrupted = (\d+)`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no ledger in:\n%s\nstderr: %s", text, errb.String())
+	}
+	n := make([]int, len(m))
+	for i := 1; i < len(m); i++ {
+		n[i], _ = strconv.Atoi(m[i])
+	}
+	if n[1]+n[2]+n[3]+n[4]+n[5] != n[6] || n[6] != 65535 || n[1] < 1000 || n[5] < 1000 {
+		t.Errorf("ledger %v: want about 20,000 answered, the rest interrupted, 65535 in all", m[1:])
+	}
+	if !strings.Contains(text, "Not shown: ") || !strings.Contains(text, "undecided tcp ports (interrupted") {
+		t.Errorf("no Not shown lines:\n%s", text)
+	}
+	if !strings.Contains(errb.String(), "interrupted") {
+		t.Errorf("stderr: %q", errb.String())
+	}
 }

@@ -64,6 +64,7 @@ type ScanHost struct {
 	Addr                              netip.Addr
 	Name                              string // the argument it came from
 	Open, Closed, Filtered, Undecided int
+	ICMP                              int // of Filtered: by an ICMP error (the rest were silent)
 	ClosedReason                      string
 }
 
@@ -238,13 +239,14 @@ func (s *scan) run(ctx context.Context) error {
 		drops0 := s.drops()
 		s.ledger.Passes = pass + 1
 		passStart := s.env.Clock.Now()
-		if err := s.sendPass(ctx, pass); err != nil {
-			return err
-		}
+		err := s.sendPass(ctx, pass)
 		if pass == 0 {
 			if d := s.lastSend.Sub(passStart).Seconds(); d > 0 {
 				s.ledger.SentPPS = float64(s.sentPass) / d
 			}
+		}
+		if err != nil {
+			return err
 		}
 		if err := s.waitPass(ctx); err != nil {
 			return err
@@ -531,6 +533,7 @@ func (s *scan) take(h *hit) {
 		e := craft.ICMPError{V6: h.icmpV6, Type: h.icmpT, Code: h.icmpC}
 		res.State, res.Reason, res.From = "filtered", e.Reason(), h.from.String()
 		t.Filtered++
+		t.ICMP++
 	}
 	if h.state != esICMP {
 		ttl, win := h.ttl, h.window
