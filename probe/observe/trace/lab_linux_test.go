@@ -19,7 +19,7 @@ import (
 )
 
 // dialIn connects to addr from a socket created inside the namespace.
-func dialIn(t *testing.T, nsName, addr string) *net.TCPConn {
+func dialIn(t testing.TB, nsName, addr string) *net.TCPConn {
 	t.Helper()
 	type res struct {
 		c   net.Conn

@@ -137,6 +137,12 @@ const (
 	cfgNetns    = 0               // config: u32 network namespace inode, 0 for any
 	cfgPort     = 4               // config: u16 port (either end), 0 for any
 	cfgSize     = 8
+	// bpf_ringbuf_query and bpf_ringbuf_output flags (uapi/linux/bpf.h).
+	rbAvailData   = 0 // BPF_RB_AVAIL_DATA
+	rbNoWakeup    = 1 // BPF_RB_NO_WAKEUP
+	rbForceWakeup = 2 // BPF_RB_FORCE_WAKEUP
+	// wakeAt is how many bytes waiting wake the reader: 64 records.
+	wakeAt = 64 * recordSize
 )
 
 // maps are the programs' maps: the ring buffer of records, the filter, and
@@ -180,11 +186,19 @@ func filterAndSend(m maps) asm.Instructions {
 		asm.LoadMem(asm.R2, asm.R10, stackRecord+34, asm.Half),
 		asm.JEq.Reg(asm.R1, asm.R2, "send"),
 		asm.Ja.Label("exit"),
+		// Wake the reader only once a batch is waiting (it also reads
+		// every readEvery by itself): a wakeup per record costs the
+		// watched connections a context switch each.
 		asm.LoadMapPtr(asm.R1, m.ring.FD()).WithSymbol("send"),
+		asm.Mov.Imm(asm.R2, rbAvailData),
+		asm.FnRingbufQuery.Call(),
+		asm.Mov.Imm(asm.R4, rbNoWakeup),
+		asm.JLT.Imm(asm.R0, wakeAt, "output"),
+		asm.Mov.Imm(asm.R4, rbForceWakeup),
+		asm.LoadMapPtr(asm.R1, m.ring.FD()).WithSymbol("output"),
 		asm.Mov.Reg(asm.R2, asm.R10),
 		asm.Add.Imm(asm.R2, stackRecord),
 		asm.Mov.Imm(asm.R3, recordSize),
-		asm.Mov.Imm(asm.R4, 0),
 		asm.FnRingbufOutput.Call(),
 		asm.JEq.Imm(asm.R0, 0, "exit"),
 		asm.LoadMapPtr(asm.R1, m.lost.FD()),

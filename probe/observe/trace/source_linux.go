@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,10 @@ import (
 
 // ringSize is the ring buffer's size: about 10,000 records.
 const ringSize = 1 << 20
+
+// readEvery is the longest a record waits in the ring buffer before it is
+// read (the kernel wakes the reader at once only for a batch).
+const readEvery = 2 * time.Millisecond
 
 // hook is one kernel attach point.
 type hook struct {
@@ -174,7 +179,13 @@ func (s *kernelSource) wall(mono uint64) time.Time {
 // read blocks for the next record.
 func (s *kernelSource) read() (raw, error) {
 	for {
+		// The programs wake the reader only for a batch; the deadline
+		// reads what waits every readEvery.
+		s.rd.SetDeadline(time.Now().Add(readEvery))
 		rec, err := s.rd.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, ringbuf.ErrClosed) {
 				return raw{}, errClosed

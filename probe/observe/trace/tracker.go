@@ -42,7 +42,8 @@ type kernel interface {
 //     arrives; the kernel then frees that FIN (skb:kfree_skb), which the
 //     tracker sees, confirms with sock_diag and shows at the FIN's time.
 //   - A timewait socket's end is seen by polling the tracked ones (a dump of
-//     TIME-WAIT and FIN-WAIT-2 sockets per namespace every pollEvery).
+//     TIME-WAIT and FIN-WAIT-2 sockets per namespace every 250 ms, only
+//     while one of them is in FIN-WAIT-2 or nearly 60 s in TIME-WAIT).
 //   - The tracepoint reports CLOSED → SYN-SENT before connect(2) picks the
 //     local port; the change is held until the socket's next record (or a
 //     dump of SYN-SENT sockets) names the port.
@@ -53,16 +54,27 @@ type tracker struct {
 	drops   bool // report drops (otherwise FIN records only feed TIME-WAIT)
 	now     func() time.Time
 
-	tw       map[key]uint8      // timewait sockets and their substate
+	tw       map[key]twSock     // timewait sockets
 	connect  map[uint64]*Change // CLOSED → SYN-SENT waiting for its port, by socket pointer
 	lastPoll time.Time
 	every    time.Duration
 }
 
+// twSock is a timewait socket the tracker follows.
+type twSock struct {
+	sub   uint8     // its substate: TIME-WAIT or FIN-WAIT-2
+	since time.Time // when it entered sub
+}
+
+// timeWaitLen is Linux's TIME-WAIT (TCP_TIMEWAIT_LEN, 60 s); a timewait
+// socket in TIME-WAIT is polled for its end only once it is this old less
+// a second, so a loop of short connections costs no dumps.
+const timeWaitLen = 60 * time.Second
+
 func newTracker(wall func(uint64) time.Time, reasons map[uint32]string, k kernel, drops bool) *tracker {
 	return &tracker{
 		wall: wall, reasons: reasons, k: k, drops: drops, now: time.Now,
-		tw: map[key]uint8{}, connect: map[uint64]*Change{}, every: 250 * time.Millisecond,
+		tw: map[key]twSock{}, connect: map[uint64]*Change{}, every: 250 * time.Millisecond,
 	}
 }
 
@@ -126,7 +138,7 @@ func (t *tracker) state(r raw) []Event {
 				fmt.Sprintf("undecided whether a timewait socket holds the connection now: %v", err))})
 		case rd.Exists && (rd.Linux == linuxTimeWait || rd.Linux == linuxFinWait2):
 			bound(t.tw)
-			t.tw[k] = rd.Linux
+			t.tw[k] = twSock{rd.Linux, t.wall(r.mono)}
 			if rd.Linux == from {
 				// An orphaned FIN-WAIT-2 socket: the connection stays
 				// in FIN-WAIT-2, now in a timewait socket.
@@ -150,11 +162,11 @@ func (t *tracker) drop(r raw) []Event {
 	d.Len = max(int(r.iplen)-int(r.iphl)-int(r.doff)*4, 0)
 	// The socket the segment was for, as its owner sees it.
 	k := key{r.netns, r.remote, r.local}
-	if sub, ok := t.tw[k]; ok {
+	if tw, ok := t.tw[k]; ok {
 		d.Note = "a timewait socket's segment: it handled it, then freed it"
-		if sub == linuxFinWait2 && d.Flags.Has(craft.FIN) {
+		if tw.sub == linuxFinWait2 && d.Flags.Has(craft.FIN) {
 			if rd, err := t.k.get(k.netns, k.local, k.remote); err == nil && rd.Exists && rd.Linux == linuxTimeWait {
-				t.tw[k] = linuxTimeWait
+				t.tw[k] = twSock{linuxTimeWait, d.At}
 				c := t.change(r, linuxFinWait2, linuxTimeWait, TimeWait, "")
 				c.Local, c.Remote = k.local, k.remote
 				out = append(out, Event{Change: c})
@@ -168,7 +180,7 @@ func (t *tracker) drop(r raw) []Event {
 }
 
 // tick does what waits on time: ports of connects still unknown after
-// 50 ms, and every pollEvery the timewait sockets' ends.
+// 50 ms, and every 250 ms the timewait sockets' ends.
 func (t *tracker) tick() []Event {
 	var out []Event
 	now := t.now()
@@ -198,9 +210,14 @@ func (t *tracker) tick() []Event {
 		return out
 	}
 	t.lastPoll = now
+	// Only namespaces with a timewait socket that may end soon: one in
+	// FIN-WAIT-2 (its end is tcp_fin_timeout, per namespace), or in
+	// TIME-WAIT for nearly 60 s.
 	byNS := map[uint32]bool{}
-	for k := range t.tw {
-		byNS[k.netns] = true
+	for k, tw := range t.tw {
+		if tw.sub == linuxFinWait2 || now.Sub(tw.since) >= timeWaitLen-time.Second {
+			byNS[k.netns] = true
+		}
 	}
 	for ns := range byNS {
 		socks, err := t.k.sockets(ns, observe.LinuxStates(linuxTimeWait, linuxFinWait2))
@@ -212,18 +229,18 @@ func (t *tracker) tick() []Event {
 		for _, s := range socks {
 			have[key{ns, s.Local, s.Remote}] = s.Linux
 		}
-		for k, sub := range t.tw {
+		for k, tw := range t.tw {
 			if k.netns != ns {
 				continue
 			}
 			st, ok := have[k]
-			if ok && st == sub {
+			if ok && st == tw.sub {
 				continue
 			}
 			c := &Change{At: now, Netns: ns, Local: k.local, Remote: k.remote, Socket: TimeWait, Polled: true,
-				From: fromLinux(uint32(sub)), FromLinux: sub}
+				From: fromLinux(uint32(tw.sub)), FromLinux: tw.sub}
 			if ok {
-				t.tw[k] = st
+				t.tw[k] = twSock{st, now}
 				c.To, c.ToLinux = fromLinux(uint32(st)), st
 			} else {
 				delete(t.tw, k)
