@@ -54,6 +54,7 @@ func listenCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen-timeout", Value: "60s", Usage: "stop when no client connects within `DURATION`"},
 			&cli.StringFlag{Name: "drop-syn", Value: "0", Usage: "ignore each client's first `N` SYNs, so its kernel retransmits them (1 s, 2 s, 4 s…: RFC 6298's backoff)"},
 			&cli.BoolFlag{Name: "no-ack", Usage: "leave the client's first data segment unacknowledged, as if it were lost: its kernel retransmits it"},
+			&cli.BoolFlag{Name: "syn-cookie", Usage: "answer each SYN with a SYN cookie (RFC 4987) and keep no state until the client's ACK brings it back; the cookie's bits are explained"},
 		),
 		Action: runListen,
 	}
@@ -205,6 +206,9 @@ func listenConfig(c *cli.Context, local netip.AddrPort) (probe.ListenConfig, err
 	lc.DropSYN = int(p.uint("drop-syn", 0, 6))
 	if c.Bool("no-ack") {
 		lc.NoAck = 1
+	}
+	if lc.SynCookie = c.Bool("syn-cookie"); lc.SynCookie && c.IsSet("isn") {
+		return lc, usagef("--syn-cookie makes our ISN the cookie: --isn cannot be given with it")
 	}
 	if p.err != nil {
 		return lc, p.err

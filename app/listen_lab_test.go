@@ -398,23 +398,15 @@ func TestListenTeaching(t *testing.T) {
 		{"no-ack", []string{"--no-ack"}, "P.", [2]time.Duration{150 * time.Millisecond, 1500 * time.Millisecond}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			port := fmt.Sprint(listenPort())
-			srv := startListen(t, l, append([]string{port, "--echo", "--close", "fin", "--json", "--time-wait", "0", "--timeout", "5s"}, tc.args...)...)
-			got, _ := dialClient(t, l, port, false)
-			if code := srv.wait(t); code != 0 {
-				t.Fatalf("listen: status %d\n%s%s", code, srv.stdout.String(), srv.stderr.String())
-			}
-			if got != "hello\n" {
-				t.Errorf("the client got %q, want the echo", got)
-			}
+			out := echoOnce(t, l, tc.args...)
 			var copies []map[string]any
-			for _, ev := range jsonEvents(t, srv.stdout.String()) {
+			for _, ev := range jsonEvents(t, out) {
 				if ev["type"] == "step" && ev["direction"] == "received" && ev["flags"] == tc.flags {
 					copies = append(copies, ev)
 				}
 			}
 			if len(copies) != 2 || copies[0]["ignored"] != true || copies[1]["ignored"] == true || copies[0]["seq"] != copies[1]["seq"] {
-				t.Fatalf("want two copies of the client's [%s], the first ignored, the second taken:\n%s", tc.flags, srv.stdout.String())
+				t.Fatalf("want two copies of the client's [%s], the first ignored, the second taken:\n%s", tc.flags, out)
 			}
 			gap := time.Duration((copies[1]["t_ms"].(float64) - copies[0]["t_ms"].(float64)) * float64(time.Millisecond))
 			if gap < tc.gap[0] || gap > tc.gap[1] {
@@ -423,4 +415,60 @@ func TestListenTeaching(t *testing.T) {
 			t.Logf("the client's kernel retransmitted its [%s] after %v", tc.flags, gap.Round(time.Millisecond))
 		})
 	}
+}
+
+// TestListenSynCookie: with --syn-cookie our end stays in LISTEN through the
+// SYN and our SYN-ACK (no TCB, nothing retransmitted), the SYN-ACK's seq is
+// the cookie (its top 5 bits the time counter, its MSS option the cookie's
+// value), and the client's ACK makes the connection, which then runs.
+func TestListenSynCookie(t *testing.T) {
+	l := labtest.New(t)
+	start := time.Now()
+	out := echoOnce(t, l, "--syn-cookie")
+	var steps []map[string]any
+	for _, ev := range jsonEvents(t, out) {
+		if ev["type"] == "step" && ev["direction"] != "note" {
+			steps = append(steps, ev)
+		}
+	}
+	if len(steps) < 3 {
+		t.Fatalf("%d steps:\n%s", len(steps), out)
+	}
+	want := []string{"received S LISTEN", "sent S. LISTEN", "received . ESTABLISHED"}
+	for i, w := range want {
+		if g := fmt.Sprint(steps[i]["direction"], " ", steps[i]["flags"], " ", steps[i]["local_state"]); g != w {
+			t.Errorf("step %d: %s, want %s\n%s", i+1, g, w, out)
+		}
+	}
+	cookie := uint32(steps[1]["seq"].(float64))
+	if tc := uint32(start.Unix()/64) % 32; cookie>>27 != tc && cookie>>27 != (tc+1)%32 {
+		t.Errorf("cookie %#x: top 5 bits %d, want the time counter %d", cookie, cookie>>27, tc)
+	}
+	if opts, _ := steps[1]["options"].(string); opts != "[mss 1460]" {
+		t.Errorf("the cookie's SYN-ACK carries %s, want [mss 1460] (index 7)", opts)
+	}
+	if a := uint32(steps[2]["ack"].(float64)); a != cookie+1 {
+		t.Errorf("the client's ACK has ack %d, want the cookie + 1 = %d", a, cookie+1)
+	}
+	for _, st := range steps {
+		if st["retransmission"] == true {
+			t.Errorf("a retransmission with SYN cookies: %v", st)
+		}
+	}
+}
+
+// echoOnce runs listen --echo --close fin with args for one net.Dial
+// client, checks that both ended as asked, and returns listen's JSON.
+func echoOnce(t *testing.T, l lab.Lab, args ...string) string {
+	t.Helper()
+	port := fmt.Sprint(listenPort())
+	srv := startListen(t, l, append([]string{port, "--echo", "--close", "fin", "--json", "--time-wait", "0", "--timeout", "5s"}, args...)...)
+	got, _ := dialClient(t, l, port, false)
+	if code := srv.wait(t); code != 0 {
+		t.Fatalf("listen %v: status %d\n%s%s", args, code, srv.stdout.String(), srv.stderr.String())
+	}
+	if got != "hello\n" {
+		t.Errorf("the client got %q, want the echo", got)
+	}
+	return srv.stdout.String()
 }

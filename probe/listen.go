@@ -30,6 +30,9 @@ type ListenConfig struct {
 	Wait    time.Duration // how long to wait for each next client (0: DefaultListenWait)
 	DropSYN int           // ignore each client's first N SYNs (--drop-syn)
 	NoAck   int           // leave each client's first N data segments unacknowledged (--no-ack)
+	// SynCookie answers every SYN with a SYN cookie and keeps no state
+	// until the client's ACK brings it back (--syn-cookie).
+	SynCookie bool
 	// Prepare, when set, completes each connection's config from its
 	// client (the route back to it: MTU, MSS).
 	Prepare func(*SessionConfig)
@@ -76,6 +79,7 @@ type Listener struct {
 	backlog uint64               // SYNs dropped because the backlog was full
 	parser  *craft.Parser
 	pkt     craft.Packet
+	cookies *CookieJar // --syn-cookie: one secret for the whole listen
 }
 
 // backlogSize is how many SYNs wait while a connection is served.
@@ -93,8 +97,12 @@ func NewListener(cfg ListenConfig) *Listener {
 	if cfg.Close == "" {
 		cfg.Close = CloseWait
 	}
-	return &Listener{cfg: cfg, syns: make(chan capture.Reply, backlogSize),
+	l := &Listener{cfg: cfg, syns: make(chan capture.Reply, backlogSize),
 		owned: map[capture.Key]bool{}, parser: craft.NewParser()}
+	if cfg.SynCookie {
+		l.cookies = NewCookieJar(time.Now)
+	}
+	return l
 }
 
 // Source wraps the packet source the listener's matcher reads: every frame
@@ -263,7 +271,7 @@ func (l *Listener) serve(ctx context.Context, syn capture.Reply, k capture.Key, 
 	if l.cfg.Prepare != nil {
 		l.cfg.Prepare(&cfg)
 	}
-	s := NewPassiveSession(cfg, l.env.SessionEnv, l.cfg.DropSYN, l.cfg.NoAck)
+	s := NewPassiveSession(cfg, l.env.SessionEnv, Teaching{DropSYN: l.cfg.DropSYN, NoAck: l.cfg.NoAck, Cookies: l.cookies})
 	l.mu.Lock()
 	l.owned[k] = true
 	l.mu.Unlock()

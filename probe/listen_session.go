@@ -16,9 +16,17 @@ import (
 // client in CLOSED. A Listener (listen.go) creates one per client, from its
 // first SYN.
 
-// teaching are listen's switches that break the server on purpose, so the
+// Teaching are listen's switches that change the server on purpose, so the
 // client's TCP shows what it does about it.
+type Teaching struct {
+	DropSYN int        // ignore the client's first N SYNs (--drop-syn): its kernel retransmits them
+	NoAck   int        // leave its first N data segments unacknowledged (--no-ack): it retransmits them
+	Cookies *CookieJar // answer SYNs with SYN cookies and keep no state until the ACK (--syn-cookie)
+}
+
+// teaching is the session's use of Teaching.
 type teaching struct {
+	cookies  *CookieJar
 	dropSYN  int       // SYNs still to ignore (--drop-syn): the client's kernel retransmits them
 	noAck    int       // data segments still to leave unacknowledged (--no-ack): the client retransmits
 	lastSYN  time.Time // the kernel time of the last SYN ignored, for the backoff
@@ -35,16 +43,15 @@ type teaching struct {
 
 // NewPassiveSession prepares the server end of the connection cfg names
 // (Local is our address and listening port, Remote the client): nothing is
-// sent until Accept hands it the client's SYN. dropSYN and noAck are the
-// teaching switches (--drop-syn, --no-ack).
-func NewPassiveSession(cfg SessionConfig, env SessionEnv, dropSYN, noAck int) *Session {
+// sent until Accept hands it the client's SYN. t are the teaching switches.
+func NewPassiveSession(cfg SessionConfig, env SessionEnv, t Teaching) *Session {
 	s := NewSession(cfg, env)
 	s.passive = true
 	s.me = tcpstate.NewListener()
 	s.me.ModelWindow, s.me.KeepData = true, true
 	s.peer = tcpstate.NewActive()
 	s.peer.ModelWindow = true
-	s.teach = teaching{dropSYN: dropSYN, noAck: noAck, backoff: time.Duration(1<<min(dropSYN, 16)-1) * time.Second}
+	s.teach = teaching{dropSYN: t.DropSYN, noAck: t.NoAck, cookies: t.Cookies, backoff: time.Duration(1<<min(t.DropSYN, 16)-1) * time.Second}
 	return s
 }
 
@@ -83,8 +90,11 @@ func (s *Session) WaitEstablished(ctx context.Context) error {
 	switch {
 	case errors.Is(err, errDeadline):
 		what := "the client's SYN"
-		if s.me.State == tcpstate.SynReceived {
+		switch {
+		case s.me.State == tcpstate.SynReceived:
 			what = "the ACK of our SYN-ACK"
+		case s.teach.cookies != nil && s.teach.synsSeen > 0:
+			what = "the ACK of our SYN cookie (we kept nothing, so nothing is to clear)"
 		}
 		err = fmt.Errorf("%w: %s did not come within %v", ErrNoAnswer, what, s.cfg.Timeout+s.teach.backoff)
 		if s.me.State == tcpstate.SynReceived {
@@ -146,17 +156,24 @@ func (s *Session) passiveNote() string {
 func (s *Session) receivePassive(rep capture.Reply, seg *craft.Segment) bool {
 	f := seg.Flags
 	syn := f.Has(craft.SYN) && !f.Has(craft.ACK) && !f.Has(craft.RST)
+	cookieACK := f.Has(craft.ACK) && !f.Has(craft.SYN) && !f.Has(craft.RST)
 	switch {
+	case s.me.State == tcpstate.Listen && syn && s.teach.dropSYN > 0:
+		s.teach.dropSYN--
+		s.dropSYN(rep, seg)
+		return true
+	case s.me.State == tcpstate.Listen && syn && s.teach.cookies != nil:
+		s.teach.synsSeen++
+		s.cookieSYN(rep, seg)
+		return true
+	case s.me.State == tcpstate.Listen && cookieACK && s.teach.cookies != nil:
+		return s.cookieACK(rep, seg)
 	case s.me.State == tcpstate.Listen && !syn:
 		// RFC 9293 §3.10.7.2: a listener ignores an RST and refuses an
 		// ACK; the listener (listen.go) only hands us SYNs, so this is a
 		// stray segment of the 4-tuple.
 		s.ignored["not-a-syn"]++
 		s.show(rep, seg, []string{"in LISTEN only a SYN opens a connection (RFC 9293 §3.10.7.2): ignored"}, tcpstate.Change{}, tcpstate.Change{}, true)
-		return true
-	case s.me.State == tcpstate.Listen && s.teach.dropSYN > 0:
-		s.teach.dropSYN--
-		s.dropSYN(rep, seg)
 		return true
 	case s.me.State == tcpstate.Listen:
 		s.acceptSYN(rep, seg)
