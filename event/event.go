@@ -39,6 +39,9 @@ type Start struct {
 	Count     int      `json:"count"`
 	HeaderLen int      `json:"header_bytes"`
 	DataLen   int      `json:"data_bytes"`
+	// Conn names the connection when several run at once (listen): our
+	// end and the client's, "198.51.100.2:8000-198.51.100.1:40000".
+	Conn string `json:"conn,omitempty"`
 }
 
 // EventType implements Event.
@@ -81,6 +84,7 @@ type Step struct {
 	// observer together with Observed.
 	Agreement Agreement `json:"observed_agreement,omitempty"`
 	Probe     bool      `json:"-"` // a probe's step: the text view shows received ones only
+	Conn      string    `json:"conn,omitempty"` // the connection, when several run at once (see Start.Conn)
 }
 
 // EventType implements Event.
@@ -128,6 +132,7 @@ type Summary struct {
 	// Segments counts the connection's segments by phase, as the teaching
 	// texts do (handshake, listen).
 	Segments *SegmentCount `json:"segments,omitempty"`
+	Conn     string        `json:"conn,omitempty"` // the connection, when several run at once (see Start.Conn)
 
 	// rst: every scenario's verdict, for the final table.
 	Scenarios []Scenario `json:"scenarios,omitempty"`
@@ -201,6 +206,7 @@ type RTTStats struct {
 // Warning is something the user should know that is not an error.
 type Warning struct {
 	Message string `json:"message"`
+	Conn    string `json:"conn,omitempty"` // the connection, when several run at once (see Start.Conn)
 }
 
 // EventType implements Event.
