@@ -49,6 +49,6 @@ func sessionFixture() []Event {
 		Step{TimeMs: 100_123_456.7, Direction: "note", Local: "CLOSED", Remote: "CLOSED",
 			Explain: []string{"a day later: nothing arrived"}},
 		Summary{Command: "handshake", Local: "CLOSED", Remote: "CLOSED", BytesSent: 6, BytesReceived: 44, Retransmissions: 1, Elapsed: 100_123_456.7,
-			Outcome: "reset by the peer"},
+			Outcome: "the peer reset the connection in CLOSE-WAIT with an exact RST (seq = RCV.NXT): nothing stays half-open on either side"},
 	}
 }

@@ -448,23 +448,25 @@ func spaces(n int) string {
 // pad left-aligns s in n columns.
 func pad(s string, n int) string { return s + spaces(n-runes(s)) }
 
-// sessionSummary closes a session.
+// sessionSummary closes a session, its lines wrapped like the steps'.
 func (t *Text) sessionSummary(e Summary) {
 	fmt.Fprintf(t.W, "\n--- %s %s ---\n", t.peerName, e.Command)
 	obs := ""
 	if e.Observed != "" {
 		obs = " (kernel: " + e.Observed + ")"
 	}
-	fmt.Fprintf(t.W, "end: us %s · peer %s%s\n", e.Local, e.Remote, obs)
-	fmt.Fprintf(t.W, "%s sent, %s received, %s", plural(e.BytesSent, "byte"), plural(e.BytesReceived, "byte"), plural(e.Retransmissions, "retransmission"))
+	lines := []string{fmt.Sprintf("end: us %s · peer %s%s", e.Local, e.Remote, obs)}
+	counts := fmt.Sprintf("%s sent, %s received, %s", plural(e.BytesSent, "byte"), plural(e.BytesReceived, "byte"), plural(e.Retransmissions, "retransmission"))
 	if e.SRTTMs > 0 {
-		fmt.Fprintf(t.W, ", srtt %s", fmtMs(e.SRTTMs))
+		counts += ", srtt " + fmtMs(e.SRTTMs)
 	}
-	fmt.Fprintf(t.W, ", time %s\n", fmtMs(e.Elapsed))
+	lines = append(lines, counts+", time "+fmtMs(e.Elapsed))
 	if e.Segments != nil {
-		fmt.Fprintf(t.W, "segments: %s\n", e.Segments)
+		lines = append(lines, fmt.Sprintf("segments: %s", e.Segments))
 	}
 	if e.Outcome != "" {
-		fmt.Fprintf(t.W, "outcome: %s\n", e.Outcome)
+		lines = append(lines, "outcome: "+e.Outcome)
 	}
+	l := t.layout()
+	t.block(lines, nil, 0, l.room(0), l.room(hangW), "")
 }

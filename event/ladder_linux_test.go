@@ -2,18 +2,14 @@ package event
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // TestViewsFitTheTerminal draws one session in both views on real
 // pseudo-terminals of 80, 100, 120 and 200 columns, the width read from the
@@ -52,37 +48,6 @@ func TestViewsFitTheTerminal(t *testing.T) {
 					t.Errorf("with colours the layout differs:\n%s", cmp.Diff(string(got), plain))
 				}
 			})
-		}
-	}
-}
-
-var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", path, diff)
-	}
-}
-
-func checkFits(t *testing.T, out string, cols int) {
-	t.Helper()
-	for i, l := range strings.Split(out, "\n") {
-		if n := runes(l); n > cols {
-			t.Errorf("line %d is %d columns wide, the terminal %d: %q", i+1, n, cols, l)
-		}
-		if strings.HasSuffix(l, " ") {
-			t.Errorf("line %d ends in a space: %q", i+1, l)
 		}
 	}
 }

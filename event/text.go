@@ -210,7 +210,7 @@ func writeTable(w io.Writer, rows [][]string) {
 	widths := make([]int, len(rows[0]))
 	for _, r := range rows {
 		for i, c := range r {
-			widths[i] = max(widths[i], len(c))
+			widths[i] = max(widths[i], runes(c))
 		}
 	}
 	for _, r := range rows {
@@ -220,7 +220,7 @@ func writeTable(w io.Writer, rows [][]string) {
 				b.WriteString(c)
 				break
 			}
-			fmt.Fprintf(&b, "%-*s  ", widths[i], c)
+			b.WriteString(pad(c, widths[i]) + "  ")
 		}
 		fmt.Fprintln(w, b.String())
 	}
@@ -230,33 +230,34 @@ func writeTable(w io.Writer, rows [][]string) {
 func (t *Text) scenario(e Scenario) {
 	fmt.Fprintf(t.W, "\n== %s: %s ==\n", e.Name, e.Title)
 	if e.Peer != "" {
-		fmt.Fprintf(t.W, "  peer:      %s\n", e.Peer)
+		t.field(2, "peer", e.Peer, "", "")
 	}
 	if e.SynCookie {
-		fmt.Fprintf(t.W, "  cookie:    the peer answered with a SYN cookie (RFC 4987 §3.6): %s\n", e.SynCookieHow)
+		t.field(2, "cookie", "the peer answered with a SYN cookie (RFC 4987 §3.6): "+e.SynCookieHow, "", "")
 	}
 	for _, c := range e.Checks {
-		fmt.Fprintf(t.W, "  check:     %s\n", c.Sent)
-		fmt.Fprintf(t.W, "    rule:      %s\n", ruleLine(c.RFC, c.Strength, c.StrengthNote, c.Rule))
-		fmt.Fprintf(t.W, "    expected:  %s\n", c.Expected)
-		fmt.Fprintf(t.W, "    observed:  %s\n", c.Observed)
-		fmt.Fprintf(t.W, "    verdict:   %s — %s\n", t.paint(verdictCode(c.Verdict), verdictWord(c.Verdict, c.Level)), c.Why)
+		t.field(2, "check", c.Sent, "", "")
+		t.field(4, "rule", ruleLine(c.RFC, c.Strength, c.StrengthNote, c.Rule), "", "")
+		t.field(4, "expected", c.Expected, "", "")
+		t.field(4, "observed", c.Observed, "", "")
+		v := verdictWord(c.Verdict, c.Level)
+		t.field(4, "verdict", v+" — "+c.Why, v, verdictCode(c.Verdict))
 	}
 	if len(e.Checks) == 0 {
-		fmt.Fprintf(t.W, "  rule:      %s\n", ruleLine(e.RFC, e.Strength, e.StrengthNote, e.Rule))
-		fmt.Fprintf(t.W, "  sent:      %s\n", e.Sent)
-		fmt.Fprintf(t.W, "  expected:  %s\n", e.Expected)
-		fmt.Fprintf(t.W, "  observed:  %s\n", e.Observed)
+		t.field(2, "rule", ruleLine(e.RFC, e.Strength, e.StrengthNote, e.Rule), "", "")
+		t.field(2, "sent", e.Sent, "", "")
+		t.field(2, "expected", e.Expected, "", "")
+		t.field(2, "observed", e.Observed, "", "")
 	}
 	for _, ic := range e.ICMP {
-		fmt.Fprintf(t.W, "  icmp:      %s\n", ic)
+		t.field(2, "icmp", ic, "", "")
 	}
 	if e.RemoteBefore != "" || e.ObservedBefore != "" {
-		fmt.Fprintf(t.W, "  states:    %s → %s inferred", orDash(e.RemoteBefore), orDash(e.RemoteAfter))
+		st := fmt.Sprintf("%s → %s inferred", orDash(e.RemoteBefore), orDash(e.RemoteAfter))
 		if e.ObservedBefore != "" || e.ObservedAfter != "" {
-			fmt.Fprintf(t.W, "; %s → %s observed", orDash(e.ObservedBefore), orDash(e.ObservedAfter))
+			st += fmt.Sprintf("; %s → %s observed", orDash(e.ObservedBefore), orDash(e.ObservedAfter))
 		}
-		fmt.Fprintln(t.W)
+		t.field(2, "states", st, "", "")
 	}
 	if len(e.Figures) > 0 {
 		keys := make([]string, 0, len(e.Figures))
@@ -268,9 +269,30 @@ func (t *Text) scenario(e Scenario) {
 		for _, k := range keys {
 			parts = append(parts, fmt.Sprintf("%s %s", k, strconv.FormatFloat(e.Figures[k], 'f', -1, 64)))
 		}
-		fmt.Fprintf(t.W, "  figures:   %s\n", strings.Join(parts, ", "))
+		t.field(2, "figures", strings.Join(parts, ", "), "", "")
 	}
-	fmt.Fprintf(t.W, "  verdict:   %s — %s\n\n", t.paint(verdictCode(e.Verdict), verdictWord(e.Verdict, e.Level)), e.Why)
+	v := verdictWord(e.Verdict, e.Level)
+	t.field(2, "verdict", v+" — "+e.Why, v, verdictCode(e.Verdict))
+	fmt.Fprintln(t.W)
+}
+
+// field prints "label:" at indent and its value in the column after it,
+// wrapped at the width under the value's start; the value's first word
+// (paint, when set) in colour code.
+func (t *Text) field(indent int, label, value, paint, code string) {
+	const labelW = 11 // "observed:  "
+	at := indent + labelW
+	room := t.layout().room(at)
+	for i, x := range wrap(value, room, room) {
+		if i == 0 {
+			if paint != "" && strings.HasPrefix(x, paint) {
+				x = t.paint(code, paint) + x[len(paint):]
+			}
+			fmt.Fprintf(t.W, "%s%s%s\n", spaces(indent), pad(label+":", labelW), x)
+			continue
+		}
+		fmt.Fprintf(t.W, "%s%s\n", spaces(at), x)
+	}
 }
 
 // ruleLine is a rule with its source and strength.
@@ -316,9 +338,19 @@ func orDash(s string) string {
 
 // scenarioTable is the final table of `tcpshake rst`.
 func (t *Text) scenarioTable(e Summary) {
+	// EXPECTED and OBSERVED share what the width leaves, 44 columns each
+	// at most, 12 at least.
+	cut := 44
+	if w := t.layout().width; w > 0 {
+		nameW, verdictW := len("SCENARIO"), len("VERDICT")
+		for _, s := range e.Scenarios {
+			nameW, verdictW = max(nameW, runes(s.Name)), max(verdictW, runes(verdictWord(s.Verdict, s.Level)))
+		}
+		cut = max(12, min(cut, (w-nameW-verdictW-3*2)/2))
+	}
 	rows := [][]string{{"SCENARIO", "EXPECTED", "OBSERVED", "VERDICT"}}
 	for _, s := range e.Scenarios {
-		rows = append(rows, []string{s.Name, short(s.Expected, 44), short(s.Observed, 44), verdictWord(s.Verdict, s.Level)})
+		rows = append(rows, []string{s.Name, short(s.Expected, cut), short(s.Observed, cut), verdictWord(s.Verdict, s.Level)})
 	}
 	fmt.Fprintln(t.W)
 	writeTable(t.W, rows)
