@@ -27,6 +27,8 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -e /usr/include/lwip/lwip/tcp.h ] || need+=(liblwip-dev)
 # event's TestSVGInBrowser renders an --svg picture in headless Chromium.
 command -v chromium >/dev/null || need+=(chromium)
+# app's TestReadmeRuns runs the README's install line (setcap) and captures with tcpdump (above).
+command -v setcap >/dev/null || need+=(libcap2-bin)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "== installing ${need[*]}"
 	apt-get update -qq
