@@ -146,27 +146,41 @@ func TestLabWatchCurl(t *testing.T) {
 	ss := <-ssSeen
 	client := l.ClientV4.String() + ":" + port
 	got := transitions(t, cw.out.String(), client)
-	// The server answers one HTTP/1.0 request and closes first.
-	want := []string{"CLOSED → SYN-SENT", "SYN-SENT → ESTABLISHED", "ESTABLISHED → CLOSE-WAIT", "CLOSE-WAIT → LAST-ACK", "LAST-ACK → CLOSED"}
-	if strings.Join(got, ", ") != strings.Join(want, ", ") {
-		t.Errorf("client %s:\n got %q\nwant %q\nstdout:\n%s", client, got, want, cw.out.String())
-	}
 	var srv []string
 	for _, ev := range jsonEvents(t, sw.out.String()) {
 		if ev["type"] == "change" && ev["remote"] == client {
 			srv = append(srv, fmt.Sprintf("%s → %s", ev["from"], ev["to"]))
 		}
 	}
-	wantSrv := []string{"LISTEN → SYN-RECEIVED", "SYN-RECEIVED → ESTABLISHED", "ESTABLISHED → FIN-WAIT-1", "FIN-WAIT-1 → FIN-WAIT-2", "FIN-WAIT-2 → TIME-WAIT"}
-	if strings.Join(srv, ", ") != strings.Join(wantSrv, ", ") {
-		t.Errorf("server:\n got %q\nwant %q\nstdout:\n%s", srv, wantSrv, sw.out.String())
+	// The server answers one HTTP/1.0 request and closes; curl closes as
+	// soon as it has the Content-Length's bytes, so either end may close
+	// first (both at once is the simultaneous close).
+	open := []string{"CLOSED → SYN-SENT", "SYN-SENT → ESTABLISHED"}
+	srvOpen := []string{"LISTEN → SYN-RECEIVED", "SYN-RECEIVED → ESTABLISHED"}
+	active := []string{"ESTABLISHED → FIN-WAIT-1", "FIN-WAIT-1 → FIN-WAIT-2", "FIN-WAIT-2 → TIME-WAIT"}
+	passive := []string{"ESTABLISHED → CLOSE-WAIT", "CLOSE-WAIT → LAST-ACK", "LAST-ACK → CLOSED"}
+	both := []string{"ESTABLISHED → FIN-WAIT-1", "FIN-WAIT-1 → CLOSING", "CLOSING → TIME-WAIT"}
+	variants := []struct{ name, client, server string }{
+		{"the server closes first", strings.Join(append(open, passive...), ", "), strings.Join(append(srvOpen, active...), ", ")},
+		{"curl closes first", strings.Join(append(open, active...), ", "), strings.Join(append(srvOpen, passive...), ", ")},
+		{"both close at once", strings.Join(append(open, both...), ", "), strings.Join(append(srvOpen, both...), ", ")},
 	}
+	matched := ""
+	for _, v := range variants {
+		if strings.Join(got, ", ") == v.client && strings.Join(srv, ", ") == v.server {
+			matched = v.name
+		}
+	}
+	if matched == "" {
+		t.Errorf("client %s: %q\nserver: %q\nmatch no close variant\nclient stdout:\n%s\nserver stdout:\n%s", client, got, srv, cw.out.String(), sw.out.String())
+	}
+	t.Logf("%s: client %q, server %q", matched, got, srv)
 	distinct := map[string]bool{}
 	for _, s := range ss {
 		distinct[s] = true
 	}
 	t.Logf("ss -tan every 0.1 s saw %v; watch saw %d changes on the server", ss, len(srv))
-	if len(distinct) >= len(wantSrv) {
+	if len(distinct) >= len(srv) {
 		t.Errorf("ss every 0.1 s saw %d states (%v): the connection lived long enough to be seen whole", len(distinct), ss)
 	}
 	if !strings.Contains(cw.err.String(), "state changes") {
