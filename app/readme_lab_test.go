@@ -463,7 +463,7 @@ var (
 func mask(s string) string { return strings.Join(strings.Fields(digits.ReplaceAllString(s, "N")), " ") }
 
 // sampleKeys is the structure of output lines: table headings, probe
-// replies (flags and who answered), ICMP errors, port rows (port, state,
+// answers (flags and who answered, ICMP errors; in any order), port rows (port, state,
 // reason), statistics lines (masked), the ladder's heading (masked), its
 // segments' flags, and its arrows' inferred states. Explanations, times and
 // the kernel's readings (which vary from run to run) are not structure.
@@ -478,9 +478,9 @@ func sampleKeys(lines []string) []string {
 		case strings.HasPrefix(l, "#") && len(f) >= 4:
 			keys = append(keys, "columns "+mask(l))
 		case flagsTok.MatchString(f[0]) && len(f) > 1:
-			keys = append(keys, "reply "+f[0]+" "+f[1])
+			keys = append(keys, "answer "+f[0]+" "+f[1])
 		case f[0] == "ICMP" && len(f) > 3:
-			keys = append(keys, "icmp "+strings.Join(f[:4], " "))
+			keys = append(keys, "answer "+strings.Join(f[:4], " "))
 		case portRow.MatchString(f[0]) && len(f) >= 3:
 			keys = append(keys, "port "+strings.Join(f[:3], " "))
 		case strings.HasPrefix(l, "---"), strings.HasPrefix(l, "rtt "), strings.Contains(l, " probes sent, "):
@@ -495,6 +495,16 @@ func sampleKeys(lines []string) []string {
 		case len(f) >= 4 && flagsTok.MatchString(f[3]) && digits.MatchString(f[0]):
 			keys = append(keys, "segment "+f[0]+" "+f[3]) // ladder: "1  0.863 ms  [S] seq …"
 		}
+	}
+	// A probe's answers are printed as they arrive: their order is the
+	// network's, not the README's.
+	for i := 0; i < len(keys); {
+		j := i
+		for j < len(keys) && strings.HasPrefix(keys[j], "answer ") {
+			j++
+		}
+		slices.Sort(keys[i:j])
+		i = max(j, i+1)
 	}
 	return keys
 }

@@ -3,6 +3,7 @@
 package app_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -36,6 +37,20 @@ func TestReadmeSamples(t *testing.T) {
 		}
 	}
 	probe, hs := samples[0], samples[1]
+	// Answers in another order (the network's) are the same structure.
+	var swapped []string
+	for i := 0; i < len(probe.sample); i++ {
+		if strings.HasPrefix(probe.sample[i], "[S.] ") && i+6 <= len(probe.sample) && strings.HasPrefix(probe.sample[i+3], "[R.] ") {
+			swapped = append(swapped, probe.sample[i+3:i+6]...)
+			swapped = append(swapped, probe.sample[i:i+3]...)
+			i += 5
+			continue
+		}
+		swapped = append(swapped, probe.sample[i])
+	}
+	if d := sampleDiff(probe.sample, swapped); d != nil || slices.Equal(swapped, probe.sample) {
+		t.Errorf("answers in another order: %q (swapped: %v)", d, !slices.Equal(swapped, probe.sample))
+	}
 	edit := func(lines []string, from, to string) []string {
 		out := append([]string(nil), lines...)
 		for i, l := range out {
