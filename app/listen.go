@@ -1,8 +1,11 @@
 package app
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -50,7 +53,8 @@ func listenCommand() *cli.Command {
 			&cli.BoolFlag{Name: "echo", Usage: "send back every byte the client sends"},
 			&cli.StringFlag{Name: "reply", Usage: "send `TEXT` once, after the client's first data (escapes \\r \\n \\t \\xNN)"},
 			&cli.StringFlag{Name: "close", Value: "wait", Usage: "how to end: wait (the client closes first: CLOSE-WAIT, LAST-ACK), fin (we close after replying), half (our FIN, then keep receiving), rst, none"},
-			&cli.StringFlag{Name: "count", Value: "1", Usage: "serve `N` connections, one after the other, then exit"},
+			&cli.StringFlag{Name: "count", Value: "1", Usage: "serve `N` connections, then exit"},
+			&cli.StringFlag{Name: "parallel", Usage: "serve up to `N` connections at once, each in its own lane (default: all of --count, at most 64; -w: 1, so that each packet's comment names its step)"},
 			&cli.StringFlag{Name: "listen-timeout", Value: "60s", Usage: "stop when no client connects within `DURATION`"},
 			&cli.StringFlag{Name: "drop-syn", Value: "0", Usage: "ignore each client's first `N` SYNs, so its kernel retransmits them (1 s, 2 s, 4 s…: RFC 6298's backoff)"},
 			&cli.BoolFlag{Name: "no-ack", Usage: "leave the client's first data segment unacknowledged, as if it were lost: its kernel retransmits it"},
@@ -98,10 +102,22 @@ func runListen(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	a, err := asyncSessionSink(c)
+	// Rendered off the loops (as handshake's); connections served at once
+	// each get a lane of their own in the text (their lines prefixed with
+	// their number), and in JSON every event names its connection.
+	bw := bufio.NewWriterSize(c.App.Writer, 64<<10)
+	tty := isTerminal(c.App.Writer)
+	inner, err := sessionSinkTo(c, bw, tty)
 	if err != nil {
 		return err
 	}
+	if lc.Parallel > 1 && !c.Bool("json") {
+		inner = &laneRouter{lanes: map[string]event.Sink{}, whole: inner,
+			make: func(prefix string) (event.Sink, error) {
+				return sessionSinkTo(c, &prefixWriter{prefix: prefix, w: bw}, tty)
+			}}
+	}
+	a := event.NewAsync(inner, bw.Flush)
 	defer a.Close()
 	var sink event.Sink = a
 
@@ -154,6 +170,11 @@ func runListen(c *cli.Context) error {
 		closers = append(closers, g.Close)
 		env.Guard, env.PortGuard = g, g
 	}
+	next := env.Sink
+	env.Lane = func(n int, k capture.Key) event.Sink {
+		conn := k.Local.String() + "-" + k.Remote.String()
+		return event.SinkFunc(func(e event.Event) { next.Emit(tagConn(e, conn)) })
+	}
 	if ns := c.String("observe-netns"); ns != "" || local.Addr().IsLoopback() {
 		d, err := observe.Open(ns)
 		if err != nil {
@@ -167,7 +188,7 @@ func runListen(c *cli.Context) error {
 	runErr := l.Run(c.Context, env, func(e probe.Ended) {
 		sum := e.Session.Summary()
 		sum.Outcome = outcome(e.Err, e.Before, e.Reset)
-		sink.Emit(sum)
+		e.Sink.Emit(sum)
 	})
 	if n := l.Backlogged(); n > 0 {
 		sink.Emit(event.Warning{Message: fmt.Sprintf("%s from other clients were dropped: the backlog (SYNs waiting while a connection is served) was full", plural(int(n), "SYN"))})
@@ -202,6 +223,13 @@ func listenConfig(c *cli.Context, local netip.AddrPort) (probe.ListenConfig, err
 	}
 	p := numParser{c: c}
 	lc.Count = int(p.uint("count", 1, 1<<20))
+	lc.Parallel = min(lc.Count, 64)
+	if c.IsSet("parallel") {
+		lc.Parallel = int(p.uint("parallel", 1, 64))
+	}
+	if c.String("write") != "" {
+		lc.Parallel = 1 // the recorder pairs frames with steps by their numbers, one story at a time
+	}
 	lc.Wait = p.duration("listen-timeout")
 	lc.DropSYN = int(p.uint("drop-syn", 0, 6))
 	if c.Bool("no-ack") {
@@ -234,4 +262,90 @@ func listenConfig(c *cli.Context, local netip.AddrPort) (probe.ListenConfig, err
 		}
 	}
 	return lc, nil
+}
+
+// tagConn names the connection an event belongs to.
+func tagConn(e event.Event, conn string) event.Event {
+	e, _ = eventConn(e, &conn)
+	return e
+}
+
+// eventConn returns the event with its Conn set to *set (nil: unchanged),
+// and its Conn.
+func eventConn(e event.Event, set *string) (event.Event, string) {
+	pick := func(c *string) string {
+		if set != nil {
+			*c = *set
+		}
+		return *c
+	}
+	var conn string
+	switch v := e.(type) {
+	case event.Start:
+		conn = pick(&v.Conn)
+		e = v
+	case event.Step:
+		conn = pick(&v.Conn)
+		e = v
+	case event.Summary:
+		conn = pick(&v.Conn)
+		e = v
+	case event.Warning:
+		conn = pick(&v.Conn)
+		e = v
+	}
+	return e, conn
+}
+
+// laneRouter renders each connection's events with a text renderer of its
+// own (its header, its steps, its summary), whose lines carry the
+// connection's number: connections served at once keep their stories apart.
+type laneRouter struct {
+	whole event.Sink // events of no connection
+	make  func(prefix string) (event.Sink, error)
+	lanes map[string]event.Sink
+}
+
+func (r *laneRouter) Emit(e event.Event) {
+	_, conn := eventConn(e, nil)
+	if conn == "" {
+		r.whole.Emit(e)
+		return
+	}
+	lane, ok := r.lanes[conn]
+	if !ok {
+		var err error
+		if lane, err = r.make(fmt.Sprintf("%d│ ", len(r.lanes)+1)); err != nil {
+			lane = r.whole
+		}
+		r.lanes[conn] = lane
+	}
+	lane.Emit(e)
+}
+
+// prefixWriter starts every line with prefix.
+type prefixWriter struct {
+	prefix string
+	w      io.Writer
+	mid    bool // inside a line
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	n := len(b)
+	var out []byte
+	for len(b) > 0 {
+		if !p.mid {
+			out = append(out, p.prefix...)
+		}
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			out, b, p.mid = append(out, b...), nil, true
+			break
+		}
+		out, b, p.mid = append(out, b[:i+1]...), b[i+1:], false
+	}
+	if _, err := p.w.Write(out); err != nil {
+		return 0, err
+	}
+	return n, nil
 }

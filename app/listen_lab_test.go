@@ -472,3 +472,81 @@ func echoOnce(t *testing.T, l lab.Lab, args ...string) string {
 	}
 	return srv.stdout.String()
 }
+
+// TestListenParallel serves three net.Dial clients at once: each client
+// waits 600 ms after its handshake before it sends, so one after the other
+// would take at least 1.8 s; each connection has its own summary, every
+// JSON event names its connection, and each lane of the text view tells a
+// whole connection.
+func TestListenParallel(t *testing.T) {
+	l := labtest.New(t)
+	for _, view := range []string{"json", "list"} {
+		t.Run(view, func(t *testing.T) {
+			port := fmt.Sprint(listenPort())
+			args := []string{port, "--count", "3", "--echo", "--time-wait", "0", "--timeout", "3s", "--view", "list"}
+			if view == "json" {
+				args = append(args, "--json")
+			}
+			srv := startListen(t, l, args...)
+			start := time.Now()
+			var wg sync.WaitGroup
+			got := make([]string, 3)
+			for i := range got {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					lab.Do(l.ClientNS, func() error {
+						c, err := net.DialTimeout("tcp", net.JoinHostPort(l.ServerV4.String(), port), 3*time.Second)
+						if err != nil {
+							got[i] = err.Error()
+							return nil
+						}
+						defer c.Close()
+						time.Sleep(600 * time.Millisecond)
+						c.Write([]byte("hello\n"))
+						c.SetReadDeadline(time.Now().Add(3 * time.Second))
+						b := make([]byte, 6)
+						n, _ := io.ReadFull(c, b)
+						got[i] = string(b[:n])
+						return nil
+					})
+				}()
+			}
+			wg.Wait()
+			if code := srv.wait(t); code != 0 {
+				t.Fatalf("listen: status %d\n%s%s", code, srv.stdout.String(), srv.stderr.String())
+			}
+			if took := time.Since(start); took > 1500*time.Millisecond {
+				t.Errorf("three clients took %v: not served at once", took)
+			}
+			for i, g := range got {
+				if g != "hello\n" {
+					t.Errorf("client %d got %q, want the echo", i+1, g)
+				}
+			}
+			out := srv.stdout.String()
+			if view == "list" {
+				for n := 1; n <= 3; n++ {
+					p := fmt.Sprintf("%d│ ", n)
+					if !strings.Contains(out, p+"LISTEN ") || !strings.Contains(out, p+"outcome: ok") {
+						t.Errorf("lane %d lacks its header or its outcome:\n%s", n, out)
+					}
+				}
+				return
+			}
+			conns := map[string]int{}
+			for _, ev := range jsonEvents(t, out) {
+				conn, _ := ev["conn"].(string)
+				if conn == "" {
+					t.Errorf("an event without its connection: %v", ev)
+				}
+				if ev["type"] == "summary" && ev["outcome"] == "ok" {
+					conns[conn]++
+				}
+			}
+			if len(conns) != 3 {
+				t.Errorf("%d connections ended ok (%v), want 3\n%s", len(conns), conns, out)
+			}
+		})
+	}
+}

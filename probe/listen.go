@@ -11,6 +11,7 @@ import (
 
 	"tcpshake/capture"
 	"tcpshake/craft"
+	"tcpshake/event"
 	"tcpshake/probe/tcpstate"
 )
 
@@ -26,10 +27,13 @@ type ListenConfig struct {
 	Echo    bool   // send back every byte the client sends
 	Reply   []byte // send this once, after the client's first data
 	Close   CloseMode
-	Count   int           // connections to serve, then stop (0: 1)
-	Wait    time.Duration // how long to wait for each next client (0: DefaultListenWait)
-	DropSYN int           // ignore each client's first N SYNs (--drop-syn)
-	NoAck   int           // leave each client's first N data segments unacknowledged (--no-ack)
+	Count   int // connections to serve, then stop (0: 1)
+	// Parallel is how many connections are served at once (0: 1); the
+	// SYNs of more wait in a backlog of 64.
+	Parallel int
+	Wait     time.Duration // how long to wait for each next client (0: DefaultListenWait)
+	DropSYN  int           // ignore each client's first N SYNs (--drop-syn)
+	NoAck    int           // leave each client's first N data segments unacknowledged (--no-ack)
 	// SynCookie answers every SYN with a SYN cookie and keeps no state
 	// until the client's ACK brings it back (--syn-cookie).
 	SynCookie bool
@@ -62,12 +66,16 @@ type ListenEnv struct {
 	// Ready, when set, is called once the port is guarded and clients may
 	// connect.
 	Ready func()
+	// Lane, when set, is the sink of connection n (counted from 1) with the
+	// 4-tuple k (our end first), instead of Sink: connections that run at
+	// once each tell their story in their own lane.
+	Lane func(n int, k capture.Key) event.Sink
 }
 
 // A Listener plays the server on one port from raw sockets: it reads every
 // segment arriving for the port (Source), opens a passive session for each
-// client's SYN and serves it as ListenConfig says, one connection at a time;
-// SYNs of other clients wait in a backlog meanwhile.
+// client's SYN and serves it as ListenConfig says, up to Parallel
+// connections at once; SYNs of more clients wait in a backlog meanwhile.
 type Listener struct {
 	cfg ListenConfig
 	env ListenEnv // set by Run
@@ -90,6 +98,9 @@ const backlogSize = 64
 func NewListener(cfg ListenConfig) *Listener {
 	if cfg.Count <= 0 {
 		cfg.Count = 1
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = 1
 	}
 	if cfg.Wait <= 0 {
 		cfg.Wait = DefaultListenWait
@@ -178,15 +189,18 @@ func (l *Listener) offer(f *capture.Frame) {
 // (nil: as asked), the state before any abort, and whether we reset it.
 type Ended struct {
 	Session *Session
+	Sink    event.Sink // where the connection's events went (its lane)
 	Err     error
 	Before  tcpstate.State
 	Reset   bool
 }
 
-// Run holds the port's guard (env.PortGuard) and serves Count connections, one at a time,
-// calling done after each (the caller emits the summary). It returns when
-// Count connections were served (the first error among them, if any), when
-// no client came within Wait (ErrNoClient), or when ctx is done.
+// Run holds the port's guard (env.PortGuard) and serves Count connections,
+// up to Parallel at once, calling done after each (the caller emits the
+// summary; done may be called from several goroutines at once). It returns
+// when Count connections were served (the first error among them, if any),
+// when no client came within Wait (ErrNoClient, once the connections under
+// way have ended), or when ctx is done.
 func (l *Listener) Run(ctx context.Context, env ListenEnv, done func(Ended)) error {
 	l.env = env
 	if env.Tap != nil {
@@ -207,16 +221,35 @@ func (l *Listener) Run(ctx context.Context, env ListenEnv, done func(Ended)) err
 	if env.Ready != nil {
 		env.Ready()
 	}
-	var first error
-	for served := 0; served < l.cfg.Count; {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	slots := make(chan struct{}, l.cfg.Parallel)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+	}
+	stop := func(err error) error {
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return errors.Join(first, err)
+	}
+	for accepted := 0; accepted < l.cfg.Count; {
 		wait := time.NewTimer(l.cfg.Wait)
 		var syn capture.Reply
 		select {
 		case <-ctx.Done():
 			wait.Stop()
+			wg.Wait()
 			return ctx.Err()
 		case <-wait.C:
-			return errors.Join(first, fmt.Errorf("%w within %v (%d of %d served)", ErrNoClient, l.cfg.Wait, served, l.cfg.Count))
+			return stop(fmt.Errorf("%w within %v (%d of %d served)", ErrNoClient, l.cfg.Wait, accepted, l.cfg.Count))
 		case syn = <-l.syns:
 			wait.Stop()
 		}
@@ -224,26 +257,45 @@ func (l *Listener) Run(ctx context.Context, env ListenEnv, done func(Ended)) err
 		if l.owns(k) {
 			continue // its session began meanwhile; the stream has it
 		}
-		served++
+		select {
+		case slots <- struct{}{}: // at most Parallel at once; the SYN waits meanwhile
+		case <-ctx.Done():
+			wg.Wait()
+			return ctx.Err()
+		}
+		accepted++
 		var last func() error
-		if served == l.cfg.Count {
+		if accepted == l.cfg.Count {
 			// The last connection: once its session holds its own
 			// 4-tuple, the port's guard goes, and new clients are
 			// refused by our kernel as at a closed port.
 			last, release = release, nil
 		}
-		e := l.serve(ctx, syn, k, last)
-		if done != nil {
-			done(e)
+		cfg := l.cfg.Session
+		cfg.Local, cfg.Remote = k.Local, k.Remote
+		if cfg.Host == "" {
+			cfg.Host = k.Remote.Addr().String()
 		}
-		if e.Err != nil && first == nil {
-			first = e.Err
+		if l.cfg.Prepare != nil {
+			l.cfg.Prepare(&cfg)
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+		l.mu.Lock()
+		l.owned[k] = true
+		l.mu.Unlock()
+		wg.Add(1)
+		go func(n int) {
+			defer wg.Done()
+			defer func() { <-slots }()
+			e := l.serve(ctx, syn, cfg, n, last)
+			if done != nil {
+				done(e)
+			}
+			if e.Err != nil {
+				fail(e.Err)
+			}
+		}(accepted)
 	}
-	return first
+	return stop(nil)
 }
 
 func (l *Listener) owns(k capture.Key) bool {
@@ -259,22 +311,16 @@ func (l *Listener) Backlogged() uint64 {
 	return l.backlog
 }
 
-// serve runs one connection from its first SYN to its end.
-// unguard, when set, lifts the port's guard once the session holds its
-// 4-tuple (the last connection).
-func (l *Listener) serve(ctx context.Context, syn capture.Reply, k capture.Key, unguard func() error) Ended {
-	cfg := l.cfg.Session
-	cfg.Local, cfg.Remote = k.Local, k.Remote
-	if cfg.Host == "" {
-		cfg.Host = k.Remote.Addr().String()
+// serve runs connection n (counted from 1) from its first SYN to its end;
+// Run has marked its 4-tuple owned. unguard, when set, lifts the port's
+// guard once the session holds its 4-tuple (the last connection).
+func (l *Listener) serve(ctx context.Context, syn capture.Reply, cfg SessionConfig, n int, unguard func() error) Ended {
+	k := capture.Key{Local: cfg.Local, Remote: cfg.Remote}
+	env := l.env.SessionEnv
+	if l.env.Lane != nil {
+		env.Sink = l.env.Lane(n, k)
 	}
-	if l.cfg.Prepare != nil {
-		l.cfg.Prepare(&cfg)
-	}
-	s := NewPassiveSession(cfg, l.env.SessionEnv, Teaching{DropSYN: l.cfg.DropSYN, NoAck: l.cfg.NoAck, Cookies: l.cookies})
-	l.mu.Lock()
-	l.owned[k] = true
-	l.mu.Unlock()
+	s := NewPassiveSession(cfg, env, Teaching{DropSYN: l.cfg.DropSYN, NoAck: l.cfg.NoAck, Cookies: l.cookies})
 	defer func() {
 		l.mu.Lock()
 		delete(l.owned, k)
@@ -287,7 +333,7 @@ func (l *Listener) serve(ctx context.Context, syn capture.Reply, k capture.Key, 
 	if err == nil {
 		err = l.converse(ctx, s)
 	}
-	e := Ended{Session: s, Err: err, Before: s.State()}
+	e := Ended{Session: s, Err: err, Before: s.State(), Sink: env.Sink}
 	if err != nil {
 		e.Reset = s.Abort(err)
 	}
