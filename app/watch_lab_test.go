@@ -228,7 +228,7 @@ func TestWatchUnprivileged(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("watch as nobody: %v\nstderr: %s", err, errb.String())
 	}
-	for _, want := range []string{"eBPF is not available (", "polling the socket table with sock_diag every 10ms in this network namespace", "is missed"} {
+	for _, want := range []string{"eBPF needs CAP_BPF and CAP_PERFMON (", "polling the socket table with sock_diag every 10ms in this network namespace", "is missed"} {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errb.String())
 		}

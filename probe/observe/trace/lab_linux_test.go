@@ -148,7 +148,8 @@ func byEnd(lines []string, who string) []string {
 
 func setSysctl(t *testing.T, nsName, name, value string) {
 	t.Helper()
-	if out, err := exec.Command("ip", "netns", "exec", nsName, "sysctl", "-qw", name+"="+value).CombinedOutput(); err != nil {
+	path := "/proc/sys/" + strings.ReplaceAll(name, ".", "/")
+	if out, err := exec.Command("ip", "netns", "exec", nsName, "sh", "-c", "echo "+value+" > "+path).CombinedOutput(); err != nil {
 		t.Fatalf("sysctl %s=%s in %s: %v: %s", name, value, nsName, err, out)
 	}
 }

@@ -1,6 +1,9 @@
 package trace
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // A Source is the kernel's stream of TCP state changes (and, with
 // Config.Drops, drops) through eBPF. Next must be called from one goroutine;
@@ -11,9 +14,11 @@ type Source struct {
 	ns   *namespaces
 	recs chan raw
 	errc chan error
+	stop chan struct{}
 	done chan struct{}
 	tick *time.Ticker
 	q    []Event
+	once sync.Once
 }
 
 // Open loads and attaches the eBPF programs. It needs CAP_BPF and
@@ -28,7 +33,7 @@ func Open(cfg Config) (*Source, error) {
 	ns := newNamespaces()
 	s := &Source{
 		k: k, ns: ns, t: newTracker(k.wall, k.reasons, ns, cfg.Drops),
-		recs: make(chan raw, 4096), errc: make(chan error, 1), done: make(chan struct{}),
+		recs: make(chan raw, 4096), errc: make(chan error, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		tick: time.NewTicker(50 * time.Millisecond),
 	}
 	go s.read()
@@ -43,7 +48,11 @@ func (s *Source) read() {
 			s.errc <- err
 			return
 		}
-		s.recs <- r
+		select {
+		case s.recs <- r:
+		case <-s.stop:
+			return
+		}
 	}
 }
 
@@ -58,6 +67,8 @@ func (s *Source) Next() (Event, error) {
 		case err := <-s.errc:
 			s.errc <- err
 			return Event{}, err
+		case <-s.stop:
+			return Event{}, ErrClosed
 		}
 	}
 	ev := s.q[0]
@@ -78,17 +89,9 @@ func (s *Source) Lost() uint64 { return s.k.lost() }
 
 // Close detaches the programs and waits for the reader; it is idempotent.
 func (s *Source) Close() error {
+	s.once.Do(func() { close(s.stop) })
 	err := s.k.Close()
-	select {
-	case <-s.done:
-	default:
-		// The reader may be blocked handing a record over.
-		go func() {
-			for range s.recs {
-			}
-		}()
-		<-s.done
-	}
+	<-s.done
 	s.tick.Stop()
 	s.ns.Close()
 	return err
