@@ -223,10 +223,20 @@ func (a *analyzer) packet(frame []byte, link layers.LinkType, ts time.Time, fram
 		return
 	}
 	if ip != nil {
+		lenAt := 2 // the IP header's length field, which uncut may rewrite: the slow path wants the original
+		if ip[0]>>4 == 6 {
+			lenAt = 4
+		}
+		var origLen [2]byte
+		if len(ip) >= lenAt+2 {
+			copy(origLen[:], ip[lenAt:])
+		}
 		missing := uncut(ip, cut)
 		if err := a.parser.Parse(ip, &a.pkt); err != nil {
-			a.sum.Undecodable++
-			return
+			if b := shortOffset(ip); b == nil || a.parser.Parse(b, &a.pkt) != nil || a.pkt.Kind != craft.KindTCP {
+				a.sum.Undecodable++
+				return
+			}
 		}
 		if a.pkt.Kind == craft.KindTCP || a.pkt.Kind == craft.KindICMP {
 			a.handle(t, frameLen, missing)
@@ -235,6 +245,9 @@ func (a *analyzer) packet(frame []byte, link layers.LinkType, ts time.Time, fram
 		if !needsDeep(ip) {
 			a.sum.Skipped++
 			return
+		}
+		if len(ip) >= lenAt+2 {
+			copy(ip[lenAt:], origLen[:])
 		}
 		deepFrom, frame = layers.LayerTypeIPv4, ip
 		if ip[0]>>4 == 6 {
@@ -287,6 +300,32 @@ func (a *analyzer) handle(t int64, frameLen, cut int) {
 		a.sum.ICMPErrors++
 		a.icmp(&a.pkt.ICMP, t)
 	}
+}
+
+// shortOffset returns a copy of an IP packet whose TCP header's data offset runs past the packet, with the offset
+// cut to the bytes there: tshark still counts such a segment in its conversation (its options are lost, it has
+// no payload). It returns nil for anything else, a data offset below 5 included (tshark drops those).
+func shortOffset(ip []byte) []byte {
+	var hl int
+	switch {
+	case len(ip) >= 20 && ip[0]>>4 == 4 && ip[9] == 6 && binary.BigEndian.Uint16(ip[6:])&0x3fff == 0:
+		hl = int(ip[0]&0x0f) * 4
+	case len(ip) >= 40 && ip[0]>>4 == 6 && ip[6] == 6:
+		hl = 40
+	default:
+		return nil
+	}
+	if hl < 20 || len(ip) < hl+20 {
+		return nil
+	}
+	doff := int(ip[hl+12] >> 4)
+	avail := (len(ip) - hl) / 4
+	if doff < 5 || doff <= avail {
+		return nil
+	}
+	b := append([]byte(nil), ip...)
+	b[hl+12] = b[hl+12]&0x0f | byte(min(avail, 15))<<4
+	return b
 }
 
 // fastLink reports whether StripLink reads the link type itself.

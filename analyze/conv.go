@@ -196,7 +196,7 @@ func (c *conv) observe(seg *craft.Segment, frameLen int, t int64) analysis {
 	switch {
 	case f&(craft.SYN|craft.ACK) == craft.SYN:
 		c.mruSYN = t
-	case f.Has(craft.ACK) && c.firstRTT == 0 && c.mruSYN != 0:
+	case f&(craft.SYN|craft.ACK) == craft.ACK && c.firstRTT == 0 && c.mruSYN != 0:
 		c.firstRTT = t - c.mruSYN
 	}
 
@@ -308,7 +308,7 @@ func (c *conv) sequence(s, peer *side, seg *craft.Segment, t int64) analysis {
 		s.dupAcks = 0
 	}
 	// ACKED LOST PACKET: it acknowledges more than the other side was seen to send.
-	// (tshark 4.0's rule: flagged once, then the mark moves to the peer's nextseq.)
+	// (tshark 4.0's rule: flagged, then the mark moves to the peer's nextseq.)
 	if peer.maxToAck != 0 && peer.maxToAck.LessThan(ack) && f.Has(craft.ACK) {
 		a |= aAckLostSegment
 		peer.maxToAck = peer.nextSeq

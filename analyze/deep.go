@@ -99,6 +99,16 @@ func (d *deep) walk(p gopacket.Packet, t time.Time) (ip, again []byte, notDecode
 		case *layers.IPv4:
 			inner = l
 			if l.Flags&layers.IPv4MoreFragments != 0 || l.FragOffset != 0 {
+				if len(l.Payload) < int(l.Length)-len(l.Contents) {
+					// The snap length cut the fragment: tshark does not reassemble it (packet-ip.c checks that
+					// its bytes exist) and dissects a first fragment's payload as it is; later ones are data.
+					if l.FragOffset != 0 {
+						return nil, nil, ""
+					}
+					b := append(append([]byte(nil), l.Contents...), l.Payload...)
+					binary.BigEndian.PutUint16(b[6:], 0)
+					return nil, b, ""
+				}
 				out, err := d.d4.DefragIPv4WithTimestamp(l, t)
 				if err != nil || out == nil {
 					return nil, nil, ""
@@ -121,6 +131,13 @@ func (d *deep) walk(p gopacket.Packet, t time.Time) (ip, again []byte, notDecode
 			return plainIP(inner, l), nil, ""
 		case *gopacket.DecodeFailure:
 			return nil, nil, failureName(l)
+		}
+	}
+	if ls := p.Layers(); len(ls) > 0 {
+		// GRE carrying WCCP (0x883e, Cisco's web cache redirect): a 4-byte redirect header, then IPv4. gopacket
+		// stops at it; tshark decodes it.
+		if g, ok := ls[len(ls)-1].(*layers.GRE); ok && g.Protocol == 0x883e && len(g.Payload) >= 24 && g.Payload[4]>>4 == 4 {
+			return nil, append([]byte(nil), g.Payload[4:]...), ""
 		}
 	}
 	return nil, nil, leftOver(p.Layers())

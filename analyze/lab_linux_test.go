@@ -295,6 +295,11 @@ func TestLabCaptures(t *testing.T) {
 				t.Logf("attempt %d: no retransmission or out-of-order segment in the capture; the server's firewall: %s", attempt, serverRuleset(l))
 				path = capture(t, l.ClientNS, tc.cap, iface, func() error { return tc.traffic(l) })
 			}
+			if d := os.Getenv("ANALYZE_KEEP_CAPTURES"); d != "" {
+				if b, err := os.ReadFile(path); err == nil {
+					_ = os.WriteFile(filepath.Join(d, tc.name+tc.cap.ext), b, 0o644)
+				}
+			}
 			checkCapture(t, tc, path)
 			if *update && tc.keep {
 				b, err := os.ReadFile(path)

@@ -38,24 +38,30 @@ trap 'rm -f "$tmp" "$tmp.cap"' EXIT
 		*.zst) zstd -q -d -c "$path" >"$tmp.cap" && read=$tmp.cap ;;
 		*.xz) xz -d -c "$path" >"$tmp.cap" && read=$tmp.cap ;;
 		esac
-		# Each field's last occurrence is the innermost one (a tunnel's inner IP, the TCP inside it).
-		tshark -n -r "$read" -Y 'tcp and not icmp and not icmpv6' -T fields -E separator=/t -E occurrence=l \
+		# The addresses are those of the IP header right before the (last) TCP header: a tunnel's inner one, and
+		# not an IP packet carried inside TCP (OpenFlow, say). frame.protocols says which occurrence that is.
+		# A TCP header shorter than 20 bytes never reaches tshark's conversation tap (packet-tcp.c returns
+		# early): such frames are left out, as -z conv,tcp leaves them out.
+		tshark -n -r "$read" -Y 'tcp and not icmp and not icmpv6 and tcp.hdr_len >= 20' -T fields -E separator=/t -E occurrence=a \
 			"${fields[@]}" 2>/dev/null |
 			awk -F'\t' -v file="$name" -v names="${flags[*]}" '
 			BEGIN { n = split(names, flag, " ") }
+			function pick(list, k,   parts, m) { m = split(list, parts, ","); return parts[k > m ? m : k] }
 			{
-				# frame.protocols says which IP version is innermost: the last of ip/ipv6 before tcp.
-				split($3, proto, ":"); v = ""
-				for (i = 1; i in proto; i++) {
-					if (proto[i] == "tcp") break
-					if (proto[i] == "ip" || proto[i] == "ipv6") v = proto[i]
+				np = split($3, proto, ":"); last = 0
+				for (i = 1; i <= np; i++) if (proto[i] == "tcp") last = i
+				v = ""; n4 = 0; n6 = 0
+				for (i = 1; i < last; i++) {
+					if (proto[i] == "ip") { v = "ip"; n4++ }
+					if (proto[i] == "ipv6") { v = "ipv6"; n6++ }
 				}
-				if (v == "ipv6") { src = "[" $6 "]:" $8; dst = "[" $7 "]:" $9 }
-				else { src = $4 ":" $8; dst = $5 ":" $9 }
+				sp = pick($8, 99); dp = pick($9, 99)
+				if (v == "ipv6") { src = "[" pick($6, n6) "]:" sp; dst = "[" pick($7, n6) "]:" dp }
+				else { src = pick($4, n4) ":" sp; dst = pick($5, n4) ":" dp }
 				a = ""
 				for (i = 1; i <= n; i++) if ($(10 + i) != "") { w = flag[i]; gsub("_", "-", w); a = a (a == "" ? "" : ",") w }
 				if (a == "") a = "-"
-				print "F\t" file "\t" $1 "\t" $2 "\t" src "\t" dst "\t" $10 "\t" a
+				print "F\t" file "\t" $1 "\t" pick($2, 99) "\t" src "\t" dst "\t" $10 "\t" a
 			}'
 		rows=$(tshark -n -q -r "$read" -z conv,tcp 2>/dev/null | grep -c '<->' || true)
 		printf 'C\t%s\t%s\n' "$name" "$rows"
