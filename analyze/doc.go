@@ -7,9 +7,12 @@
 // # Reading
 //
 // [Reader] detects pcap (either byte order, micro- or nanosecond timestamps) and pcapng by their magic numbers
-// (gzip-compressed files too), strips Ethernet (with VLAN tags), Linux cooked (SLL and SLL2), raw IP and BSD
-// loopback link headers itself and hands the IP packet to craft.Parser. The loop reuses every buffer: decoding a
-// packet of a known conversation does not allocate.
+// (gzip-, zstd- and xz-compressed files too). The fast path strips Ethernet (with VLAN tags), Linux cooked (SLL and
+// SLL2), raw IP and BSD loopback link headers itself and hands the IP packet to craft.Parser; it reuses every
+// buffer, so decoding a packet of a known conversation does not allocate. Everything else (other link types, PPPoE,
+// MPLS, GRE, VXLAN, Geneve, GTPv1-U, IP-in-IP, IPv6 extension headers, IP fragments) goes through gopacket's own
+// layers and defragmenters, and a conversation inside a tunnel is keyed by the inner 4-tuple, as tshark keys it.
+// What neither path decodes is counted and warned about, one line per link type or encapsulation.
 //
 // # Streaming
 //
@@ -18,11 +21,11 @@
 // emitted and it is forgotten. Rows of conversations still in memory at the end come in the order they began. A
 // truncated or damaged file ends the reading with everything before the damage reported and one error.
 //
-// # Retransmissions
+// # Sequence analysis
 //
-// The sequence analysis is Wireshark's basic one (packet-tcp.c): a segment that carries data, SYN or FIN and
-// starts below the highest sequence number its sender already used is a retransmission, unless it comes within
-// the handshake's round trip (3 ms when unknown) of that highest segment and does not end where it did, which
-// makes it out of order; keep-alives are neither. Wireshark's tcp.analysis.retransmission also covers its "fast"
-// and "spurious" retransmissions, which are retransmissions here too.
+// Every segment goes through Wireshark's sequence analysis (packet-tcp.c, tcp_analyze_sequence_number) rule by
+// rule: zero window and its probes, lost and ACKed-unseen segments, keep-alives and their ACKs, window updates,
+// duplicate ACKs, and spurious, fast and plain retransmissions and out-of-order segments, so that the table's
+// counts and every step's flags equal tshark's tcp.analysis.* fields. testdata/corpus and its tshark oracle keep
+// that true on real captures.
 package analyze
