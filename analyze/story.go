@@ -84,6 +84,24 @@ func (s *story) resolve(c *conv, seg *craft.Segment, d int) {
 	s.ends[0] = tcpstate.NewActive()
 	simultaneous := false
 	switch {
+	case seg != nil && d == 0 && seg.Flags.Has(craft.ACK) && !seg.Flags.Has(craft.RST) && !seg.Flags.Has(craft.SYN):
+		// The client acknowledges something before any answer was captured: it is synchronized. Either its SYN
+		// went into an open connection (an in-window SYN), or the server's SYN-ACK is missing from the capture
+		// (one direction captured, or lost at the capture point).
+		held := s.pending
+		s.pending = nil
+		continues := false
+		for i := range held {
+			continues = continues || held[i].seg.End() == seg.Seq
+		}
+		s.midStream(c, 0, seg)
+		if continues {
+			s.note = "the server's SYN-ACK is not in the capture, but the client goes on past its SYN and acknowledges the server: both ends are taken as ESTABLISHED"
+		}
+		for i := range held {
+			s.tellWith(c, 0, &held[i].seg, held[i].t, held[i].out, !continues)
+		}
+		return
 	case seg == nil || d == 0:
 		s.ends[1] = tcpstate.NewListener()
 		s.unknown = true

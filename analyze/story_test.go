@@ -259,3 +259,32 @@ func TestUndecodedEncapsulationWarns(t *testing.T) {
 		t.Error("the warning is not in the event stream (JSON)")
 	}
 }
+
+// TestStoryClientOnly: a capture of the client's side only (the SYN-ACK missing) does not keep the client in
+// SYN-SENT while it acknowledges the server's data.
+func TestStoryClientOnly(t *testing.T) {
+	segs := []seg{
+		{up: true, flags: "S", seq: 100},
+		{up: true, flags: ".", seq: 101, ack: 5001, at: 2e6},
+		{up: true, flags: "P.", seq: 101, ack: 5001, data: "hello\n", at: 3e6},
+		{up: true, flags: ".", seq: 107, ack: 6281, at: 10e6},
+	}
+	evs, _, err := runBytes(t, synth(t, segs), Config{Conn: ConnSelector{Index: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range evs {
+		s, ok := e.(event.Step)
+		if !ok {
+			continue
+		}
+		n++
+		if s.Local == "SYN-SENT" && n > 1 {
+			t.Errorf("step %d: the client is still in SYN-SENT while it acknowledges the server:\n%s", s.N, explained(s))
+		}
+		if n == 1 && !strings.Contains(explained(s), "SYN-ACK is not in the capture") {
+			t.Errorf("first step does not say the SYN-ACK is missing:\n%s", explained(s))
+		}
+	}
+}
