@@ -246,5 +246,8 @@ func linkName(lt layers.LinkType) string {
 	case layers.LinkTypeLoop:
 		return "OpenBSD loopback (LOOP)"
 	}
+	if linkKnown(lt) {
+		return fmt.Sprintf("%s (%d)", lt, int(lt)) // decoded through gopacket's layers
+	}
 	return fmt.Sprintf("unsupported (%d)", int(lt))
 }
