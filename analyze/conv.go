@@ -217,9 +217,9 @@ func (c *conv) observe(seg *craft.Segment, frameLen int, t int64) analysis {
 			}
 		}
 	}
-	if f.Has(craft.RST) && !s.rst {
+	if f.Has(craft.RST) {
 		s.rst = true
-		if c.closedBy == closedByNone {
+		if c.closedBy == closedByNone && c.rstInWindow(d, seg) {
 			c.closedBy, c.closedAt = closedByRSTClient+closedBy(d), t
 		}
 	}
@@ -364,6 +364,21 @@ func (c *conv) inherit(prev *conv) {
 			c.sides[d].base, c.sides[d].baseSet = prev.sides[d].base, true
 		}
 	}
+}
+
+// rstInWindow reports whether an RST from side d can be acceptable to the other side (RFC 9293 §3.10.7.4): its
+// seq within the receive window that starts where d's data ends (one below too: Linux's tcp_reset_check after
+// a FIN). One outside is dropped by the receiver and does not end the conversation. Unknown numbers accept it.
+func (c *conv) rstInWindow(d int, seg *craft.Segment) bool {
+	s := &c.sides[d]
+	if s.nextSeq == 0 || seg.Seq == s.nextSeq {
+		return true
+	}
+	w, known := c.window(1 - d)
+	if !known {
+		w = uint32(c.sides[1-d].window) << 14
+	}
+	return seg.Seq.InWindow(s.nextSeq-1, max(w, 1)+1)
 }
 
 // window is the window in bytes that side d last advertised, scaled when both SYNs showed window scaling; known

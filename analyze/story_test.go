@@ -288,3 +288,31 @@ func TestStoryClientOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestIgnoredRSTDoesNotEnd: an RST outside the window does not end the conversation; the exact one does.
+func TestIgnoredRSTDoesNotEnd(t *testing.T) {
+	segs := storyCaptures()["synth-rst-outside.pcap"]
+	_, cs := storySteps(t, "synth-rst-outside.pcap", 1)
+	if cs[0].Closed != ClosedRSTClient {
+		t.Errorf("closed %q, want %q (the exact RST)", cs[0].Closed, ClosedRSTClient)
+	}
+	evs, _, err := runBytes(t, synth(t, segs[:len(segs)-1]), Config{}) // without the exact RST
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := connections(evs); c[0].Closed != ClosedHalfAtEnd {
+		t.Errorf("only an RST outside the window: closed %q, want %q", c[0].Closed, ClosedHalfAtEnd)
+	}
+}
+
+// TestPortReuseOnOpenConversation: a SYN with a new seq splits even an open conversation, as tshark does.
+func TestPortReuseOnOpenConversation(t *testing.T) {
+	evs, sum, err := runBytes(t, synth(t, storyCaptures()["synth-portreuse-open.pcap"]), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connections(evs)
+	if len(cs) != 2 || sum.Conversations != 2 || cs[1].Opened != OpenedThreeWay || cs[0].Closed != ClosedOpenAtEnd {
+		t.Errorf("conversations: %+v", cs)
+	}
+}
