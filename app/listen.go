@@ -119,7 +119,13 @@ func runListen(c *cli.Context) error {
 	}
 	a := event.NewAsync(inner, bw.Flush)
 	defer a.Close()
-	var sink event.Sink = a
+	return listenWith(c, lc, a, a.Flush)
+}
+
+// listenWith plays the server as lc says, its events into sink (flush:
+// everything emitted is out): listen, and shell --listen.
+func listenWith(c *cli.Context, lc probe.ListenConfig, sink event.Sink, flush func()) error {
+	local := lc.Local
 
 	// The port is bound (not listening) while we play it, so no kernel
 	// socket can take it; a socket that already has it makes this fail.
@@ -193,7 +199,7 @@ func runListen(c *cli.Context) error {
 	if n := l.Backlogged(); n > 0 {
 		sink.Emit(event.Warning{Message: fmt.Sprintf("%s from other clients were dropped: the backlog (SYNs waiting while a connection is served) was full", plural(int(n), "SYN"))})
 	}
-	a.Flush()
+	flush()
 	if err := finish(); err != nil && runErr == nil {
 		runErr = err
 	}

@@ -59,9 +59,17 @@ func (b *lockedBuffer) String() string {
 // once it says it listens. The cleanup kills it if it still runs.
 func startListen(t *testing.T, l lab.Lab, args ...string) *listenProc {
 	t.Helper()
+	return startServer(t, l, "", append([]string{"listen"}, args...)...)
+}
+
+// startServer starts tcpshake with args (listen, or shell --listen) and
+// stdin in the server namespace, and returns once it says it listens.
+func startServer(t *testing.T, l lab.Lab, stdin string, args ...string) *listenProc {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	p := &listenProc{done: make(chan struct{}), ready: make(chan struct{})}
-	p.cmd = exec.CommandContext(ctx, binary(t), append([]string{"listen"}, args...)...)
+	p.cmd = exec.CommandContext(ctx, binary(t), args...)
+	p.cmd.Stdin = strings.NewReader(stdin)
 	p.cmd.Stdout = &p.stdout
 	pr, pw := io.Pipe()
 	p.cmd.Stderr = pw
@@ -548,5 +556,33 @@ func TestListenParallel(t *testing.T) {
 				t.Errorf("%d connections ended ok (%v), want 3\n%s", len(conns), conns, out)
 			}
 		})
+	}
+}
+
+// TestShellListen drives the server's side by hand: shell --listen waits for
+// a net.Dial client's SYN, `synack` answers it and waits for its ACK, an
+// expect checks the client's data, `send` answers and `fin` closes first;
+// the client gets the answer and the end of the stream.
+func TestShellListen(t *testing.T) {
+	l := labtest.New(t)
+	port := fmt.Sprint(listenPort())
+	script := "synack\nexpect . ack=+1\nexpect P. seq=+1 len=6\nsend hi\\n\nfin\nquit\n"
+	srv := startServer(t, l, script, "shell", "--listen", port, "--isn", "2000", "--time-wait", "0", "--timeout", "3s", "--view", "list")
+	got, rerr := dialClient(t, l, port, false)
+	if code := srv.wait(t); code != 0 {
+		t.Fatalf("shell --listen: status %d\n%s%s", code, srv.stdout.String(), srv.stderr.String())
+	}
+	if got != "hi\n" || rerr != nil {
+		t.Errorf("the client got %q (%v), want %q and the server's FIN", got, rerr, "hi\n")
+	}
+	out := srv.stdout.String()
+	for _, want := range []string{
+		"received  [S] ", "your turn: `synack`",
+		"sent      [S.] seq 2000 (rel 0)", "received  [.] seq", "us ESTABLISHED",
+		"sent      [P.] seq 2001 (rel 1)", "sent      [F.] seq 2004 (rel 4)", "outcome: ok",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("shell --listen's story lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -30,6 +30,8 @@ func shellCommand() *cli.Command {
 			"At the end of input the connection is closed as --close says.",
 		Flags: append(sessionFlags(),
 			&cli.StringFlag{Name: "close", Value: "fin", Usage: "how to end at quit or end of input: fin, rst, none"},
+			&cli.StringFlag{Name: "listen", Usage: "play the server on `[ADDR:]PORT` instead (no HOST:PORT): wait for a client's SYN (at most --listen-timeout), then `synack` answers it"},
+			&cli.StringFlag{Name: "listen-timeout", Value: "60s", Usage: "with --listen: how long to wait for the client, `DURATION`"},
 			svgFlag(),
 		),
 		Action: runShell,
@@ -37,6 +39,7 @@ func shellCommand() *cli.Command {
 }
 
 const shellHelp = `  syn                 send our SYN and wait for the answer (SYN-ACK, RST, ICMP error, or the last timeout)
+  synack              (--listen) answer the client's SYN with our SYN-ACK and wait for its ACK
   ack                 acknowledge what arrived (the handshake's third step)
   send TEXT           send data (escapes \r \n \t \xNN) and wait for its ACK (at most --timeout)
   fin                 send our FIN and wait for its ACK
@@ -92,11 +95,7 @@ func runShell(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return runSessionSVG(c, "shell", sink, nil, func(ctx context.Context, s *probe.Session) error {
-		s.ManualACK()
-		if err := s.Begin("shell"); err != nil {
-			return err
-		}
+	body := func(ctx context.Context, s *probe.Session) error {
 		sh := &shell{s: s, w: w, ctx: ctx}
 		if c.Bool("json") {
 			sh.w = c.App.ErrWriter // stdout carries JSON lines only
@@ -114,6 +113,16 @@ func runShell(c *cli.Context) error {
 			return sh.failed
 		}
 		return sh.finish(mode)
+	}
+	if c.IsSet("listen") {
+		return shellListen(c, sink, body) // listen_shell.go
+	}
+	return runSessionSVG(c, "shell", sink, nil, func(ctx context.Context, s *probe.Session) error {
+		s.ManualACK()
+		if err := s.Begin("shell"); err != nil {
+			return err
+		}
+		return body(ctx, s)
 	})
 }
 
@@ -211,6 +220,10 @@ func (sh *shell) exec(line string) bool {
 		}
 	case "ack":
 		err = s.ACK(ctx)
+	case "synack":
+		if err = s.SynAck(ctx); err == nil && wait {
+			err = s.WaitAcked(ctx, "our SYN-ACK")
+		}
 	case "send":
 		var data []byte
 		if data, err = Unescape(rest); err == nil {

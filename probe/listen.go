@@ -40,6 +40,11 @@ type ListenConfig struct {
 	// Prepare, when set, completes each connection's config from its
 	// client (the route back to it: MTU, MSS).
 	Prepare func(*SessionConfig)
+	// Manual, when set, drives each connection by hand instead of the
+	// answer and close above (shell --listen): it gets the session right
+	// after the client's SYN, in SYN-RECEIVED, our SYN-ACK not yet sent
+	// (Session.SynAck sends it).
+	Manual func(ctx context.Context, s *Session) error
 }
 
 // DefaultListenWait bounds the wait for a client: listen stops by itself.
@@ -222,7 +227,8 @@ func (l *Listener) Run(ctx context.Context, env ListenEnv, done func(Ended)) err
 		env.Ready()
 	}
 	var (
-		wg    sync.WaitGroup
+		wg    sync.WaitGroup // the connections under way
+		held  sync.WaitGroup // the connections whose handshake (and own guard rule) is not yet past
 		mu    sync.Mutex
 		first error
 	)
@@ -264,13 +270,6 @@ func (l *Listener) Run(ctx context.Context, env ListenEnv, done func(Ended)) err
 			return ctx.Err()
 		}
 		accepted++
-		var last func() error
-		if accepted == l.cfg.Count {
-			// The last connection: once its session holds its own
-			// 4-tuple, the port's guard goes, and new clients are
-			// refused by our kernel as at a closed port.
-			last, release = release, nil
-		}
 		cfg := l.cfg.Session
 		cfg.Local, cfg.Remote = k.Local, k.Remote
 		if cfg.Host == "" {
@@ -283,10 +282,11 @@ func (l *Listener) Run(ctx context.Context, env ListenEnv, done func(Ended)) err
 		l.owned[k] = true
 		l.mu.Unlock()
 		wg.Add(1)
+		held.Add(1)
 		go func(n int) {
 			defer wg.Done()
 			defer func() { <-slots }()
-			e := l.serve(ctx, syn, cfg, n, last)
+			e := l.serve(ctx, syn, cfg, n, held.Done)
 			if done != nil {
 				done(e)
 			}
@@ -294,6 +294,14 @@ func (l *Listener) Run(ctx context.Context, env ListenEnv, done func(Ended)) err
 				fail(e.Err)
 			}
 		}(accepted)
+	}
+	// Every connection is accepted: once each holds its own 4-tuple (its
+	// handshake is past), the port's guard goes, and new clients are
+	// refused by our kernel as at a closed port.
+	held.Wait()
+	if release != nil {
+		release()
+		release = nil
 	}
 	return stop(nil)
 }
@@ -312,25 +320,26 @@ func (l *Listener) Backlogged() uint64 {
 }
 
 // serve runs connection n (counted from 1) from its first SYN to its end;
-// Run has marked its 4-tuple owned. unguard, when set, lifts the port's
-// guard once the session holds its 4-tuple (the last connection).
-func (l *Listener) serve(ctx context.Context, syn capture.Reply, cfg SessionConfig, n int, unguard func() error) Ended {
+// Run has marked its 4-tuple owned. accepted is called once the handshake
+// is past (the session holds its own 4-tuple, or has failed).
+func (l *Listener) serve(ctx context.Context, syn capture.Reply, cfg SessionConfig, n int, accepted func()) Ended {
 	k := capture.Key{Local: cfg.Local, Remote: cfg.Remote}
 	env := l.env.SessionEnv
 	if l.env.Lane != nil {
 		env.Sink = l.env.Lane(n, k)
 	}
-	s := NewPassiveSession(cfg, env, Teaching{DropSYN: l.cfg.DropSYN, NoAck: l.cfg.NoAck, Cookies: l.cookies})
+	s := NewPassiveSession(cfg, env, Teaching{DropSYN: l.cfg.DropSYN, NoAck: l.cfg.NoAck, Cookies: l.cookies, Manual: l.cfg.Manual != nil})
 	defer func() {
 		l.mu.Lock()
 		delete(l.owned, k)
 		l.mu.Unlock()
 	}()
 	err := s.Accept(ctx, syn)
-	if unguard != nil {
-		unguard()
-	}
-	if err == nil {
+	accepted()
+	switch {
+	case err == nil && l.cfg.Manual != nil:
+		err = l.cfg.Manual(ctx, s)
+	case err == nil:
 		err = l.converse(ctx, s)
 	}
 	e := Ended{Session: s, Err: err, Before: s.State(), Sink: env.Sink}

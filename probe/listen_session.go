@@ -22,15 +22,19 @@ type Teaching struct {
 	DropSYN int        // ignore the client's first N SYNs (--drop-syn): its kernel retransmits them
 	NoAck   int        // leave its first N data segments unacknowledged (--no-ack): it retransmits them
 	Cookies *CookieJar // answer SYNs with SYN cookies and keep no state until the ACK (--syn-cookie)
+	Manual  bool       // the SYN-ACK waits for SynAck (shell --listen)
 }
 
 // teaching is the session's use of Teaching.
 type teaching struct {
-	cookies  *CookieJar
-	dropSYN  int       // SYNs still to ignore (--drop-syn): the client's kernel retransmits them
-	noAck    int       // data segments still to leave unacknowledged (--no-ack): the client retransmits
-	lastSYN  time.Time // the kernel time of the last SYN ignored, for the backoff
-	synsSeen int
+	cookies   *CookieJar
+	manual    bool
+	synAck    *craft.Segment // shell --listen: the SYN-ACK SynAck will send, and its words
+	synAckWhy []string
+	dropSYN   int       // SYNs still to ignore (--drop-syn): the client's kernel retransmits them
+	noAck     int       // data segments still to leave unacknowledged (--no-ack): the client retransmits
+	lastSYN   time.Time // the kernel time of the last SYN ignored, for the backoff
+	synsSeen  int
 	// backoff is how long the client's kernel takes to send the SYNs we
 	// ignore (1 s, 2 s, 4 s…): the wait for the handshake is longer by it.
 	backoff time.Duration
@@ -51,7 +55,7 @@ func NewPassiveSession(cfg SessionConfig, env SessionEnv, t Teaching) *Session {
 	s.me.ModelWindow, s.me.KeepData = true, true
 	s.peer = tcpstate.NewActive()
 	s.peer.ModelWindow = true
-	s.teach = teaching{dropSYN: t.DropSYN, noAck: t.NoAck, cookies: t.Cookies, backoff: time.Duration(1<<min(t.DropSYN, 16)-1) * time.Second}
+	s.teach = teaching{dropSYN: t.DropSYN, noAck: t.NoAck, cookies: t.Cookies, manual: t.Manual, backoff: time.Duration(1<<min(t.DropSYN, 16)-1) * time.Second}
 	return s
 }
 
@@ -71,6 +75,12 @@ func (s *Session) Accept(ctx context.Context, syn capture.Reply) error {
 	}
 	s.handle(syn)
 	s.teach.first, s.teach.firstSeq = syn.Time, syn.Packet.Seg.Seq
+	if s.teach.manual {
+		if s.env.Guard != nil {
+			return s.holdGuard()
+		}
+		return nil // the user answers (SynAck)
+	}
 	if s.env.Guard != nil {
 		// The port's guard holds our kernel's RSTs back meanwhile: the
 		// SYN-ACK does not wait for the 4-tuple's rule (a netlink round
@@ -234,13 +244,51 @@ func (s *Session) acceptSYN(rep capture.Reply, seg *craft.Segment) {
 	if opts.MSS != 0 {
 		lines = append(lines, fmt.Sprintf("we offer MSS %d: the most data we accept in one segment", opts.MSS))
 	}
+	if s.teach.manual {
+		synAck.Options = append(craft.Options(nil), synAck.Options...)
+		s.teach.synAck = &synAck
+		s.teach.synAckWhy = lines
+		s.note("your turn: `synack` answers the client's SYN (its kernel waits in SYN-SENT and will repeat its SYN after 1 s)")
+		return
+	}
 	s.transmit(synAck, lines)
+}
+
+// SynAckPending reports whether the client's SYN waits for the user's
+// `synack` (shell --listen).
+func (s *Session) SynAckPending() bool { return s.teach.synAck != nil }
+
+// SynAck sends our SYN-ACK by hand (shell --listen) without waiting; the
+// shell then waits for its ACK (WaitAcked).
+func (s *Session) SynAck(ctx context.Context) error {
+	if s.teach.synAck == nil {
+		switch {
+		case s.ended != nil:
+			return s.gone("synack")
+		case s.me.State == tcpstate.SynReceived:
+			return fmt.Errorf("our SYN-ACK is out already: we are in SYN-RECEIVED, waiting for the client's ACK")
+		}
+		return fmt.Errorf("a SYN-ACK answers a client's SYN: we are in %s", s.me.State)
+	}
+	synAck, why := *s.teach.synAck, s.teach.synAckWhy
+	synAck.Ack = s.me.RcvNxt
+	if err := s.ask(ctx, synAck, why); err != nil {
+		return err
+	}
+	s.teach.synAck, s.teach.synAckWhy = nil, nil
+	if !s.transmit(synAck, why) {
+		return s.ended
+	}
+	return nil
 }
 
 // repeatedSYN answers the client's SYN again while we wait for its ACK: its
 // timer fired before our SYN-ACK arrived, or our SYN-ACK was lost.
 func (s *Session) repeatedSYN(rep capture.Reply, seg *craft.Segment) {
 	why := []string{"the client repeats its SYN: its retransmission timer fired before our SYN-ACK reached it (or the SYN-ACK was lost); we answer with our SYN-ACK again"}
+	if s.teach.synAck != nil {
+		why = []string{"the client repeats its SYN: its retransmission timer fired, and our SYN-ACK has not gone out (type `synack`)"}
+	}
 	s.show(rep, seg, why, tcpstate.Change{}, tcpstate.Change{}, false)
 	if len(s.snd.queue) == 0 || !s.snd.queue[0].seg.Flags.Has(craft.SYN) {
 		return

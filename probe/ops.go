@@ -157,6 +157,8 @@ func (s *Session) ACK(ctx context.Context) error {
 	switch {
 	case s.ended != nil:
 		return s.gone("ack")
+	case s.teach.synAck != nil:
+		return fmt.Errorf("the client waits in SYN-SENT for our SYN-ACK: type synack first")
 	case s.me.State == tcpstate.SynSent:
 		return fmt.Errorf("nothing to acknowledge yet: the SYN-ACK has not arrived (we are in SYN-SENT)")
 	case s.me.State == tcpstate.Closed && s.me.SndNxt != s.me.ISS:
