@@ -549,7 +549,7 @@ func (a *analyzer) warnings() {
 	slices.Sort(lines)
 	if a.deep != nil {
 		if n := a.deep.incomplete(); n > 0 {
-			lines = append(lines, fmt.Sprintf("%s never reassembled: some of their IP fragments are not in the capture", npackets(uint64(n))))
+			lines = append(lines, fmt.Sprintf("%s never reassembled (IP fragments missing from the capture)", npackets(uint64(n))))
 		}
 	}
 	for _, l := range lines {

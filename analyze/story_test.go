@@ -316,3 +316,36 @@ func TestPortReuseOnOpenConversation(t *testing.T) {
 		t.Errorf("conversations: %+v", cs)
 	}
 }
+
+// TestIncompleteFragmentsWarn: fragments whose packet never completes are warned about, not lost silently.
+func TestIncompleteFragmentsWarn(t *testing.T) {
+	var buf bytes.Buffer
+	w := pcapgo.NewWriter(&buf)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	var frames [][]byte
+	for i, ip := range innerPackets(t, false) {
+		fs := fragments4(ip, uint16(i))
+		if len(fs) > 1 {
+			fs = fs[:len(fs)-1] // the last fragment of the 3000-byte segment never comes
+		}
+		for _, f := range fs {
+			frames = append(frames, ether(0x0800, f))
+		}
+	}
+	for _, f := range frames {
+		if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(1, 0), CaptureLength: len(f), Length: len(f)}, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var warn bytes.Buffer
+	_, sum, err := runBytes(t, buf.Bytes(), Config{Warn: &warn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "tcpshake: warning: 1 packet never reassembled (IP fragments missing from the capture)\n"
+	if warn.String() != want || sum.TCPPackets != uint64(len(innerPackets(t, false))-1) {
+		t.Errorf("warnings %q, TCP packets %d; want %q and one segment fewer", warn.String(), sum.TCPPackets, want)
+	}
+}
