@@ -866,12 +866,8 @@ func (t *scanText) finish(out probe.ScanOutcome) {
 	fmt.Fprintf(t.w, "ledger: %d answered at the first probe + %d after a retry + %d silent after every retry + %d silent while our kernel dropped replies + %d interrupted = %d\n",
 		l.Answered, l.AnsweredRetry, l.Silent, l.KernelDropped, l.Interrupted,
 		l.Answered+l.AnsweredRetry+l.Silent+l.KernelDropped+l.Interrupted)
-	passes := "1 pass"
-	if l.Passes != 1 {
-		passes = fmt.Sprintf("%d passes", l.Passes)
-	}
-	fmt.Fprintf(t.w, "sent: %s (%s) in %s, the first at %.0f per second; replies our kernel dropped before we read them: %d (PACKET_STATISTICS)",
-		plural(out.Sent, "SYN"), plural(l.Retransmissions, "retransmission"), passes, l.SentPPS, l.Drops)
+	fmt.Fprintf(t.w, "sent: %s (%s, at most %d to one port), the first SYNs at %.0f per second; replies our kernel dropped before we read them: %d (PACKET_STATISTICS)",
+		plural(out.Sent, "SYN"), plural(l.Retransmissions, "retransmission"), l.MaxTries, l.SentPPS, l.Drops)
 	if l.Duplicates > 0 {
 		fmt.Fprintf(t.w, "; %s to ports already decided", plural(l.Duplicates, "duplicate answer"))
 	}
@@ -896,16 +892,24 @@ func (t *scanText) finish(out probe.ScanOutcome) {
 }
 
 // icmpSilenced counts the silent ports of hosts that sent ICMP errors for
-// others.
+// others, when there were enough errors for a peer's rate limit to begin.
 func icmpSilenced(hosts []probe.ScanHost) int {
-	n := 0
+	n, icmp := 0, 0
 	for _, h := range hosts {
+		icmp += h.ICMP
 		if h.ICMP > 0 {
 			n += h.Filtered - h.ICMP
 		}
 	}
+	if icmp < icmpBurst {
+		return 0 // too few errors for a rate limit to have begun
+	}
 	return n
 }
+
+// icmpBurst is how many ICMP errors Linux sends to one destination before
+// its rate limit (XRLIM_BURST_FACTOR).
+const icmpBurst = 6
 
 // filteredWhy is the reason common to a silent host's ports.
 func filteredWhy(rs []event.Result) string {

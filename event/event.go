@@ -83,7 +83,7 @@ type Step struct {
 	// Agreement compares Observed with Remote (see [Agreement]); set by the
 	// observer together with Observed.
 	Agreement Agreement `json:"observed_agreement,omitempty"`
-	Probe     bool      `json:"-"` // a probe's step: the text view shows received ones only
+	Probe     bool      `json:"-"`              // a probe's step: the text view shows received ones only
 	Conn      string    `json:"conn,omitempty"` // the connection, when several run at once (see Start.Conn)
 }
 
@@ -158,7 +158,7 @@ type ScanLedger struct {
 	Filtered        int     `json:"filtered"`
 	Undecided       int     `json:"undecided"`
 	Retransmissions int     `json:"retransmissions"`
-	Passes          int     `json:"passes"`
+	MaxTries        int     `json:"max_tries"`    // the most SYNs one port got
 	Drops           uint64  `json:"kernel_drops"` // PACKET_STATISTICS: replies our kernel dropped before we read them
 	Duplicates      int     `json:"duplicates"`   // answers to a port already decided
 	RatePPS         float64 `json:"rate_pps"`     // asked for

@@ -54,7 +54,7 @@ func samples() []event.Event {
 		event.Result{Host: "h", Addr: "a", Port: 80, State: "open", Reason: "syn-ack", From: "a", RTTMs: f64(1), TTL: u8(64), Window: u16(1), Sent: 1, Received: 1},
 		event.Result{Host: "h", Addr: "a", Port: 82, State: "filtered", Reason: "no-response", Sent: 2},
 		event.Summary{Command: "probe", Host: "h", Sent: 1, Received: 1, RTT: &event.RTTStats{Min: 1, Avg: 1, Max: 1}, Ignored: map[string]uint64{"bad-ack": 1}, Open: 1, Elapsed: 2},
-		event.Summary{Command: "probe", Host: "h", Sent: 2, Received: 1, Open: 1, Elapsed: 2, Scan: &event.ScanLedger{Probes: 2, Hosts: 1, Ports: 2, Answered: 1, Silent: 1, Open: 1, Filtered: 1, Retransmissions: 1, Passes: 2, RatePPS: 10000, SentPPS: 9000, Shard: "1/2"}},
+		event.Summary{Command: "probe", Host: "h", Sent: 2, Received: 1, Open: 1, Elapsed: 2, Scan: &event.ScanLedger{Probes: 2, Hosts: 1, Ports: 2, Answered: 1, Silent: 1, Open: 1, Filtered: 1, Retransmissions: 1, MaxTries: 2, RatePPS: 10000, SentPPS: 9000, Shard: "1/2"}},
 		event.Summary{Command: "handshake", Local: "CLOSED", Remote: "CLOSED", Observed: "CLOSED", BytesSent: 6, BytesReceived: 6, Retransmissions: 1, SRTTMs: 0.1, Outcome: "ok"},
 		event.Summary{Command: "rst", Outcome: "1 of 1 scenarios conform", Scenarios: []event.Scenario{scen}},
 		event.Warning{Message: "m"},

@@ -122,20 +122,27 @@ type scan struct {
 	tries []uint8
 	sent  []uint32 // µs since start of the last two sends (slot try&1)
 
-	pacer    *pacer
-	est      rttEstimator
-	stats    rttStats
-	maxTry   int // highest try that was ever answered (nmap's max_successful_tryno)
-	ledger   event.ScanLedger
-	tally    []ScanHost
-	out      ScanOutcome
-	hits     chan []hit
-	free     chan []hit
-	lastSend time.Time
-	lastHit  time.Time
-	sentPass int
-	decided  int
-	progress time.Time
+	pacer     *pacer
+	next      uint64     // the next permutation position to send first
+	fifo      []inFlight // SYNs in the air, oldest first (from head)
+	head      int
+	retry     []uint64  // entries whose retransmission is due
+	given     []uint64  // entries that used their tries, waiting for the end
+	dropPoll  time.Time // when the drop counter was last read
+	lastDrop  time.Time // when it last grew
+	firstSent int
+	lastFirst time.Time
+	est       rttEstimator
+	stats     rttStats
+	maxTry    int // highest try that was ever answered (nmap's max_successful_tryno)
+	ledger    event.ScanLedger
+	tally     []ScanHost
+	out       ScanOutcome
+	hits      chan []hit
+	free      chan []hit
+	lastHit   time.Time
+	decided   int
+	progress  time.Time
 
 	mu      sync.Mutex
 	ignored map[string]uint64
@@ -215,6 +222,7 @@ func newScan(cfg ScanConfig, env ScanEnv) (*scan, error) {
 	s.progress = s.start
 	burst := max(scanBatch, int(cfg.Rate/1000))
 	s.pacer = newPacer(cfg.Rate, burst, s.start)
+	s.next = uint64(cfg.Shard - 1)
 	s.ledger = event.ScanLedger{Hosts: int(s.hosts), Ports: len(cfg.Ports), RatePPS: cfg.Rate}
 	for j := uint64(cfg.Shard - 1); j < n; j += uint64(cfg.Shards) {
 		s.ledger.Probes++
@@ -232,54 +240,179 @@ func (s *scan) locate(idx uint64) (r *ScanRange, host uint64, port uint16) {
 	return &s.cfg.Ranges[i], host, s.cfg.Ports[idx%s.nports]
 }
 
-// run sends the passes: the first to every entry, then each retry to the
-// entries still silent, as long as nmap's rule allows one more.
+// run sends every entry's first SYN in permutation order and, as nmap
+// does, retransmits each silent one as soon as its own timeout runs out,
+// at the same rate (retransmissions go first). An entry that used the
+// tries nmap's rule allows waits; once nothing is left in the air and the
+// receiver has been quiet a while, the waiting entries are retried if the
+// rule now allows more (a later answer raised it), or decided.
 func (s *scan) run(ctx context.Context) error {
-	for pass := 0; ; pass++ {
-		drops0 := s.drops()
-		s.ledger.Passes = pass + 1
-		passStart := s.env.Clock.Now()
-		err := s.sendPass(ctx, pass)
-		if pass == 0 {
-			if d := s.lastSend.Sub(passStart).Seconds(); d > 0 {
-				s.ledger.SentPPS = float64(s.sentPass) / d
+	b4, b6 := s.newBatch(s.env.Sender4), s.newBatch(s.env.Sender6)
+	for {
+		now := s.env.Clock.Now()
+		s.pollDrops(now)
+		s.expire(now)
+		for len(b4.pkts) < scanBatch && len(b6.pkts) < scanBatch {
+			idx, ok := s.nextToSend()
+			if !ok {
+				break
+			}
+			r, host, port := s.locate(idx)
+			b := b4
+			if s.tally[host].Addr.Is6() {
+				b = b6
+			}
+			if err := s.add(b, r, s.tally[host].Addr, port, idx); err != nil {
+				return err
 			}
 		}
-		if err != nil {
-			return err
-		}
-		if err := s.waitPass(ctx); err != nil {
-			return err
-		}
-		dropped := s.drops() > drops0
-		silent := 0
-		for _, st := range s.state {
-			if st == esWait {
-				silent++
-			}
-		}
-		if silent == 0 {
-			return nil
-		}
-		// nmap allows one try more than the highest that ever got an
-		// answer (at least one retry), within --max-retries; replies our
-		// own kernel dropped are no evidence, so a pass that lost some is
-		// always followed by another.
-		allowed := min(s.cfg.Retries, max(1, s.maxTry+1))
-		if dropped {
-			allowed = s.cfg.Retries
-		}
-		if pass+1 > allowed {
-			for i, st := range s.state {
-				if st == esWait {
-					s.state[i] = esSilent
-					if dropped {
-						s.state[i] = esDropped
-					}
+		if len(b4.pkts)+len(b6.pkts) > 0 {
+			for _, b := range []*outBatch{b4, b6} {
+				if err := s.flush(ctx, b); err != nil {
+					return err
 				}
 			}
+			continue
+		}
+		if s.head < len(s.fifo) {
+			// Nothing to send now: wait for the oldest probe's timeout.
+			f := s.fifo[s.head]
+			due := s.start.Add(time.Duration(s.sent[2*f.idx+uint64(f.try&1)])*time.Microsecond + s.timeout())
+			if err := s.waitFor(ctx, max(due.Sub(now), 100*time.Microsecond)); err != nil {
+				return err
+			}
+			continue
+		}
+		// Nothing in the air: let the receiver catch up, then retry what
+		// the rule allows by now, or stop.
+		if err := s.quiet(ctx); err != nil {
+			return err
+		}
+		if !s.requeue() {
 			return nil
 		}
+	}
+}
+
+// inFlight is one SYN in the air: the entry and its attempt.
+type inFlight struct {
+	idx uint64
+	try uint8
+}
+
+// nextToSend is the next entry to send: a retransmission first, else the
+// next first SYN of the shard.
+func (s *scan) nextToSend() (uint64, bool) {
+	if len(s.retry) > 0 {
+		idx := s.retry[0]
+		s.retry = s.retry[1:]
+		return idx, true
+	}
+	if s.next < uint64(len(s.state)) {
+		idx := s.perm.at(s.next)
+		s.next += uint64(s.cfg.Shards)
+		return idx, true
+	}
+	return 0, false
+}
+
+func (s *scan) timeout() time.Duration {
+	if s.cfg.Timeout != 0 {
+		return s.cfg.Timeout
+	}
+	return s.est.timeout()
+}
+
+// allowed is how many retransmissions an entry may have now: nmap's rule
+// (one try more than the highest that was ever answered, at least one,
+// within --retries), or every one allowed when our kernel dropped replies
+// after its last send, since silence is then no evidence.
+func (s *scan) allowed(idx uint64) int {
+	if s.droppedSince(idx) {
+		return s.cfg.Retries
+	}
+	return min(s.cfg.Retries, max(1, s.maxTry+1))
+}
+
+// droppedSince tells whether our kernel dropped replies after the entry's
+// last SYN left.
+func (s *scan) droppedSince(idx uint64) bool {
+	if s.lastDrop.IsZero() || s.tries[idx] == 0 {
+		return false
+	}
+	last := s.start.Add(time.Duration(s.sent[2*idx+uint64((s.tries[idx]-1)&1)]) * time.Microsecond)
+	return !s.lastDrop.Before(last)
+}
+
+// expire takes the probes whose timeout ran out off the queue: a silent
+// entry is retransmitted if the rule allows, else it waits for the end.
+func (s *scan) expire(now time.Time) {
+	to := s.timeout()
+	for s.head < len(s.fifo) {
+		f := s.fifo[s.head]
+		if s.state[f.idx] == esWait && int(f.try) == int(s.tries[f.idx])-1 {
+			sent := s.start.Add(time.Duration(s.sent[2*f.idx+uint64(f.try&1)]) * time.Microsecond)
+			if now.Sub(sent) < to {
+				break
+			}
+			if int(f.try) < s.allowed(f.idx) {
+				s.retry = append(s.retry, f.idx)
+			} else {
+				s.given = append(s.given, f.idx)
+			}
+		}
+		s.head++
+	}
+	if s.head > 4096 && s.head > len(s.fifo)/2 {
+		s.fifo = append(s.fifo[:0], s.fifo[s.head:]...)
+		s.head = 0
+	}
+}
+
+// requeue retries the entries that used their tries, where the rule now
+// allows more; it tells whether any was queued.
+func (s *scan) requeue() bool {
+	given := s.given
+	s.given = nil
+	for _, idx := range given {
+		if s.state[idx] != esWait {
+			continue
+		}
+		if int(s.tries[idx])-1 < s.allowed(idx) {
+			s.retry = append(s.retry, idx)
+			continue
+		}
+		s.state[idx] = esSilent
+		if s.droppedSince(idx) {
+			s.state[idx] = esDropped
+		}
+	}
+	return len(s.retry) > 0
+}
+
+// quiet waits until no answer has come for a while, so that a reply that
+// arrived in time but was still queued is not taken for silence.
+func (s *scan) quiet(ctx context.Context) error {
+	const quiet = 20 * time.Millisecond
+	for s.env.Clock.Now().Sub(s.lastHit) < quiet {
+		if err := s.waitFor(ctx, quiet); err != nil {
+			return err
+		}
+	}
+	s.pollDrops(time.Time{})
+	return nil
+}
+
+// pollDrops reads the kernel's drop counter (at most every 5 ms, or now
+// when at is zero) and notes when it last grew.
+func (s *scan) pollDrops(at time.Time) {
+	if !at.IsZero() && at.Sub(s.dropPoll) < 5*time.Millisecond {
+		return
+	}
+	now := s.env.Clock.Now()
+	s.dropPoll = now
+	if d := s.ledger.Drops; s.drops() > d {
+		s.lastDrop = now
 	}
 }
 
@@ -305,47 +438,6 @@ func (s *scan) newBatch(sender capture.BatchSender) *outBatch {
 		b.bufs = append(b.bufs, make([]byte, 0, 128))
 	}
 	return b
-}
-
-func (s *scan) sendPass(ctx context.Context, pass int) error {
-	b4, b6 := s.newBatch(s.env.Sender4), s.newBatch(s.env.Sender6)
-	n := uint64(len(s.state))
-	s.sentPass = 0
-	for j := uint64(s.cfg.Shard - 1); j < n; j += uint64(s.cfg.Shards) {
-		idx := s.perm.at(j)
-		if (pass == 0 && s.state[idx] != esNone) || (pass > 0 && s.state[idx] != esWait) {
-			continue
-		}
-		r, _, port := s.locate(idx)
-		dst := r.addr(idx/s.nports - s.first[s.rangeOf(r)])
-		b := b4
-		if dst.Is6() {
-			b = b6
-		}
-		if err := s.add(b, r, dst, port, idx); err != nil {
-			return err
-		}
-		if len(b.pkts) == scanBatch {
-			if err := s.flush(ctx, b); err != nil {
-				return err
-			}
-		}
-	}
-	for _, b := range []*outBatch{b4, b6} {
-		if err := s.flush(ctx, b); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *scan) rangeOf(r *ScanRange) int {
-	for i := range s.cfg.Ranges {
-		if &s.cfg.Ranges[i] == r {
-			return i
-		}
-	}
-	return 0
 }
 
 // add builds the probe of entry idx into the batch.
@@ -385,30 +477,24 @@ func (s *scan) flush(ctx context.Context, b *outBatch) error {
 			continue
 		}
 		us := uint32(now.Sub(s.start).Microseconds())
-		for _, idx := range b.idxs[off : off+k] {
-			s.sent[2*idx+uint64(s.tries[idx]&1)] = us
+		m, err := b.sender.SendBatch(b.pkts[off:off+k], b.dsts[off:off+k])
+		for _, idx := range b.idxs[off : off+m] {
+			try := s.tries[idx]
+			s.sent[2*idx+uint64(try&1)] = us
 			s.tries[idx]++
-			if s.state[idx] == esNone {
+			s.fifo = append(s.fifo, inFlight{idx: idx, try: try})
+			if try == 0 {
 				s.state[idx] = esWait
+				s.firstSent++
+				s.lastFirst = now
 			} else {
 				s.ledger.Retransmissions++
 			}
+			s.ledger.MaxTries = max(s.ledger.MaxTries, int(try)+1)
 		}
-		m, err := b.sender.SendBatch(b.pkts[off:off+k], b.dsts[off:off+k])
 		s.pacer.take(m)
-		s.sentPass += m
 		s.out.Sent += m
-		s.lastSend = now
 		if err != nil {
-			// The ones that did not leave are sent again.
-			for _, idx := range b.idxs[off+m : off+k] {
-				s.tries[idx]--
-				if s.tries[idx] == 0 {
-					s.state[idx] = esNone
-				} else {
-					s.ledger.Retransmissions--
-				}
-			}
 			if !isNoBufs(err) {
 				return err
 			}
@@ -449,28 +535,6 @@ func (s *scan) drain() {
 			return
 		}
 	}
-}
-
-// waitPass waits for the answers to the pass's last probes: the timeout
-// after the last send, then until the receiver has been idle for a while,
-// so a reply that arrived in time but was still queued is not lost.
-func (s *scan) waitPass(ctx context.Context) error {
-	to := s.cfg.Timeout
-	if to == 0 {
-		to = s.est.timeout()
-	}
-	if d := s.lastSend.Add(to).Sub(s.env.Clock.Now()); d > 0 {
-		if err := s.waitFor(ctx, d); err != nil {
-			return err
-		}
-	}
-	const quiet = 20 * time.Millisecond
-	for s.env.Clock.Now().Sub(s.lastHit) < quiet {
-		if err := s.waitFor(ctx, quiet); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (s *scan) takeAll(hs []hit) {
@@ -560,7 +624,7 @@ func (s *scan) report(force bool) {
 		return
 	}
 	s.progress = now
-	s.env.Progress(s.sentPass, s.decided, s.ledger.Probes)
+	s.env.Progress(s.firstSent, s.decided, s.ledger.Probes)
 }
 
 func (s *scan) count(why string) {
@@ -694,6 +758,9 @@ func (s *scan) finish(err error) {
 			t.Undecided++
 		}
 		s.emit(res)
+	}
+	if d := s.lastFirst.Sub(s.start).Seconds(); d > 0 && s.firstSent > 1 {
+		s.ledger.SentPPS = float64(s.firstSent) / d
 	}
 	for _, t := range s.tally {
 		s.ledger.Open += t.Open

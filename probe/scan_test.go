@@ -545,3 +545,37 @@ func TestScanKernelDrops(t *testing.T) {
 		checkLedger(t, out.Ledger)
 	})
 }
+
+// TestScanRetryDuringFirstSends: a silent port is sent again once its own
+// timeout ran out, while the first SYNs of the other ports still go out
+// (nmap's per-probe timeouts, not a second pass after the first).
+func TestScanRetryDuringFirstSends(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := scanTestConfig(portRange(1, 2000)...)
+		cfg.Rate, cfg.Timeout = 1000, 100*time.Millisecond
+		start := time.Now()
+		out, peer, _, err := runFake(t, t.Context(), cfg, func(p *fakePeer) { p.silent[5] = true })
+		if err != nil {
+			t.Fatal(err)
+		}
+		var first5, retry5, lastFirst time.Time
+		for _, p := range peer.sent {
+			switch {
+			case p.dst.Port() == 5 && p.try == 0:
+				first5 = p.at
+			case p.dst.Port() == 5 && p.try == 1:
+				retry5 = p.at
+			case p.try == 0 && p.at.After(lastFirst):
+				lastFirst = p.at
+			}
+		}
+		if retry5.IsZero() || !retry5.Before(lastFirst) || retry5.Sub(first5) > 150*time.Millisecond {
+			t.Errorf("port 5: first SYN at %v, retransmission at %v; the last first SYN at %v",
+				first5.Sub(start), retry5.Sub(start), lastFirst.Sub(start))
+		}
+		if out.Ledger.Silent != 1 || out.Ledger.Closed != 1999 {
+			t.Errorf("ledger %+v", out.Ledger)
+		}
+		checkLedger(t, out.Ledger)
+	})
+}
