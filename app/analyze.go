@@ -18,8 +18,8 @@ func analyzeCommand() *cli.Command {
 		Name:      "analyze",
 		Usage:     "the TCP conversations in a pcap or pcapng file, and the story of one of them",
 		ArgsUsage: "FILE",
-		Description: "Reads a capture (pcap or pcapng, from tcpdump, tshark, Wireshark or tcpshake; Ethernet, Linux\n" +
-			"cooked, raw IP or loopback) and prints one row per TCP conversation: packets and bytes each way (as\n" +
+		Description: "Reads a capture (pcap or pcapng, plain or gzip/zstd/xz; any link or tunnel gopacket decodes, IP\n" +
+			"fragments reassembled) and prints one row per TCP conversation: packets and bytes each way (as\n" +
 			"tshark -z conv,tcp counts them), how it opened and closed, retransmissions and out-of-order segments.\n" +
 			"--conn N (or --conn A:P,B:P) tells that conversation step by step, with relative seq/ack numbers, the\n" +
 			"arithmetic in words and both ends' states. FILE - reads standard input.\n" +
