@@ -41,7 +41,7 @@ type readmeCmd struct {
 // readmeCommands extracts the commands of README.md: every line of every
 // code block without a language (or sh, shell, console), the comment at its
 // end removed; in a block with "$ " lines only those are commands, the
-// rest is their sample output.
+// rest is their sample output. Output shown on its own is fenced ```text.
 func readmeCommands(t *testing.T, path string) []readmeCmd {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -189,7 +189,11 @@ func TestReadmeRuns(t *testing.T) {
 			r := runReadme(t, l, run, work, env, stdin, c.sample != nil)
 			t.Logf("README line %d: %s\n  ran: %s\n  exit %d in %v", c.line, c.text, run, r.code, r.elapsed.Round(time.Millisecond))
 			if r.code != want {
-				t.Fatalf("README line %d: %s\nexit %d, want %d\nstdout:\n%s\nstderr:\n%s", c.line, c.text, r.code, want, r.stdout, r.stderr)
+				hint := ""
+				if r.code == 127 {
+					hint = "\n(not a command? A block of output without \"$ \" commands is fenced ```text, which this test leaves alone)"
+				}
+				t.Fatalf("README line %d: %s\nexit %d, want %d%s\nstdout:\n%s\nstderr:\n%s", c.line, c.text, r.code, want, hint, r.stdout, r.stderr)
 			}
 			out := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
 			if c.sample != nil {
