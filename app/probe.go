@@ -686,6 +686,7 @@ func openScan(cfg *probe.ScanConfig, bindIface string, src netip.Addr) (*scanLiv
 	}
 	l.env.Source = src2
 	l.env.Clock = probe.RealClock{}
+	l.env.Unreachable = unresolvedHop
 	rand.Read(l.env.Key[:])
 	return l, nil
 }
@@ -695,6 +696,20 @@ func liveError(err error) error {
 		return fmt.Errorf("%w: %w", probe.ErrNeedRaw, err)
 	}
 	return err
+}
+
+// unresolvedHop says why nothing left for host when its next hop never
+// answered ARP or neighbour discovery; "" otherwise.
+func unresolvedHop(host netip.Addr) string {
+	h, err := capture.LookupNextHop(host)
+	if err != nil || !h.Unresolved() {
+		return ""
+	}
+	proto := "ARP"
+	if h.Addr.Is6() {
+		proto = "neighbour discovery"
+	}
+	return fmt.Sprintf("the next hop %v on %s never answered %s (neighbour %s): our SYNs never left this host (no host there, or it is down)", h.Addr, h.IfName, proto, h.State)
 }
 
 // routeBatch names the route when the kernel refuses to send.
@@ -817,6 +832,10 @@ func (t *scanText) finish(out probe.ScanOutcome) {
 		if total == 0 {
 			continue // not in this shard
 		}
+		if h.Unreachable != "" && h.Open+h.Closed+h.ICMP == 0 && !t.verbose {
+			fmt.Fprintf(t.w, "\n%v: %s undecided: %s\n", h.Addr, plural(total, "port"), h.Unreachable)
+			continue
+		}
 		if h.Open+h.Closed == 0 && len(out.Hosts) > 1 && !t.verbose && h.Undecided == 0 {
 			fmt.Fprintf(t.w, "\n%v: all %s filtered (%s): nothing answered\n", h.Addr, plural(total, "port"), filteredWhy(rs))
 			continue
@@ -863,9 +882,9 @@ func (t *scanText) finish(out probe.ScanOutcome) {
 	l := out.Ledger
 	fmt.Fprintf(t.w, "\n--- scan: %s, %d open, %d closed, %d filtered, %d undecided ---\n",
 		plural(l.Probes, "probe"), l.Open, l.Closed, l.Filtered, l.Undecided)
-	fmt.Fprintf(t.w, "ledger: %d answered at the first probe + %d after a retry + %d silent after every retry + %d silent while our kernel dropped replies + %d interrupted = %d\n",
-		l.Answered, l.AnsweredRetry, l.Silent, l.KernelDropped, l.Interrupted,
-		l.Answered+l.AnsweredRetry+l.Silent+l.KernelDropped+l.Interrupted)
+	fmt.Fprintf(t.w, "ledger: %d answered at the first probe + %d after a retry + %d silent after every retry + %d silent while our kernel dropped replies + %d silent with no link-layer neighbour + %d interrupted = %d\n",
+		l.Answered, l.AnsweredRetry, l.Silent, l.KernelDropped, l.NoNeighbour, l.Interrupted,
+		l.Answered+l.AnsweredRetry+l.Silent+l.KernelDropped+l.NoNeighbour+l.Interrupted)
 	fmt.Fprintf(t.w, "sent: %s (%s, at most %d to one port), the first SYNs at %.0f per second; replies our kernel dropped before we read them: %d (PACKET_STATISTICS)",
 		plural(out.Sent, "SYN"), plural(l.Retransmissions, "retransmission"), l.MaxTries, l.SentPPS, l.Drops)
 	if l.Duplicates > 0 {

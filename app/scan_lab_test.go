@@ -127,7 +127,7 @@ func scanResults(t *testing.T, l lab.Lab, args ...string) (map[netip.AddrPort]po
 	}
 	led, _ := summary["scan"].(map[string]any)
 	n := func(k string) int { v, _ := led[k].(float64); return int(v) }
-	if sum := n("answered") + n("answered_after_retry") + n("silent") + n("kernel_dropped") + n("interrupted"); sum != n("probes") || len(got) != n("probes") {
+	if sum := n("answered") + n("answered_after_retry") + n("silent") + n("kernel_dropped") + n("no_neighbour") + n("interrupted"); sum != n("probes") || len(got) != n("probes") {
 		t.Errorf("ledger %v adds up to %d, %d results, want %d probes", led, sum, len(got), n("probes"))
 	}
 	if rtt, ok := summary["rtt_ms"].(map[string]any); ok && rtt["min"].(float64) < 0 {
@@ -266,7 +266,7 @@ func TestScanLabInterrupt(t *testing.T) {
 		t.Errorf("exit %v, want status 2", err)
 	}
 	text := out.String()
-	m := regexp.MustCompile(`ledger: (\d+) answered at the first probe \+ (\d+) after a retry \+ (\d+) silent after every retry \+ (\d+) silent while our kernel dropped replies \+ (\d+) interrupted = (\d+)`).FindStringSubmatch(text)
+	m := regexp.MustCompile(`ledger: (\d+) answered at the first probe \+ (\d+) after a retry \+ (\d+) silent after every retry \+ (\d+) silent while our kernel dropped replies \+ (\d+) silent with no link-layer neighbour \+ (\d+) interrupted = (\d+)`).FindStringSubmatch(text)
 	if m == nil {
 		t.Fatalf("no ledger in:\n%s\nstderr: %s", text, errb.String())
 	}
@@ -274,7 +274,7 @@ func TestScanLabInterrupt(t *testing.T) {
 	for i := 1; i < len(m); i++ {
 		n[i], _ = strconv.Atoi(m[i])
 	}
-	if n[1]+n[2]+n[3]+n[4]+n[5] != n[6] || n[6] != 65535 || n[1] < 1000 || n[5] < 1000 {
+	if n[1]+n[2]+n[3]+n[4]+n[5]+n[6] != n[7] || n[7] != 65535 || n[1] < 1000 || n[6] < 1000 {
 		t.Errorf("ledger %v: want about 20,000 answered, the rest interrupted, 65535 in all", m[1:])
 	}
 	if !strings.Contains(text, "Not shown: ") || !strings.Contains(text, "undecided tcp ports (interrupted") {
@@ -282,5 +282,28 @@ func TestScanLabInterrupt(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "interrupted") {
 		t.Errorf("stderr: %q", errb.String())
+	}
+}
+
+// TestScanLabNoNeighbour: addresses of the lab subnet that no host holds
+// never answer ARP or neighbour discovery: their ports are undecided
+// (no-neighbour), with the reason, never filtered; the server's ports
+// beside them are exact.
+func TestScanLabNoNeighbour(t *testing.T) {
+	l := labtest.New(t)
+	for _, target := range []string{"198.51.100.200", "2001:db8::200"} {
+		got, sum := scanResults(t, l, target, "-p", "1-100", "--rate", "100000")
+		for ap, r := range got {
+			if r != (portTruth{"undecided", "no-neighbour"}) {
+				t.Errorf("%v: %s %s, want undecided no-neighbour", ap, r.state, r.reason)
+			}
+		}
+		if led := sum["scan"].(map[string]any); led["no_neighbour"].(float64) != 100 {
+			t.Errorf("%s: ledger %v", target, led)
+		}
+	}
+	r := runClient(t, l, binary(t), "probe", "198.51.100.2", "198.51.100.201", "-p", "80-81")
+	if !strings.Contains(r.stdout, "198.51.100.201: 2 ports undecided: the next hop 198.51.100.201 on veth0 never answered ARP") {
+		t.Errorf("no reason for the absent host:\n%s", r.stdout)
 	}
 }

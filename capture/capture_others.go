@@ -62,3 +62,16 @@ func (s *ScanSocket) Close() error { return nil }
 
 // SendBatch returns an error on this system.
 func (s *RawSender) SendBatch(pkts [][]byte, dsts []netip.Addr) (int, error) { return 0, errNotLinux }
+
+// NextHop is only looked up on Linux.
+type NextHop struct {
+	Addr   netip.Addr
+	IfName string
+	State  string
+}
+
+// Unresolved is always false on this system.
+func (h NextHop) Unresolved() bool { return false }
+
+// LookupNextHop returns an error on this system.
+func LookupNextHop(dst netip.Addr) (NextHop, error) { return NextHop{}, errNotLinux }

@@ -54,9 +54,14 @@ type ScanEnv struct {
 	Clock            Clock
 	Key              [16]byte // the cookie's secret, fresh per run
 	Emit             func(event.Event)
-	// Progress, when set, is told how many probes of the first pass have
-	// left and how many are decided, at most ten times a second.
+	// Progress, when set, is told how many first SYNs have left and how
+	// many probes are decided, at most ten times a second.
 	Progress func(sent, decided, total int)
+	// Unreachable, when set, is asked at the end about each host that
+	// answered nothing: a non-empty reason (the next hop never answered
+	// ARP or neighbour discovery, say) means our SYNs never left this host,
+	// so its silent ports are undecided, not filtered.
+	Unreachable func(host netip.Addr) string
 }
 
 // ScanHost is one host's tally.
@@ -66,6 +71,7 @@ type ScanHost struct {
 	Open, Closed, Filtered, Undecided int
 	ICMP                              int // of Filtered: by an ICMP error (the rest were silent)
 	ClosedReason                      string
+	Unreachable                       string // why nothing left for this host (ScanEnv.Unreachable)
 }
 
 // ScanOutcome is what a scan found: the results it emitted (open, filtered,
@@ -89,6 +95,7 @@ const (
 	esSilent
 	esDropped
 	esInterrupted
+	esNoNeighbour
 )
 
 // hit is one validated answer, from the receiver to the scan loop.
@@ -132,6 +139,7 @@ type scan struct {
 	lastDrop  time.Time // when it last grew
 	firstSent int
 	lastFirst time.Time
+	asked     map[uint64]bool // hosts ScanEnv.Unreachable was asked about
 	est       rttEstimator
 	stats     rttStats
 	maxTry    int // highest try that was ever answered (nmap's max_successful_tryno)
@@ -728,6 +736,23 @@ func (s *scan) hostIndex(a netip.Addr) (uint64, bool) {
 	return 0, false
 }
 
+// unreachable asks once per host that answered nothing why nothing left
+// for it ("" when nothing says so).
+func (s *scan) unreachable(host uint64) string {
+	t := &s.tally[host]
+	if s.env.Unreachable == nil || t.Open+t.Closed+t.ICMP > 0 {
+		return ""
+	}
+	if !s.asked[host] {
+		if s.asked == nil {
+			s.asked = map[uint64]bool{}
+		}
+		s.asked[host] = true
+		t.Unreachable = s.env.Unreachable(t.Addr)
+	}
+	return t.Unreachable
+}
+
 // finish turns what is left into results, and emits the summary.
 func (s *scan) finish(err error) {
 	n := uint64(len(s.state))
@@ -740,7 +765,14 @@ func (s *scan) finish(err error) {
 		r, host, port := s.locate(idx)
 		res := event.Result{Host: r.Name, Addr: s.tally[host].Addr.String(), Port: port, Sent: int(s.tries[idx])}
 		t := &s.tally[host]
+		if st == esSilent && s.unreachable(host) != "" {
+			st = esNoNeighbour
+		}
 		switch st {
+		case esNoNeighbour:
+			res.State, res.Reason = "undecided", "no-neighbour"
+			s.ledger.NoNeighbour++
+			t.Undecided++
 		case esSilent:
 			res.State, res.Reason = "filtered", "no-response"
 			s.ledger.Silent++

@@ -157,22 +157,26 @@ func runFake(t *testing.T, ctx context.Context, cfg ScanConfig, setup func(*fake
 }
 
 func runFakeSource(t *testing.T, ctx context.Context, cfg ScanConfig, src *fakeSource, setup func(*fakePeer)) (ScanOutcome, *fakePeer, []event.Event, error) {
+	return runFakeEnv(t, ctx, cfg, src, setup, nil)
+}
+
+func runFakeEnv(t *testing.T, ctx context.Context, cfg ScanConfig, src *fakeSource, setup func(*fakePeer), unreachable func(netip.Addr) string) (ScanOutcome, *fakePeer, []event.Event, error) {
 	peer := newFakePeer(t, src)
 	if setup != nil {
 		setup(peer)
 	}
 	var evs []event.Event
 	env := ScanEnv{Sender4: peer, Sender6: peer, Source: src, Clock: RealClock{}, Key: [16]byte{9},
-		Emit: func(e event.Event) { evs = append(evs, e) }}
+		Emit: func(e event.Event) { evs = append(evs, e) }, Unreachable: unreachable}
 	out, err := RunScan(ctx, cfg, env)
 	return out, peer, evs, err
 }
 
 func checkLedger(t *testing.T, l event.ScanLedger) {
 	t.Helper()
-	if sum := l.Answered + l.AnsweredRetry + l.Silent + l.KernelDropped + l.Interrupted; sum != l.Probes {
-		t.Errorf("ledger: %d answered + %d after retry + %d silent + %d dropped + %d interrupted = %d, want %d probes",
-			l.Answered, l.AnsweredRetry, l.Silent, l.KernelDropped, l.Interrupted, sum, l.Probes)
+	if sum := l.Answered + l.AnsweredRetry + l.Silent + l.KernelDropped + l.NoNeighbour + l.Interrupted; sum != l.Probes {
+		t.Errorf("ledger: %d answered + %d after retry + %d silent + %d dropped + %d no neighbour + %d interrupted = %d, want %d probes",
+			l.Answered, l.AnsweredRetry, l.Silent, l.KernelDropped, l.NoNeighbour, l.Interrupted, sum, l.Probes)
 	}
 	if sum := l.Open + l.Closed + l.Filtered + l.Undecided; sum != l.Probes {
 		t.Errorf("ledger: %d open + %d closed + %d filtered + %d undecided = %d, want %d", l.Open, l.Closed, l.Filtered, l.Undecided, sum, l.Probes)
@@ -577,5 +581,42 @@ func TestScanRetryDuringFirstSends(t *testing.T) {
 			t.Errorf("ledger %+v", out.Ledger)
 		}
 		checkLedger(t, out.Ledger)
+	})
+}
+
+// TestScanNoNeighbour: the silent ports of a host whose next hop never
+// answered ARP are undecided (no-neighbour), not filtered; a host that
+// answered is not asked about, and a silent port of it stays filtered.
+func TestScanNoNeighbour(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := scanTestConfig(portRange(1, 10)...)
+		cfg.Ranges[0].N = 2 // .2 answers, .3 is absent
+		cfg.Timeout = 50 * time.Millisecond
+		asked := map[netip.Addr]int{}
+		out, _, _, err := runFakeEnv(t, t.Context(), cfg, newFakeSource(), func(p *fakePeer) {
+			p.silent[4] = true
+			p.reply = func(sp sentProbe) (uint32, time.Duration, bool) {
+				return sp.seq + 1, 0, sp.dst.Addr() == netip.MustParseAddr("198.51.100.2")
+			}
+		}, func(a netip.Addr) string {
+			asked[a]++
+			return "no ARP answer"
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(asked) != 1 || asked[netip.MustParseAddr("198.51.100.3")] != 1 {
+			t.Errorf("asked about %v, want 198.51.100.3 once", asked)
+		}
+		l := out.Ledger
+		if l.NoNeighbour != 10 || l.Silent != 1 || l.Closed != 9 || l.Undecided != 10 {
+			t.Errorf("ledger %+v: want .3's 10 ports undecided, .2's port 4 silent", l)
+		}
+		for _, r := range out.Results {
+			if r.Addr == "198.51.100.3" && (r.State != "undecided" || r.Reason != "no-neighbour") {
+				t.Errorf("%s:%d %s %s", r.Addr, r.Port, r.State, r.Reason)
+			}
+		}
+		checkLedger(t, l)
 	})
 }
