@@ -698,18 +698,21 @@ func liveError(err error) error {
 	return err
 }
 
-// unresolvedHop says why nothing left for host when its next hop never
-// answered ARP or neighbour discovery; "" otherwise.
-func unresolvedHop(host netip.Addr) string {
+// unresolvedHop says why nothing left for host when its link is down or its
+// next hop never answered ARP or neighbour discovery; "" otherwise.
+func unresolvedHop(host netip.Addr) (reason, why string) {
 	h, err := capture.LookupNextHop(host)
+	if err == nil && h.LinkDown {
+		return "link-down", fmt.Sprintf("the link %s is down (%s, no carrier): our SYNs never left this host", h.IfName, h.LinkState)
+	}
 	if err != nil || !h.Unresolved() {
-		return ""
+		return "", ""
 	}
 	proto := "ARP"
 	if h.Addr.Is6() {
 		proto = "neighbour discovery"
 	}
-	return fmt.Sprintf("the next hop %v on %s never answered %s (neighbour %s): our SYNs never left this host (no host there, or it is down)", h.Addr, h.IfName, proto, h.State)
+	return "no-neighbour", fmt.Sprintf("the next hop %v on %s never answered %s (neighbour %s): our SYNs never left this host (no host there, or it is down)", h.Addr, h.IfName, proto, h.State)
 }
 
 // routeBatch names the route when the kernel refuses to send.
@@ -882,9 +885,9 @@ func (t *scanText) finish(out probe.ScanOutcome) {
 	l := out.Ledger
 	fmt.Fprintf(t.w, "\n--- scan: %s, %d open, %d closed, %d filtered, %d undecided ---\n",
 		plural(l.Probes, "probe"), l.Open, l.Closed, l.Filtered, l.Undecided)
-	fmt.Fprintf(t.w, "ledger: %d answered at the first probe + %d after a retry + %d silent after every retry + %d silent while our kernel dropped replies + %d silent with no link-layer neighbour + %d interrupted = %d\n",
-		l.Answered, l.AnsweredRetry, l.Silent, l.KernelDropped, l.NoNeighbour, l.Interrupted,
-		l.Answered+l.AnsweredRetry+l.Silent+l.KernelDropped+l.NoNeighbour+l.Interrupted)
+	fmt.Fprintf(t.w, "ledger: %d answered at the first probe + %d after a retry + %d silent after every retry + %d silent while our kernel dropped replies + %d silent on hosts our SYNs never left for + %d refused by our own firewall + %d interrupted = %d\n",
+		l.Answered, l.AnsweredRetry, l.Silent, l.KernelDropped, l.NeverLeft, l.OurFirewall, l.Interrupted,
+		l.Answered+l.AnsweredRetry+l.Silent+l.KernelDropped+l.NeverLeft+l.OurFirewall+l.Interrupted)
 	fmt.Fprintf(t.w, "sent: %s (%s, at most %d to one port), the first SYNs at %.0f per second; replies our kernel dropped before we read them: %d (PACKET_STATISTICS)",
 		plural(out.Sent, "SYN"), plural(l.Retransmissions, "retransmission"), l.MaxTries, l.SentPPS, l.Drops)
 	if l.Duplicates > 0 {
@@ -904,6 +907,9 @@ func (t *scanText) finish(out probe.ScanOutcome) {
 	}
 	if n := icmpSilenced(out.Hosts); n > 0 {
 		fmt.Fprintf(t.w, "note: %s silent on hosts that answered other ports with ICMP errors: a host rate-limits its ICMP errors (Linux: one a second to one destination after a burst of 6), so some may be rejects it did not send\n", plural(n, "port"))
+	}
+	if l.OurFirewall > 0 {
+		fmt.Fprintf(t.w, "undecided: this host's own firewall refused %s (netfilter output hook: operation not permitted); see nft list ruleset\n", plural(l.OurFirewall, "SYN"))
 	}
 	if l.KernelDropped > 0 {
 		fmt.Fprintf(t.w, "undecided: %s stayed silent while our kernel dropped %d replies; run again with a lower --rate\n", plural(l.KernelDropped, "port"), l.Drops)

@@ -127,7 +127,7 @@ func scanResults(t *testing.T, l lab.Lab, args ...string) (map[netip.AddrPort]po
 	}
 	led, _ := summary["scan"].(map[string]any)
 	n := func(k string) int { v, _ := led[k].(float64); return int(v) }
-	if sum := n("answered") + n("answered_after_retry") + n("silent") + n("kernel_dropped") + n("no_neighbour") + n("interrupted"); sum != n("probes") || len(got) != n("probes") {
+	if sum := n("answered") + n("answered_after_retry") + n("silent") + n("kernel_dropped") + n("never_left") + n("our_firewall") + n("interrupted"); sum != n("probes") || len(got) != n("probes") {
 		t.Errorf("ledger %v adds up to %d, %d results, want %d probes", led, sum, len(got), n("probes"))
 	}
 	if rtt, ok := summary["rtt_ms"].(map[string]any); ok && rtt["min"].(float64) < 0 {
@@ -266,7 +266,7 @@ func TestScanLabInterrupt(t *testing.T) {
 		t.Errorf("exit %v, want status 2", err)
 	}
 	text := out.String()
-	m := regexp.MustCompile(`ledger: (\d+) answered at the first probe \+ (\d+) after a retry \+ (\d+) silent after every retry \+ (\d+) silent while our kernel dropped replies \+ (\d+) silent with no link-layer neighbour \+ (\d+) interrupted = (\d+)`).FindStringSubmatch(text)
+	m := regexp.MustCompile(`ledger: (\d+) answered at the first probe \+ (\d+) after a retry \+ (\d+) silent after every retry \+ (\d+) silent while our kernel dropped replies \+ (\d+) silent on hosts our SYNs never left for \+ (\d+) refused by our own firewall \+ (\d+) interrupted = (\d+)`).FindStringSubmatch(text)
 	if m == nil {
 		t.Fatalf("no ledger in:\n%s\nstderr: %s", text, errb.String())
 	}
@@ -274,7 +274,7 @@ func TestScanLabInterrupt(t *testing.T) {
 	for i := 1; i < len(m); i++ {
 		n[i], _ = strconv.Atoi(m[i])
 	}
-	if n[1]+n[2]+n[3]+n[4]+n[5]+n[6] != n[7] || n[7] != 65535 || n[1] < 1000 || n[6] < 1000 {
+	if n[1]+n[2]+n[3]+n[4]+n[5]+n[6]+n[7] != n[8] || n[8] != 65535 || n[1] < 1000 || n[7] < 1000 {
 		t.Errorf("ledger %v: want about 20,000 answered, the rest interrupted, 65535 in all", m[1:])
 	}
 	if !strings.Contains(text, "Not shown: ") || !strings.Contains(text, "undecided tcp ports (interrupted") {
@@ -298,12 +298,55 @@ func TestScanLabNoNeighbour(t *testing.T) {
 				t.Errorf("%v: %s %s, want undecided no-neighbour", ap, r.state, r.reason)
 			}
 		}
-		if led := sum["scan"].(map[string]any); led["no_neighbour"].(float64) != 100 {
+		if led := sum["scan"].(map[string]any); led["never_left"].(float64) != 100 {
 			t.Errorf("%s: ledger %v", target, led)
 		}
 	}
 	r := runClient(t, l, binary(t), "probe", "198.51.100.2", "198.51.100.201", "-p", "80-81")
 	if !strings.Contains(r.stdout, "198.51.100.201: 2 ports undecided: the next hop 198.51.100.201 on veth0 never answered ARP") {
 		t.Errorf("no reason for the absent host:\n%s", r.stdout)
+	}
+}
+
+// TestScanLabOwnHost: a SYN our own output firewall drops leaves its port
+// undecided (our-firewall) while the scan finds the others; with the link
+// down (the server's end of the veth pair unplugged) every port is
+// undecided (link-down), never filtered.
+func TestScanLabOwnHost(t *testing.T) {
+	l := labtest.New(t)
+	truth := serverTruth(t, l, l.ServerV4)
+	cmd := exec.Command("ip", "netns", "exec", l.ClientNS, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader("table inet tcpshake_scan_test {\n\tchain out {\n\t\ttype filter hook output priority 0;\n\t\ttcp dport 81 drop\n\t}\n}\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	got, _ := scanResults(t, l, l.ServerV4.String(), "-p", "1-100", "--rate", "100000")
+	for p := uint16(1); p <= 100; p++ {
+		want, ok := truth[p]
+		if !ok {
+			want = portTruth{"closed", "reset"}
+		}
+		if p == 81 {
+			want = portTruth{"undecided", "our-firewall"}
+		}
+		if g := got[netip.AddrPortFrom(l.ServerV4, p)]; g != want {
+			t.Errorf("port %d: %s %s, want %s %s", p, g.state, g.reason, want.state, want.reason)
+		}
+	}
+	exec.Command("ip", "netns", "exec", l.ClientNS, "nft", "delete", "table", "inet", "tcpshake_scan_test").Run()
+
+	if out, err := exec.Command("ip", "-n", l.ServerNS, "link", "set", l.ServerIf, "down").CombinedOutput(); err != nil {
+		t.Fatalf("link down: %v\n%s", err, out)
+	}
+	defer exec.Command("ip", "-n", l.ServerNS, "link", "set", l.ServerIf, "up").Run()
+	got, _ = scanResults(t, l, l.ServerV4.String(), "-p", "1-20", "--rate", "100000")
+	for ap, r := range got {
+		if r != (portTruth{"undecided", "link-down"}) {
+			t.Errorf("%v: %s %s, want undecided link-down", ap, r.state, r.reason)
+		}
+	}
+	r := runClient(t, l, binary(t), "probe", l.ServerV4.String(), "-p", "1-20", "--rate", "1000")
+	if !strings.Contains(r.stdout, "20 ports undecided: the link veth0 is down") {
+		t.Errorf("no reason for the silent host:\n%s", r.stdout)
 	}
 }

@@ -65,9 +65,11 @@ func (s *RawSender) SendBatch(pkts [][]byte, dsts []netip.Addr) (int, error) { r
 
 // NextHop is only looked up on Linux.
 type NextHop struct {
-	Addr   netip.Addr
-	IfName string
-	State  string
+	Addr      netip.Addr
+	IfName    string
+	State     string
+	LinkState string
+	LinkDown  bool
 }
 
 // Unresolved is always false on this system.

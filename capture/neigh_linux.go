@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -18,6 +19,11 @@ type NextHop struct {
 	// (REACHABLE, STALE, DELAY, PROBE, INCOMPLETE, FAILED, PERMANENT,
 	// NOARP), or "" when there is no entry.
 	State string
+	// LinkState is the interface's operational state as ip-link(8) names
+	// it (UP, DOWN, LOWERLAYERDOWN, UNKNOWN, ...); LinkDown is set when it
+	// has no carrier or is down, so nothing leaves by it.
+	LinkState string
+	LinkDown  bool
 }
 
 // Unresolved tells whether the neighbour never answered ARP or neighbour
@@ -36,8 +42,11 @@ func LookupNextHop(dst netip.Addr) (NextHop, error) {
 	if gw, ok := netip.AddrFromSlice(rt.Gw); ok && rt.Gw != nil {
 		h.Addr = gw.Unmap()
 	}
-	if link, err := net.InterfaceByIndex(rt.LinkIndex); err == nil {
-		h.IfName = link.Name
+	if link, err := netlink.LinkByIndex(rt.LinkIndex); err == nil {
+		a := link.Attrs()
+		h.IfName = a.Name
+		h.LinkState = strings.ToUpper(a.OperState.String())
+		h.LinkDown = a.Flags&net.FlagUp == 0 || a.RawFlags&unix.IFF_LOWER_UP == 0
 	}
 	family := unix.AF_INET
 	if h.Addr.Is6() {

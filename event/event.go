@@ -142,8 +142,8 @@ type Summary struct {
 }
 
 // ScanLedger accounts for every (target, port) of a scan: Answered +
-// AnsweredRetry + Silent + KernelDropped + NoNeighbour + Interrupted =
-// Probes, and Open + Closed + Filtered + Undecided = Probes.
+// AnsweredRetry + Silent + KernelDropped + NeverLeft + OurFirewall +
+// Interrupted = Probes, and Open + Closed + Filtered + Undecided = Probes.
 type ScanLedger struct {
 	Probes          int     `json:"probes"` // targets × ports (of this shard)
 	Hosts           int     `json:"hosts"`
@@ -152,7 +152,8 @@ type ScanLedger struct {
 	AnsweredRetry   int     `json:"answered_after_retry"` // only after a retransmission
 	Silent          int     `json:"silent"`               // nothing after every retry: filtered
 	KernelDropped   int     `json:"kernel_dropped"`       // silent while our kernel dropped replies: undecided
-	NoNeighbour     int     `json:"no_neighbour"`         // silent, and the next hop never answered ARP/ND: undecided
+	NeverLeft       int     `json:"never_left"`           // silent, and our SYNs never left this host (link down, no ARP/ND answer): undecided
+	OurFirewall     int     `json:"our_firewall"`         // this host's output firewall dropped the SYN (EPERM): undecided
 	Interrupted     int     `json:"interrupted"`          // the wait had not run out: undecided
 	Open            int     `json:"open"`
 	Closed          int     `json:"closed"`

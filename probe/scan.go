@@ -58,10 +58,10 @@ type ScanEnv struct {
 	// many probes are decided, at most ten times a second.
 	Progress func(sent, decided, total int)
 	// Unreachable, when set, is asked at the end about each host that
-	// answered nothing: a non-empty reason (the next hop never answered
-	// ARP or neighbour discovery, say) means our SYNs never left this host,
-	// so its silent ports are undecided, not filtered.
-	Unreachable func(host netip.Addr) string
+	// answered nothing: a non-empty reason (nmap-style word, e.g.
+	// "no-neighbour" or "link-down") and why in words mean our SYNs never
+	// left this host, so its silent ports are undecided, not filtered.
+	Unreachable func(host netip.Addr) (reason, why string)
 }
 
 // ScanHost is one host's tally.
@@ -72,6 +72,7 @@ type ScanHost struct {
 	ICMP                              int // of Filtered: by an ICMP error (the rest were silent)
 	ClosedReason                      string
 	Unreachable                       string // why nothing left for this host (ScanEnv.Unreachable)
+	UnreachableReason                 string
 }
 
 // ScanOutcome is what a scan found: the results it emitted (open, filtered,
@@ -95,7 +96,8 @@ const (
 	esSilent
 	esDropped
 	esInterrupted
-	esNoNeighbour
+	esNeverLeft
+	esOurFirewall
 )
 
 // hit is one validated answer, from the receiver to the scan loop.
@@ -502,6 +504,14 @@ func (s *scan) flush(ctx context.Context, b *outBatch) error {
 		}
 		s.pacer.take(m)
 		s.out.Sent += m
+		if err != nil && isRefused(err) && off+m < off+k {
+			// Our own output firewall dropped this SYN: the port is
+			// undecided, the scan goes on with the others.
+			s.refused(b.idxs[off+m])
+			s.pacer.take(1)
+			off++
+			err = nil
+		}
 		if err != nil {
 			if !isNoBufs(err) {
 				return err
@@ -614,6 +624,16 @@ func (s *scan) take(h *hit) {
 	if h.state != esClosed || s.cfg.Verbose {
 		s.emit(res)
 	}
+}
+
+// refused decides an entry whose SYN this host's output firewall dropped.
+func (s *scan) refused(idx uint64) {
+	s.state[idx] = esOurFirewall
+	s.decided++
+	s.ledger.OurFirewall++
+	r, host, port := s.locate(idx)
+	s.tally[host].Undecided++
+	s.emit(event.Result{Host: r.Name, Addr: s.tally[host].Addr.String(), Port: port, State: "undecided", Reason: "our-firewall", Sent: int(s.tries[idx])})
 }
 
 func (s *scan) emit(res event.Result) {
@@ -748,7 +768,7 @@ func (s *scan) unreachable(host uint64) string {
 			s.asked = map[uint64]bool{}
 		}
 		s.asked[host] = true
-		t.Unreachable = s.env.Unreachable(t.Addr)
+		t.UnreachableReason, t.Unreachable = s.env.Unreachable(t.Addr)
 	}
 	return t.Unreachable
 }
@@ -766,12 +786,12 @@ func (s *scan) finish(err error) {
 		res := event.Result{Host: r.Name, Addr: s.tally[host].Addr.String(), Port: port, Sent: int(s.tries[idx])}
 		t := &s.tally[host]
 		if st == esSilent && s.unreachable(host) != "" {
-			st = esNoNeighbour
+			st = esNeverLeft
 		}
 		switch st {
-		case esNoNeighbour:
-			res.State, res.Reason = "undecided", "no-neighbour"
-			s.ledger.NoNeighbour++
+		case esNeverLeft:
+			res.State, res.Reason = "undecided", t.UnreachableReason
+			s.ledger.NeverLeft++
 			t.Undecided++
 		case esSilent:
 			res.State, res.Reason = "filtered", "no-response"

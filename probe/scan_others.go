@@ -3,3 +3,5 @@
 package probe
 
 func isNoBufs(err error) bool { return false }
+
+func isRefused(err error) bool { return false }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -79,6 +80,9 @@ type fakePeer struct {
 	tries  map[netip.AddrPort]int
 	open   map[uint16]bool
 	silent map[uint16]bool
+	// refuse: the ports whose SYN the "kernel" refuses with EPERM (an
+	// output firewall).
+	refuse map[uint16]bool
 	// reply, when set, may rewrite the reply's ack (return it) or drop it
 	// (ok false), and delay it.
 	reply func(p sentProbe) (ack uint32, delay time.Duration, ok bool)
@@ -90,13 +94,16 @@ func newFakePeer(t *testing.T, src *fakeSource) *fakePeer {
 
 func (p *fakePeer) SendBatch(pkts [][]byte, dsts []netip.Addr) (int, error) {
 	now := time.Now()
-	for _, b := range pkts {
+	for i, b := range pkts {
 		pkt, err := craft.Parse(b)
 		if err != nil || pkt.Kind != craft.KindTCP {
 			p.t.Errorf("the scan sent something that is not TCP: %v", err)
 			continue
 		}
 		seg := pkt.Seg
+		if p.refuse[seg.Dst.Port()] {
+			return i, syscall.EPERM
+		}
 		p.mu.Lock()
 		sp := sentProbe{at: now, dst: seg.Dst, src: seg.Src, seq: uint32(seg.Seq), try: p.tries[seg.Dst]}
 		p.tries[seg.Dst]++
@@ -160,7 +167,7 @@ func runFakeSource(t *testing.T, ctx context.Context, cfg ScanConfig, src *fakeS
 	return runFakeEnv(t, ctx, cfg, src, setup, nil)
 }
 
-func runFakeEnv(t *testing.T, ctx context.Context, cfg ScanConfig, src *fakeSource, setup func(*fakePeer), unreachable func(netip.Addr) string) (ScanOutcome, *fakePeer, []event.Event, error) {
+func runFakeEnv(t *testing.T, ctx context.Context, cfg ScanConfig, src *fakeSource, setup func(*fakePeer), unreachable func(netip.Addr) (string, string)) (ScanOutcome, *fakePeer, []event.Event, error) {
 	peer := newFakePeer(t, src)
 	if setup != nil {
 		setup(peer)
@@ -174,9 +181,9 @@ func runFakeEnv(t *testing.T, ctx context.Context, cfg ScanConfig, src *fakeSour
 
 func checkLedger(t *testing.T, l event.ScanLedger) {
 	t.Helper()
-	if sum := l.Answered + l.AnsweredRetry + l.Silent + l.KernelDropped + l.NoNeighbour + l.Interrupted; sum != l.Probes {
-		t.Errorf("ledger: %d answered + %d after retry + %d silent + %d dropped + %d no neighbour + %d interrupted = %d, want %d probes",
-			l.Answered, l.AnsweredRetry, l.Silent, l.KernelDropped, l.NoNeighbour, l.Interrupted, sum, l.Probes)
+	if sum := l.Answered + l.AnsweredRetry + l.Silent + l.KernelDropped + l.NeverLeft + l.OurFirewall + l.Interrupted; sum != l.Probes {
+		t.Errorf("ledger: %d answered + %d after retry + %d silent + %d dropped + %d never left + %d refused + %d interrupted = %d, want %d probes",
+			l.Answered, l.AnsweredRetry, l.Silent, l.KernelDropped, l.NeverLeft, l.OurFirewall, l.Interrupted, sum, l.Probes)
 	}
 	if sum := l.Open + l.Closed + l.Filtered + l.Undecided; sum != l.Probes {
 		t.Errorf("ledger: %d open + %d closed + %d filtered + %d undecided = %d, want %d", l.Open, l.Closed, l.Filtered, l.Undecided, sum, l.Probes)
@@ -598,9 +605,9 @@ func TestScanNoNeighbour(t *testing.T) {
 			p.reply = func(sp sentProbe) (uint32, time.Duration, bool) {
 				return sp.seq + 1, 0, sp.dst.Addr() == netip.MustParseAddr("198.51.100.2")
 			}
-		}, func(a netip.Addr) string {
+		}, func(a netip.Addr) (string, string) {
 			asked[a]++
-			return "no ARP answer"
+			return "no-neighbour", "no ARP answer"
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -609,7 +616,7 @@ func TestScanNoNeighbour(t *testing.T) {
 			t.Errorf("asked about %v, want 198.51.100.3 once", asked)
 		}
 		l := out.Ledger
-		if l.NoNeighbour != 10 || l.Silent != 1 || l.Closed != 9 || l.Undecided != 10 {
+		if l.NeverLeft != 10 || l.Silent != 1 || l.Closed != 9 || l.Undecided != 10 {
 			t.Errorf("ledger %+v: want .3's 10 ports undecided, .2's port 4 silent", l)
 		}
 		for _, r := range out.Results {
