@@ -59,6 +59,7 @@ func probeCommand() *cli.Command {
 			&cli.StringFlag{Name: "timeout", Usage: "wait `DURATION` for each answer (default: adaptive like nmap: 1s until a round trip is measured — an ICMP echo first, unless --no-echo — then SRTT+4·RTTVAR within 100ms-10s)"},
 			&cli.StringFlag{Name: "retries", Usage: "retransmit an unanswered probe `N` times before calling it silent (default: 1; a scan: at most 10, as nmap's --max-retries, and only while retries still get answers)"},
 			&cli.StringFlag{Name: "rate", Usage: "a scan sends `PPS` packets per second at most (token bucket; default 10000)"},
+			&cli.BoolFlag{Name: "why", Usage: "after the results, what could explain silence: the route, interface and link state, source address, the next hop's ARP/ND entry, our own output firewall (nftables), the ICMP errors seen"},
 			&cli.StringFlag{Name: "shard", Usage: "scan only part `I/N` of a fixed permutation of targets × ports (zmap's --shards; the N parts make the whole)"},
 			&cli.BoolFlag{Name: "no-echo", Usage: "do not send one ICMP echo request first (its reply seeds the adaptive timeout, as nmap's host discovery does)"},
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (docs/json.md)"},
@@ -111,6 +112,15 @@ func runProbe(c *cli.Context) error {
 	out, err := probe.Run(c.Context, cfg, env)
 	if ferr := finish(); ferr != nil && err == nil {
 		err = ferr
+	}
+	if c.Bool("why") {
+		var icmp []string
+		for _, r := range out.Results {
+			if r.From != "" {
+				icmp = append(icmp, fmt.Sprintf("%d/tcp %s from %s", r.Port, r.Reason, r.From))
+			}
+		}
+		printWhy(whyWriter(c), []netip.Addr{cfg.Addr}, iface, cfg.Src, icmp)
 	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -785,6 +795,23 @@ func runScan(c *cli.Context) error {
 	if text {
 		r.finish(out)
 	}
+	if c.Bool("why") {
+		var dsts []netip.Addr
+		for _, rg := range cfg.Ranges {
+			dsts = append(dsts, rg.First)
+		}
+		icmp := map[string]int{}
+		for _, res := range out.Results {
+			if res.From != "" {
+				icmp[res.Reason+" from "+res.From]++
+			}
+		}
+		var seen []string
+		for _, k := range slices.Sorted(maps.Keys(icmp)) {
+			seen = append(seen, fmt.Sprintf("%s (%s)", k, plural(icmp[k], "port")))
+		}
+		printWhy(whyWriter(c), dsts, iface, src, seen)
+	}
 	if js != nil && js.Err() != nil && err == nil {
 		err = js.Err()
 	}
@@ -798,6 +825,71 @@ func runScan(c *cli.Context) error {
 		return exitCode(ExitNone)
 	}
 	return nil
+}
+
+// whyWriter is where --why writes: the output in text, stderr with --json
+// (its lines are not events).
+func whyWriter(c *cli.Context) io.Writer {
+	if c.Bool("json") {
+		return c.App.ErrWriter
+	}
+	return c.App.Writer
+}
+
+// printWhy prints the checks of --why for each destination: what this host
+// does with a packet to it, and what came back.
+func printWhy(w io.Writer, dsts []netip.Addr, iface string, src netip.Addr, icmp []string) {
+	fmt.Fprintln(w, "\nwhy (what could keep answers away):")
+	for _, dst := range dsts {
+		var s netip.Addr
+		if src.IsValid() && src.Is4() == dst.Is4() {
+			s = src
+		}
+		route, err := capture.Lookup(dst, iface, s)
+		if err != nil {
+			fmt.Fprintf(w, "  route to %v: %v\n", dst, err)
+			continue
+		}
+		fmt.Fprintf(w, "  route to %v: interface %s, source %v, MTU %d\n", dst, route.IfName, route.Src, route.MTU)
+		h, err := capture.LookupNextHop(dst)
+		switch {
+		case err != nil:
+			fmt.Fprintf(w, "  next hop: %v\n", err)
+		default:
+			hop := "the host itself, on the link"
+			if h.Addr != dst {
+				hop = fmt.Sprintf("gateway %v", h.Addr)
+			}
+			state := h.State
+			if state == "" {
+				state = "no entry (nothing sent there yet)"
+			}
+			fmt.Fprintf(w, "  link %s: %s", h.IfName, h.LinkState)
+			if h.LinkDown {
+				fmt.Fprint(w, " — down or no carrier: nothing leaves by it")
+			}
+			fmt.Fprintf(w, "\n  next hop: %s; neighbour entry %s", hop, state)
+			if h.Unresolved() {
+				fmt.Fprint(w, " — it never answered ARP/neighbour discovery: our packets do not leave")
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	chains, err := capture.OutputChains()
+	switch {
+	case err != nil:
+		fmt.Fprintf(w, "  our output firewall: cannot read it: %v\n", err)
+	case len(chains) == 0:
+		fmt.Fprintln(w, "  our output firewall: no nftables chain on the output hook")
+	default:
+		fmt.Fprintf(w, "  our output firewall (nftables output hook, may drop what we send): %s\n", strings.Join(chains, "; "))
+	}
+	fmt.Fprintln(w, "  capabilities: the raw and packet sockets opened (CAP_NET_RAW)")
+	if len(icmp) == 0 {
+		fmt.Fprintln(w, "  ICMP errors seen: none")
+	} else {
+		fmt.Fprintf(w, "  ICMP errors seen: %s\n", strings.Join(icmp, ", "))
+	}
 }
 
 // scanText prints a scan as nmap does: per host the open and filtered ports

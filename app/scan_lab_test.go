@@ -302,9 +302,12 @@ func TestScanLabNoNeighbour(t *testing.T) {
 			t.Errorf("%s: ledger %v", target, led)
 		}
 	}
-	r := runClient(t, l, binary(t), "probe", "198.51.100.2", "198.51.100.201", "-p", "80-81")
-	if !strings.Contains(r.stdout, "198.51.100.201: 2 ports undecided: the next hop 198.51.100.201 on veth0 never answered ARP") {
-		t.Errorf("no reason for the absent host:\n%s", r.stdout)
+	r := runClient(t, l, binary(t), "probe", "198.51.100.2", "198.51.100.201", "-p", "80-81", "--why")
+	for _, want := range []string{"198.51.100.201: 2 ports undecided: the next hop 198.51.100.201 on veth0 never answered ARP",
+		"it never answered ARP/neighbour discovery: our packets do not leave"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("no %q:\n%s", want, r.stdout)
+		}
 	}
 }
 
@@ -333,6 +336,14 @@ func TestScanLabOwnHost(t *testing.T) {
 			t.Errorf("port %d: %s %s, want %s %s", p, g.state, g.reason, want.state, want.reason)
 		}
 	}
+	r := runClient(t, l, binary(t), "probe", l.ServerV4.String(), "-p", "80-84", "--why", "--rate", "1000")
+	for _, want := range []string{"our output firewall (nftables output hook, may drop what we send): inet tcpshake_scan_test out (1 rules, policy accept)",
+		"route to 198.51.100.2: interface veth0, source 198.51.100.1", "link veth0: UP", "81/tcp    undecided  our-firewall",
+		"ICMP errors seen: admin-prohibited from 198.51.100.2 (1 port), port-unreach from 198.51.100.2 (1 port)"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("--why does not say %q:\n%s", want, r.stdout)
+		}
+	}
 	exec.Command("ip", "netns", "exec", l.ClientNS, "nft", "delete", "table", "inet", "tcpshake_scan_test").Run()
 
 	if out, err := exec.Command("ip", "-n", l.ServerNS, "link", "set", l.ServerIf, "down").CombinedOutput(); err != nil {
@@ -345,8 +356,10 @@ func TestScanLabOwnHost(t *testing.T) {
 			t.Errorf("%v: %s %s, want undecided link-down", ap, r.state, r.reason)
 		}
 	}
-	r := runClient(t, l, binary(t), "probe", l.ServerV4.String(), "-p", "1-20", "--rate", "1000")
-	if !strings.Contains(r.stdout, "20 ports undecided: the link veth0 is down") {
-		t.Errorf("no reason for the silent host:\n%s", r.stdout)
+	r = runClient(t, l, binary(t), "probe", l.ServerV4.String(), "-p", "1-20", "--rate", "1000", "--why")
+	for _, want := range []string{"20 ports undecided: the link veth0 is down", "— down or no carrier: nothing leaves by it", "our output firewall: no nftables chain"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("no %q:\n%s", want, r.stdout)
+		}
 	}
 }

@@ -77,3 +77,6 @@ func (h NextHop) Unresolved() bool { return false }
 
 // LookupNextHop returns an error on this system.
 func LookupNextHop(dst netip.Addr) (NextHop, error) { return NextHop{}, errNotLinux }
+
+// OutputChains returns an error on this system.
+func OutputChains() ([]string, error) { return nil, errNotLinux }
