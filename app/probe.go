@@ -107,6 +107,7 @@ func runProbe(c *cli.Context) error {
 	defer live.Close()
 	env := live.Env()
 	env.Sender = routeSender{env.Sender}
+	env.Unreachable = unresolvedHop
 	var finish func() error
 	env.Sink, finish = record(c, live.Matcher, sink(c), route.IfName)
 	out, err := probe.Run(c.Context, cfg, env)

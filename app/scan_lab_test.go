@@ -356,6 +356,16 @@ func TestScanLabOwnHost(t *testing.T) {
 			t.Errorf("%v: %s %s, want undecided link-down", ap, r.state, r.reason)
 		}
 	}
+	// A single probe says it as well.
+	r = runClient(t, l, binary(t), "probe", l.ServerV4.String(), "-p", "81", "--json")
+	for _, ev := range jsonEvents(t, r.stdout) {
+		if ev["type"] == "result" && (ev["state"] != "undecided" || ev["reason"] != "link-down") {
+			t.Errorf("single probe with the link down: %v", ev)
+		}
+		if ev["type"] == "warning" && !strings.Contains(ev["message"].(string), "the link veth0 is down") {
+			t.Errorf("warning: %v", ev)
+		}
+	}
 	r = runClient(t, l, binary(t), "probe", l.ServerV4.String(), "-p", "1-20", "--rate", "1000", "--why")
 	for _, want := range []string{"20 ports undecided: the link veth0 is down", "— down or no carrier: nothing leaves by it", "our output firewall: no nftables chain"} {
 		if !strings.Contains(r.stdout, want) {

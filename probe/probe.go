@@ -50,6 +50,11 @@ type Env struct {
 	Sink    event.Sink
 	Now     func() time.Time
 	Rand    func() uint32 // ISNs, source ports, IP IDs
+	// Unreachable, when set, is asked at the end of a run that got no
+	// answer at all: a non-empty reason (e.g. "link-down", "no-neighbour")
+	// and why in words mean our probes never left this host, so the silent
+	// ports are undecided, not filtered (see ScanEnv.Unreachable).
+	Unreachable func(peer netip.Addr) (reason, why string)
 }
 
 // Outcome is what a probe run found.
@@ -578,6 +583,12 @@ func (r *runner) step(dir string, seg *craft.Segment, at time.Time) event.Step {
 // ended early, or nil.
 func (r *runner) finish(ports []*port, err error) Outcome {
 	var out Outcome
+	reason, why := "", ""
+	if r.recv == 0 && r.sent > 0 && r.env.Unreachable != nil {
+		if reason, why = r.env.Unreachable(r.cfg.Addr); reason != "" {
+			r.env.Sink.Emit(event.Warning{Message: fmt.Sprintf("%v: %s", r.cfg.Addr, why)})
+		}
+	}
 	for _, pt := range ports {
 		res := pt.result
 		if pt.best == rankUnset {
@@ -585,6 +596,10 @@ func (r *runner) finish(ports []*port, err error) Outcome {
 			if err != nil {
 				res = r.undecided(pt, err)
 			}
+		}
+		if reason != "" && pt.best <= rankNone {
+			res = r.baseResult(pt)
+			res.State, res.Reason = "undecided", reason
 		}
 		res.Sent, res.Received = pt.sent, pt.received
 		if res.State == "open" {
