@@ -72,6 +72,7 @@ func TestBadInput(t *testing.T) {
 		{"multicast in a scan", []string{"probe", "127.0.0.1", "ff02::1", "-p", "80"}, "multicast"},
 		{"bad shard", []string{"probe", "127.0.0.1", "-p", "80", "--shard", "5/4"}, "--shard 5/4"},
 		{"zero rate", []string{"probe", "127.0.0.1", "-p", "80", "--rate", "0"}, "--rate 0"},
+		{"scan too large", []string{"probe", "127.0.0.0/16", "-p", "1-100"}, "at most 4194304"},
 		{"unknown option flag", []string{"probe", "127.0.0.1", "-p", "80", "--bogus"}, "bogus"},
 		{"bad raw option", []string{"probe", "127.0.0.1", "-p", "80", "--option", "2:zz"}, "--option"},
 		{"bad data escape", []string{"probe", "127.0.0.1", "-p", "80", "--data", `\q`}, "--data"},

@@ -518,7 +518,10 @@ func scanConfig(c *cli.Context) (probe.ScanConfig, string, error) {
 		hosts += r.N
 	}
 	if hosts > probe.MaxScanHosts {
-		return cfg, "", usagef("%d hosts: one scan takes at most %d; split it (or use --shard)", hosts, probe.MaxScanHosts)
+		return cfg, "", usagef("%d hosts: one scan takes at most %d; split the targets", hosts, probe.MaxScanHosts)
+	}
+	if n := hosts * uint64(len(cfg.Ports)); n > probe.MaxScanProbes {
+		return cfg, "", usagef("%d hosts × %s = %d probes: one scan takes at most %d (it keeps 10 bytes for each); split the targets", hosts, plural(len(cfg.Ports), "port"), n, probe.MaxScanProbes)
 	}
 	p := numParser{c: c}
 	cfg.Rate = defaultRate

@@ -216,6 +216,9 @@ func newScan(cfg ScanConfig, env ScanEnv) (*scan, error) {
 		return nil, fmt.Errorf("probe: %d hosts; one scan takes at most %d", s.hosts, MaxScanHosts)
 	}
 	n := s.hosts * s.nports
+	if n > MaxScanProbes {
+		return nil, fmt.Errorf("probe: %d hosts × %d ports = %d probes; one scan takes at most %d", s.hosts, s.nports, n, MaxScanProbes)
+	}
 	s.perm = newPermutation(n)
 	s.state, s.tries, s.sent = make([]uint8, n), make([]uint8, n), make([]uint32, 2*n)
 	s.tally = make([]ScanHost, s.hosts)

@@ -70,8 +70,12 @@ func put64(b []byte, v uint64) {
 }
 
 // MaxScanHosts bounds how many addresses one scan takes (a /16 of IPv4, or
-// an IPv6 /112), so that its per-port state stays small.
-const MaxScanHosts = 1 << 16
+// an IPv6 /112), and MaxScanProbes how many (host, port) pairs: a scan keeps
+// 10 bytes for each, so at most 40 MiB.
+const (
+	MaxScanHosts  = 1 << 16
+	MaxScanProbes = 1 << 22
+)
 
 // ParseScanTarget reads one target argument: a host address, a prefix
 // (198.51.100.0/28, 2001:db8::/120) or a range (198.51.100.2-17,
