@@ -281,19 +281,20 @@ func (l *Listener) Run(ctx context.Context, env ListenEnv, done func(Ended)) err
 		l.mu.Lock()
 		l.owned[k] = true
 		l.mu.Unlock()
+		s, env := l.begin(syn, cfg, accepted)
 		wg.Add(1)
 		held.Add(1)
-		go func(n int) {
+		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			e := l.serve(ctx, syn, cfg, n, held.Done)
+			e := l.serve(ctx, s, env, held.Done)
 			if done != nil {
 				done(e)
 			}
 			if e.Err != nil {
 				fail(e.Err)
 			}
-		}(accepted)
+		}()
 	}
 	// Every connection is accepted: once each holds its own 4-tuple (its
 	// handshake is past), the port's guard goes, and new clients are
@@ -319,22 +320,33 @@ func (l *Listener) Backlogged() uint64 {
 	return l.backlog
 }
 
-// serve runs connection n (counted from 1) from its first SYN to its end;
-// Run has marked its 4-tuple owned. accepted is called once the handshake
-// is past (the session holds its own 4-tuple, or has failed).
-func (l *Listener) serve(ctx context.Context, syn capture.Reply, cfg SessionConfig, n int, accepted func()) Ended {
-	k := capture.Key{Local: cfg.Local, Remote: cfg.Remote}
+// begin opens connection n (counted from 1) from its first SYN, in Run's
+// goroutine, and answers it: the SYN-ACK leaves before any goroutine of the
+// connection is scheduled.
+func (l *Listener) begin(syn capture.Reply, cfg SessionConfig, n int) (*Session, SessionEnv) {
 	env := l.env.SessionEnv
 	if l.env.Lane != nil {
-		env.Sink = l.env.Lane(n, k)
+		env.Sink = l.env.Lane(n, capture.Key{Local: cfg.Local, Remote: cfg.Remote})
 	}
 	s := NewPassiveSession(cfg, env, Teaching{DropSYN: l.cfg.DropSYN, NoAck: l.cfg.NoAck, Cookies: l.cookies, Manual: l.cfg.Manual != nil})
+	s.teach.beginErr = s.AcceptSYN(syn)
+	return s, env
+}
+
+// serve runs a connection begun by begin to its end; Run has marked its
+// 4-tuple owned. accepted is called once the handshake is past (the
+// session holds its own 4-tuple, or has failed).
+func (l *Listener) serve(ctx context.Context, s *Session, env SessionEnv, accepted func()) Ended {
+	k := capture.Key{Local: s.cfg.Local, Remote: s.cfg.Remote}
 	defer func() {
 		l.mu.Lock()
 		delete(l.owned, k)
 		l.mu.Unlock()
 	}()
-	err := s.Accept(ctx, syn)
+	err := s.teach.beginErr
+	if err == nil {
+		err = s.Established(ctx)
+	}
 	accepted()
 	switch {
 	case err == nil && l.cfg.Manual != nil:

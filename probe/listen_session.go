@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"tcpshake/capture"
 	"tcpshake/craft"
+	"tcpshake/event"
 	"tcpshake/probe/tcpstate"
 )
 
@@ -29,6 +31,7 @@ type Teaching struct {
 type teaching struct {
 	cookies   *CookieJar
 	manual    bool
+	beginErr  error          // how AcceptSYN ended (the listener's begin)
 	synAck    *craft.Segment // shell --listen: the SYN-ACK SynAck will send, and its words
 	synAckWhy []string
 	dropSYN   int       // SYNs still to ignore (--drop-syn): the client's kernel retransmits them
@@ -67,14 +70,39 @@ func (s *Session) Passive() bool { return s.passive }
 // client's ACK. It returns once the connection is established, or with why
 // not (the client reset it, went silent, or the timeout passed).
 func (s *Session) Accept(ctx context.Context, syn capture.Reply) error {
+	if err := s.AcceptSYN(syn); err != nil {
+		return err
+	}
+	return s.Established(ctx)
+}
+
+// AcceptSYN is the first half of Accept, which never waits: it begins the
+// session and answers the client's SYN (our SYN-ACK is out when it
+// returns, unless a teaching switch or the shell holds it back). The
+// listener calls it in its own goroutine, the rest (Established) in the
+// connection's: the SYN-ACK waits for no goroutine to be scheduled.
+func (s *Session) AcceptSYN(syn capture.Reply) error {
 	if s.start.IsZero() {
 		s.SetEpoch(syn.Time)
 	}
+	// Nothing is rendered on the way to our SYN-ACK: the events wait at a
+	// gate until it is out, then go in their order.
+	g := &gate{next: s.env.Sink}
+	s.env.Sink = g
 	if err := s.Begin("listen"); err != nil {
+		g.open()
 		return err
 	}
 	s.handle(syn)
+	g.open()
 	s.teach.first, s.teach.firstSeq = syn.Time, syn.Packet.Seg.Seq
+	return nil
+}
+
+// Established is the second half of Accept: it holds the connection's own
+// guard rule and waits for the client's ACK (in the shell, it returns at
+// once: the user answers).
+func (s *Session) Established(ctx context.Context) error {
 	if s.teach.manual {
 		if s.env.Guard != nil {
 			return s.holdGuard()
@@ -124,16 +152,47 @@ func (s *Session) WaitEstablished(ctx context.Context) error {
 }
 
 // streamBuffer is how many packets the session's stream holds: 4096 for a
-// client (a burst of a large window), and for a server as many as the
-// window it advertises can bring, twice over (our own copies too), at
-// least 512: the stream is made after the client's SYN arrived, and its
-// buffer (440 bytes a packet) is allocated on the way to our SYN-ACK.
+// client (a burst of a large window), and for a server four times as many
+// segments as the window it advertises can bring (its own copies too), at
+// least 128: the stream is made after the client's SYN arrived, and its
+// buffer (440 bytes a packet) is allocated on the way to our SYN-ACK (512
+// entries cost about 70 µs there).
 func (s *Session) streamBuffer() int {
 	if !s.passive || s.cfg.SYN.WScale >= 0 {
 		return 4096
 	}
 	mss := max(int(s.cfg.SYN.MSS), 536)
-	return max(512, min(4096, 4*int(s.cfg.Window)/mss))
+	return max(128, min(4096, 4*int(s.cfg.Window)/mss))
+}
+
+// gate holds events until it is opened, then passes them on in order
+// (Accept: the SYN-ACK does not wait for the renderer).
+type gate struct {
+	next   event.Sink
+	mu     sync.Mutex
+	held   []event.Event
+	opened bool
+}
+
+func (g *gate) Emit(e event.Event) {
+	g.mu.Lock()
+	if !g.opened {
+		g.held = append(g.held, e)
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Unlock()
+	g.next.Emit(e)
+}
+
+func (g *gate) open() {
+	g.mu.Lock()
+	held := g.held
+	g.held, g.opened = nil, true
+	for _, e := range held {
+		g.next.Emit(e)
+	}
+	g.mu.Unlock()
 }
 
 // sameFirstSYN reports whether rep is the very frame Accept began with,
