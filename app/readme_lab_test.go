@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -121,6 +122,10 @@ var readmeExit = map[string]struct {
 //   - the completion and man-page lines run the tcpshake side of their pipe or
 //     redirection: the other side installs into system and user directories
 //     (a redirection into the scratch directory stays);
+//   - a command that runs until Ctrl-C (watch without --duration or
+//     --count) gets its interrupt after curl fetched the lab's page, as the
+//     README says ("while curl runs"), and must have shown ESTABLISHED;
+//   - the demo runs beside the other commands, in a directory of its own;
 //   - the files the examples read are made first: big.bin (100 KB of random
 //     bytes), capture.pcap (tcpdump on the client's link during three
 //     handshakes, two to port 80, one of them from port 40000) and
@@ -160,6 +165,33 @@ func TestReadmeRuns(t *testing.T) {
 	})
 	madeCaptures := false
 	start := time.Now()
+	// The demo builds its own lab and takes the longest: it runs beside the
+	// other commands, in a directory of its own (its ./tcpshake is in use
+	// while the install line builds the other).
+	var demo readmeCmd
+	demoDone := make(chan runResult, 1)
+	for _, c := range cmds {
+		if strings.Contains(c.text, "lab demo") {
+			demo = c
+		}
+	}
+	if demo.text != "" {
+		dir := filepath.Join(work, "demo")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		run, _ := readmePlan(demo.text, l, repo, dir, demoName)
+		ended := make(chan struct{})
+		go func() {
+			defer close(ended)
+			r, err := execReadme(l, run, dir, env, "", nil, nil)
+			if err != nil {
+				r.code, r.stderr = -1, err.Error()
+			}
+			demoDone <- r
+		}()
+		t.Cleanup(func() { <-ended }) // before the lab it built is swept
+	}
 	for _, c := range cmds {
 		name := fmt.Sprintf("line%d", c.line)
 		t.Run(name, func(t *testing.T) {
@@ -186,7 +218,22 @@ func TestReadmeRuns(t *testing.T) {
 					want = e.code
 				}
 			}
-			r := runReadme(t, l, run, work, env, stdin, c.sample != nil)
+			var meanwhile func()
+			if untilCtrlC(run) {
+				// "while curl runs": curl fetches the lab's page, then
+				// Ctrl-C; the watch must have seen the connection.
+				meanwhile = func() {
+					if r := runClient(t, l, "curl", "-s", "-o", "/dev/null", fmt.Sprintf("http://%v/", l.ServerV4)); r.code != 0 {
+						t.Errorf("curl: exit %d: %s", r.code, r.stderr)
+					}
+				}
+			}
+			var r runResult
+			if c.text == demo.text {
+				r = <-demoDone // started first, in its own directory: it runs meanwhile
+			} else {
+				r = runReadme(t, l, run, work, env, stdin, c.sample != nil, meanwhile)
+			}
 			t.Logf("README line %d: %s\n  ran: %s\n  exit %d in %v", c.line, c.text, run, r.code, r.elapsed.Round(time.Millisecond))
 			if r.code != want {
 				hint := ""
@@ -196,6 +243,9 @@ func TestReadmeRuns(t *testing.T) {
 				t.Fatalf("README line %d: %s\nexit %d, want %d%s\nstdout:\n%s\nstderr:\n%s", c.line, c.text, r.code, want, hint, r.stdout, r.stderr)
 			}
 			out := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+			if meanwhile != nil && !strings.Contains(r.stdout, "ESTABLISHED") {
+				t.Errorf("README line %d: %s: while curl ran it showed no ESTABLISHED:\n%s\n%s", c.line, c.text, r.stdout, r.stderr)
+			}
 			if c.sample != nil {
 				compareSample(t, c, out)
 				return
@@ -249,22 +299,42 @@ func readmePlan(text string, l lab.Lab, repo, work, demoName string) (run, stdin
 }
 
 // runReadme runs the shell command run in the lab's client namespace, on a
-// pseudo-terminal of readmeCols columns when tty is set.
-func runReadme(t *testing.T, l lab.Lab, run, dir string, env []string, stdin string, tty bool) runResult {
+// pseudo-terminal of readmeCols columns when tty is set; see execReadme.
+func runReadme(t *testing.T, l lab.Lab, run, dir string, env []string, stdin string, tty bool, meanwhile func()) runResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	var term *os.File
+	var done <-chan []byte
+	if tty {
+		var m *os.File
+		m, term = ptytest.Open(t, readmeCols)
+		done = ptytest.ReadAll(m)
+	}
+	r, err := execReadme(l, run, dir, env, stdin, term, meanwhile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done != nil {
+		r.stdout = ansi.ReplaceAllString(string(<-done), "")
+	}
+	return r
+}
+
+// execReadme runs run with bash in the lab's client namespace, its stdout on
+// term when given (the caller reads it). A command that runs until Ctrl-C
+// gets meanwhile: once it says "Ctrl-C to stop" on stderr, meanwhile runs,
+// and then the command gets SIGINT, as from the terminal.
+func execReadme(l lab.Lab, run, dir string, env []string, stdin string, term *os.File, meanwhile func()) (runResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", run)
 	cmd.Dir, cmd.Env = dir, env
 	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	var done <-chan []byte
-	var term *os.File
-	if tty {
-		m, s := ptytest.Open(t, readmeCols)
-		cmd.Stdout, term = s, s
-		done = ptytest.ReadAll(m)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out bytes.Buffer
+	errb := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = &out, errb
+	if term != nil {
+		cmd.Stdout = term
 	}
 	begin := time.Now()
 	err := lab.Do(l.ClientNS, cmd.Start)
@@ -272,23 +342,50 @@ func runReadme(t *testing.T, l lab.Lab, run, dir string, env []string, stdin str
 		term.Close() // the command holds its own copy
 	}
 	if err != nil {
-		t.Fatalf("start %q: %v", run, err)
+		return runResult{}, fmt.Errorf("start %q: %w", run, err)
+	}
+	if meanwhile != nil {
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(errb.String(), "Ctrl-C to stop") && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		meanwhile()
+		time.Sleep(200 * time.Millisecond)
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
 	}
 	err = cmd.Wait()
-	r := runResult{elapsed: time.Since(begin), stderr: errb.String()}
-	if done != nil {
-		r.stdout = ansi.ReplaceAllString(string(<-done), "")
-	} else {
-		r.stdout = out.String()
-	}
+	r := runResult{elapsed: time.Since(begin), stderr: errb.String(), stdout: out.String()}
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee) && ee.ExitCode() >= 0:
 		r.code = ee.ExitCode()
 	case err != nil:
-		t.Fatalf("run %q: %v (stderr %s)", run, err, errb.String())
+		return r, fmt.Errorf("run %q: %v (stderr %s)", run, err, r.stderr)
 	}
-	return r
+	return r, nil
+}
+
+// syncBuffer is a bytes.Buffer read while the command writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// untilCtrlC: the command runs until it is interrupted (watch without
+// --duration or --count).
+func untilCtrlC(run string) bool {
+	return strings.Contains(run, "tcpshake watch") && !strings.Contains(run, "--duration") && !strings.Contains(run, "--count")
 }
 
 var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
@@ -403,6 +500,11 @@ func checkFirstLine(t *testing.T, c readmeCmd, run string, out []string) {
 	case sub == "analyze":
 		if strings.Join(strings.Fields(first), " ") != "# CLIENT SERVER C>S PKT/BYTES S>C PKT/BYTES START DURATION OPENED CLOSED RETRANS OOO" {
 			fail("the conversation table's heading")
+		}
+	case sub == "watch":
+		// As the README's sample: "0.000097  A:P → B:P  SYN-SENT → ESTABLISHED".
+		if !regexp.MustCompile(`^[0-9]+\.[0-9]{6} +(\S+ )?\S+ → \S+ +[A-Z-]+ → [A-Z-]+`).MatchString(first) {
+			fail("a state change: time, the connection, from → to")
 		}
 	case sub == "completion", sub == "man":
 		if strings.TrimSpace(first) == "" {
