@@ -586,3 +586,27 @@ func TestShellListen(t *testing.T) {
 		}
 	}
 }
+
+// TestListenObserve reads the client's kernel states from its namespace
+// (--observe-netns): its socket is read, and where a reading falls in time
+// it agrees with the state inferred for the client (or is ahead of it),
+// never another (steps between two readings stay undecided).
+func TestListenObserve(t *testing.T) {
+	l := labtest.New(t)
+	out := echoOnce(t, l, "--observe-netns", l.ClientNS)
+	read := 0
+	for _, ev := range jsonEvents(t, out) {
+		if ev["type"] != "step" {
+			continue
+		}
+		if st, _ := ev["observed_state"].(string); st != "" {
+			read++
+		}
+		if ev["direction"] != "note" && ev["observed_agreement"] == "differs" {
+			t.Errorf("the client's kernel said %v, inferred %v: %v", ev["observed_state"], ev["remote_state"], ev["explain"])
+		}
+	}
+	if read == 0 {
+		t.Errorf("the client's kernel was never read:\n%s", out)
+	}
+}
