@@ -58,6 +58,7 @@ func listenCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen-timeout", Value: "60s", Usage: "stop when no client connects within `DURATION`"},
 			&cli.StringFlag{Name: "drop-syn", Value: "0", Usage: "ignore each client's first `N` SYNs, so its kernel retransmits them (1 s, 2 s, 4 s…: RFC 6298's backoff)"},
 			&cli.BoolFlag{Name: "no-ack", Usage: "leave the client's first data segment unacknowledged, as if it were lost: its kernel retransmits it"},
+			&cli.BoolFlag{Name: "step", Usage: "before each segment we send, show it and wait for Enter (connections one at a time)"},
 			&cli.BoolFlag{Name: "syn-cookie", Usage: "answer each SYN with a SYN cookie (RFC 4987) and keep no state until the client's ACK brings it back; the cookie's bits are explained"},
 		),
 		Action: runListen,
@@ -111,6 +112,17 @@ func runListen(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.Bool("step") {
+		// --step prompts between steps: the story is rendered as it comes,
+		// one connection at a time.
+		lc.Parallel = 1
+		plain, err := sessionSinkTo(c, c.App.Writer, tty)
+		if err != nil {
+			return err
+		}
+		lc.Stepper = newStepper(c.Context, c.App.ErrWriter, os.Stdin)
+		return listenWith(c, lc, plain, func() {})
+	}
 	if lc.Parallel > 1 && !c.Bool("json") {
 		inner = &laneRouter{lanes: map[string]event.Sink{}, whole: inner,
 			make: func(prefix string) (event.Sink, error) {
@@ -159,7 +171,7 @@ func listenWith(c *cli.Context, lc probe.ListenConfig, sink event.Sink, flush fu
 		return err
 	}
 	closers = append(closers, live.Close)
-	env := probe.ListenEnv{SessionEnv: probe.SessionEnv{Env: live.Env()}}
+	env := probe.ListenEnv{SessionEnv: probe.SessionEnv{Env: live.Env(), Stepper: lc.Stepper}}
 	var finish func() error
 	env.Sink, finish = record(c, live.Matcher, sink, ifname)
 	if rec, ok := env.Sink.(*probe.Recorder); ok {

@@ -77,7 +77,9 @@ func startServer(t *testing.T, l lab.Lab, stdin string, args ...string) *listenP
 		cancel()
 		t.Fatalf("start listen: %v", err)
 	}
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		once := sync.Once{}
 		for sc.Scan() {
@@ -90,6 +92,7 @@ func startServer(t *testing.T, l lab.Lab, stdin string, args ...string) *listenP
 	go func() {
 		p.waitErr = p.cmd.Wait()
 		pw.Close()
+		<-scanned // all of stderr is in p.stderr
 		var ee *exec.ExitError
 		if errors.As(p.waitErr, &ee) {
 			p.code = ee.ExitCode()
@@ -608,5 +611,27 @@ func TestListenObserve(t *testing.T) {
 	}
 	if read == 0 {
 		t.Errorf("the client's kernel was never read:\n%s", out)
+	}
+}
+
+// TestListenStep: --step asks before each segment we send (the SYN-ACK, the
+// echo, our FIN) while the connection keeps running; the Enters come on
+// standard input.
+func TestListenStep(t *testing.T) {
+	l := labtest.New(t)
+	port := fmt.Sprint(listenPort())
+	srv := startServer(t, l, "\n\n\n\n\n", "listen", port, "--step", "--echo", "--close", "fin", "--time-wait", "0", "--timeout", "3s", "--view", "list")
+	got, _ := dialClient(t, l, port, false)
+	if code := srv.wait(t); code != 0 {
+		t.Fatalf("listen --step: status %d\n%s%s", code, srv.stdout.String(), srv.stderr.String())
+	}
+	if got != "hello\n" {
+		t.Errorf("the client got %q, want the echo", got)
+	}
+	asked := srv.stderr.String()
+	for _, f := range []string{"will send [S.]", "will send [P.]", "will send [F.]"} {
+		if !strings.Contains(asked, f) {
+			t.Errorf("--step did not ask %q:\n%s", f, asked)
+		}
 	}
 }

@@ -45,6 +45,9 @@ type ListenConfig struct {
 	// after the client's SYN, in SYN-RECEIVED, our SYN-ACK not yet sent
 	// (Session.SynAck sends it).
 	Manual func(ctx context.Context, s *Session) error
+	// Stepper, when set, asks before each segment we send (--step); the
+	// CLI passes it on in ListenEnv.
+	Stepper Stepper
 }
 
 // DefaultListenWait bounds the wait for a client: listen stops by itself.

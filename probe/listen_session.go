@@ -109,6 +109,11 @@ func (s *Session) Established(ctx context.Context) error {
 		}
 		return nil // the user answers (SynAck)
 	}
+	if s.teach.synAck != nil { // --step: the SYN-ACK waits for Enter
+		if err := s.SynAck(ctx); err != nil {
+			return err
+		}
+	}
 	if s.env.Guard != nil {
 		// The port's guard holds our kernel's RSTs back meanwhile: the
 		// SYN-ACK does not wait for the 4-tuple's rule (a netlink round
@@ -303,11 +308,13 @@ func (s *Session) acceptSYN(rep capture.Reply, seg *craft.Segment) {
 	if opts.MSS != 0 {
 		lines = append(lines, fmt.Sprintf("we offer MSS %d: the most data we accept in one segment", opts.MSS))
 	}
-	if s.teach.manual {
+	if s.teach.manual || s.env.Stepper != nil {
 		synAck.Options = append(craft.Options(nil), synAck.Options...)
 		s.teach.synAck = &synAck
 		s.teach.synAckWhy = lines
-		s.note("your turn: `synack` answers the client's SYN (its kernel waits in SYN-SENT and will repeat its SYN after 1 s)")
+		if s.teach.manual {
+			s.note("your turn: `synack` answers the client's SYN (its kernel waits in SYN-SENT and will repeat its SYN after 1 s)")
+		}
 		return
 	}
 	s.transmit(synAck, lines)
