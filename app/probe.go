@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -626,30 +627,37 @@ func (l *scanLive) Close() error {
 }
 
 // openScan finds the routes, reserves the source port on every source
-// address, and opens the senders and the receiving socket.
+// address, and opens the senders and the receiving socket. A range's route
+// is the one of its first address that is not one of ours (a /24 that holds
+// our own address would otherwise be sent via lo); the replies are read on
+// every interface, so that a range whose addresses take different ways out
+// (ours among them) loses none.
 func openScan(cfg *probe.ScanConfig, bindIface string, src netip.Addr) (*scanLive, error) {
 	l := &scanLive{}
-	ifindex, ifaces := -1, map[string]bool{}
+	ifaces := map[string]bool{}
+	local := localAddrs()
 	for i := range cfg.Ranges {
 		r := &cfg.Ranges[i]
 		var s netip.Addr
 		if src.IsValid() && src.Is4() == r.First.Is4() {
 			s = src
 		}
-		route, err := lookup(r.First, bindIface, s)
+		dst := r.First
+		for a, n := r.First, 0; n < 4 && uint64(n) < r.N; a, n = a.Next(), n+1 {
+			if !local[a] {
+				dst = a
+				break
+			}
+		}
+		route, err := lookup(dst, bindIface, s)
 		if err != nil {
 			l.Close()
 			return nil, err
 		}
 		r.Src = route.Src
 		ifaces[route.IfName] = true
-		if ifindex == -1 || ifindex == route.IfIndex {
-			ifindex = route.IfIndex
-		} else {
-			ifindex = 0 // several interfaces: read them all
-		}
 		if cfg.SYN.MSS == 0 {
-			cfg.SYN.MSS = routeMSS(route, r.First)
+			cfg.SYN.MSS = routeMSS(route, dst)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(ifaces)) {
@@ -672,7 +680,7 @@ func openScan(cfg *probe.ScanConfig, bindIface string, src netip.Addr) (*scanLiv
 	// 1 KiB of kernel memory each), so a reader that stalls that long
 	// loses nothing; what it still loses, PACKET_STATISTICS reports.
 	rcvbuf := min(max(int(cfg.Rate/4)*1024, 4<<20), 256<<20)
-	src2, err := capture.OpenScanSocket(ifindex, cfg.SPort, rcvbuf, 64)
+	src2, err := capture.OpenScanSocket(0, cfg.SPort, rcvbuf, 64)
 	if err != nil {
 		l.Close()
 		return nil, liveError(err)
@@ -710,6 +718,20 @@ func liveError(err error) error {
 		return fmt.Errorf("%w: %w", probe.ErrNeedRaw, err)
 	}
 	return err
+}
+
+// localAddrs are this host's addresses.
+func localAddrs() map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	addrs, _ := net.InterfaceAddrs()
+	for _, ia := range addrs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if a, ok := netip.AddrFromSlice(n.IP); ok {
+				out[a.Unmap()] = true
+			}
+		}
+	}
+	return out
 }
 
 // unresolvedHop says why nothing left for host when its link is down or its

@@ -222,6 +222,24 @@ func TestScanLab(t *testing.T) {
 			compareTruth(t, got, truths, 1024)
 		}
 	})
+	t.Run("own-address-in-range", func(t *testing.T) {
+		// 198.51.100.0/29 holds our own 198.51.100.1 (answered by our
+		// kernel over lo) and the server's .2-.6: the range's route is
+		// not lo, and every answer is read.
+		got, _ := scanResults(t, l, "198.51.100.0/29", "-p", "80,81")
+		for ap, g := range got {
+			want := portTruth{"closed", "reset"}
+			if ap == netip.AddrPortFrom(l.ServerV4, 80) {
+				want = portTruth{"open", "syn-ack"}
+			}
+			if g != want {
+				t.Errorf("%v: %s %s, want %s %s", ap, g.state, g.reason, want.state, want.reason)
+			}
+		}
+		if len(got) != 12 {
+			t.Errorf("%d results, want 12", len(got))
+		}
+	})
 	t.Run("shards", func(t *testing.T) {
 		union := map[netip.AddrPort]portTruth{}
 		for i := 1; i <= 4; i++ {
