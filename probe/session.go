@@ -314,11 +314,11 @@ func (s *Session) Begin(command string) error {
 			return err
 		}
 	}
-	var peerNote string
+	var peerNote, peerRead string
 	if s.passive {
 		peerNote = s.passiveNote()
 	} else {
-		peerNote = s.initialPeer()
+		peerNote, peerRead = s.initialPeer()
 	}
 	if s.env.Observer != nil {
 		o, err := s.env.Observer.Watch(s.cfg.Remote, s.cfg.Local, s.start, s.env.Sink)
@@ -335,6 +335,13 @@ func (s *Session) Begin(command string) error {
 	})
 	if s.passive {
 		s.noteAt(peerNote, s.start) // before the SYN's step, at its time
+	} else if peerRead != "" && s.obs != nil {
+		// The note tells what was read: it carries that reading, not one
+		// of the watcher's (which looks at the 4-tuple, where a listener
+		// has no socket: "CLOSED" beside LISTEN, or none before our SYN).
+		st := event.Step{Direction: "note", Explain: []string{peerNote}, Observed: peerRead, Agreement: event.Agrees}
+		s.states(&st)
+		s.emit.later(st, s.env.Now())
 	} else {
 		s.note(peerNote)
 	}
@@ -350,20 +357,22 @@ func (s *Session) Begin(command string) error {
 // initialPeer decides where the peer's model starts: LISTEN is assumed,
 // unless its kernel can be asked and has no listener of our address family
 // on the port (CLOSED).
-func (s *Session) initialPeer() string {
+// initialPeer says what the peer is before our SYN, and, when its kernel was
+// read, the state it showed.
+func (s *Session) initialPeer() (note, read string) {
 	guard := "our kernel's RSTs for this connection are held back by the guard"
 	if s.env.Guard == nil {
 		guard = "no guard: our kernel will answer the peer with RST (it knows no such connection)"
 	}
 	if s.env.Observer == nil {
-		return "we assume the peer listens on the port; " + guard
+		return "we assume the peer listens on the port; " + guard, ""
 	}
 	ok, err := s.env.Observer.Listening(s.cfg.Remote)
 	switch {
 	case err != nil:
-		return "the peer's kernel could not be asked (" + err.Error() + "); we assume it listens; " + guard
+		return "the peer's kernel could not be asked (" + err.Error() + "); we assume it listens; " + guard, ""
 	case ok:
-		return "the peer's kernel has a socket in LISTEN on the port; " + guard
+		return "the peer's kernel has a socket in LISTEN on the port; " + guard, tcpstate.Listen.String()
 	}
 	s.peer = tcpstate.NewActive()
 	s.peer.ModelWindow = true
@@ -371,7 +380,7 @@ func (s *Session) initialPeer() string {
 	if s.cfg.Remote.Addr().Is6() {
 		fam = "IPv6"
 	}
-	return fmt.Sprintf("the peer's kernel has no %s socket listening on port %d (CLOSED): expect a reset; %s", fam, s.cfg.Remote.Port(), guard)
+	return fmt.Sprintf("the peer's kernel has no %s socket listening on port %d (CLOSED): expect a reset; %s", fam, s.cfg.Remote.Port(), guard), tcpstate.Closed.String()
 }
 
 // End gives back everything Begin took: it flushes the steps still held,

@@ -142,27 +142,27 @@ func TestLabSession(t *testing.T) {
 		{
 			name: "echo, active close", port: lab.PortEcho, send: "hello\n", close: probe.CloseFIN,
 			wantData:     func(got string) bool { return got == "hello\n" },
-			wantObserved: []string{"CLOSED", "SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"},
+			wantObserved: []string{"LISTEN", "CLOSED", "SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"},
 		},
 		{
 			name: "hold, we half-close and the server stays in CLOSE-WAIT", port: lab.PortHold, send: "x", close: probe.CloseHalf,
 			wantData:     func(got string) bool { return got == "" },
-			wantObserved: []string{"CLOSED", "SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"},
+			wantObserved: []string{"LISTEN", "CLOSED", "SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"},
 		},
 		{
 			name: "echo, we half-close", port: lab.PortEcho, send: "half\n", close: probe.CloseHalf,
 			wantData:     func(got string) bool { return got == "half\n" },
-			wantObserved: []string{"CLOSED", "SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"},
+			wantObserved: []string{"LISTEN", "CLOSED", "SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"},
 		},
 		{
 			name: "http, passive close", port: lab.PortHTTP, send: "GET / HTTP/1.0\r\n\r\n", close: probe.CloseWait,
 			wantData:     func(got string) bool { return strings.HasPrefix(got, "HTTP/1.") },
-			wantObserved: []string{"CLOSED", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"},
+			wantObserved: []string{"LISTEN", "CLOSED", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"},
 		},
 		{
 			name: "half, the server half-closes first", port: lab.PortHalf, close: probe.CloseWait,
 			wantData:     func(got string) bool { return len(got) > 0 && strings.HasSuffix(got, "\n") },
-			wantObserved: []string{"CLOSED", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"},
+			wantObserved: []string{"LISTEN", "CLOSED", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"},
 			closesAtOnce: true,
 		},
 	}
