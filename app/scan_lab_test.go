@@ -4,6 +4,7 @@ package app_test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"tcpshake/internal/jsonschema"
 	"tcpshake/lab"
 	"tcpshake/lab/labtest"
 )
@@ -98,8 +100,16 @@ func scanResults(t *testing.T, l lab.Lab, args ...string) (map[netip.AddrPort]po
 	}
 	got := map[netip.AddrPort]portTruth{}
 	var summary map[string]any
+	schema := scanSchema(t)
 	sc := bufio.NewScanner(strings.NewReader(r.stdout))
-	for sc.Scan() {
+	for line := 0; sc.Scan(); line++ {
+		// The schema check is slow: every line that is not a closed port's
+		// result, and the first 200.
+		if line < 200 || !bytes.Contains(sc.Bytes(), []byte(`"state":"closed"`)) {
+			if err := schema.ValidateLine(sc.Bytes()); err != nil {
+				t.Fatalf("a line the schema refuses: %v\n%s", err, sc.Bytes())
+			}
+		}
 		var ev struct {
 			Type, Addr, State, Reason string
 			Port                      uint16
@@ -134,6 +144,20 @@ func scanResults(t *testing.T, l lab.Lab, args ...string) (map[netip.AddrPort]po
 		t.Errorf("negative minimum RTT: %v", rtt)
 	}
 	return got, summary
+}
+
+// scanSchema is docs/json-schema.json.
+func scanSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	b, err := os.ReadFile("../docs/json-schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := jsonschema.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // compareTruth checks every port of every address against the server's
