@@ -503,7 +503,19 @@ func (a *analyzer) connection(c *conv) event.Connection {
 		StartMs: nsToMs(c.first - a.start), DurationMs: nsToMs(c.last - c.first),
 		Opened: opened, Closed: c.closed(opened),
 		Retransmissions: c.retrans, OutOfOrder: c.ooo, ICMP: c.icmp,
+		Segments: c.segments(),
 	}
+}
+
+// segments is c's count by phase for the story of one conversation (--conn), nil otherwise: a table of
+// millions of rows allocates nothing per row.
+func (c *conv) segments() *event.SegmentCount {
+	if c.story == nil || c.segs.Total == 0 {
+		return nil
+	}
+	sc := c.segs
+	sc.BytesSent, sc.BytesReceived = c.data[0], c.data[1]
+	return &sc
 }
 
 // finish emits the conversations still in memory, in the order they began, and the summary.

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"tcpshake/craft"
+	"tcpshake/event"
 )
 
 // The words of event.Connection's Opened field.
@@ -110,6 +111,8 @@ type conv struct {
 	npkts          uint64
 	sides          [2]side // 0: sent by the client, 1: sent by the server
 	story          *story
+	segs           event.SegmentCount // by phase, as the teaching texts count (told with --conn)
+	data           [2]int             // new data bytes each way (not retransmitted copies)
 }
 
 // dirOf is 0 for a segment from the client, 1 from the server.
@@ -191,7 +194,12 @@ func (c *conv) observe(seg *craft.Segment, frameLen int, t int64) analysis {
 		peer.base, peer.baseSet = peer.tsBase, true
 	}
 
+	// The teaching texts' count: a bare ACK past the other side's FIN belongs to the close.
+	c.segs.Add(seg, peer.fin && f.Has(craft.ACK) && peer.finSeq.LessThan(seg.Ack))
 	out := c.sequence(s, peer, seg, t)
+	if !out.retransmission() {
+		c.data[d] += len(seg.Payload)
+	}
 	// Wireshark's iRTT: from the most recent SYN without ACK to the first ACK without SYN after it.
 	switch {
 	case f&(craft.SYN|craft.ACK) == craft.SYN:

@@ -72,6 +72,9 @@ func (t *Table) row(e event.Connection) {
 	b = cellNum(b, 9, strconv.AppendUint(n[:0], e.Retransmissions, 10))
 	b = cellNum(b, 10, strconv.AppendUint(n[:0], e.OutOfOrder, 10))
 	b = append(b, '\n')
+	if e.Segments != nil {
+		b = append(b, "segments: "+e.Segments.Words("from the client", "from the server")+"\n"...)
+	}
 	_, _ = t.W.Write(b)
 	t.buf = b
 }

@@ -23,6 +23,9 @@ type Connection struct {
 	Retransmissions uint64 `json:"retransmissions"`
 	OutOfOrder      uint64 `json:"out_of_order"`
 	ICMP            uint64 `json:"icmp_errors,omitempty"` // ICMP errors quoting the conversation's segments
+	// Segments counts the conversation's segments by phase, as the teaching texts do, with the data bytes each
+	// way (BytesSent: the client's, BytesReceived: the server's); only in the story of one conversation (--conn).
+	Segments *SegmentCount `json:"segments,omitempty"`
 }
 
 // EventType implements Event.

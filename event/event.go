@@ -184,15 +184,21 @@ type SegmentCount struct {
 	// not retransmitted copies).
 	BytesSent     int `json:"bytes_sent"`
 	BytesReceived int `json:"bytes_received"`
+
+	synced bool // Add: the handshake's third segment has passed
 }
 
 // String is the count as the texts write it: "3 (handshake) + 2 (data) +
 // 4 (close) = 9 segments for 6 bytes".
-func (c SegmentCount) String() string {
+func (c SegmentCount) String() string { return c.Words("sent", "received") }
+
+// Words is String with the words for each way's bytes: "sent" and "received" for a session, "from the client"
+// and "from the server" for a capture.
+func (c SegmentCount) Words(sent, received string) string {
 	b := c.BytesSent + c.BytesReceived
 	bytes := plural(b, "byte")
 	if c.BytesSent > 0 && c.BytesReceived > 0 {
-		bytes += fmt.Sprintf(" (%d sent, %d received)", c.BytesSent, c.BytesReceived)
+		bytes += fmt.Sprintf(" (%d %s, %d %s)", c.BytesSent, sent, c.BytesReceived, received)
 	}
 	return fmt.Sprintf("%d (handshake) + %d (data) + %d (close) = %s for %s", c.Handshake, c.Data, c.Close, plural(c.Total, "segment"), bytes)
 }

@@ -10,32 +10,9 @@ import (
 // 6 bytes"): SYNs, and the bare ACK that completes the handshake, belong to
 // the handshake; FINs, RSTs and the bare ACKs of a FIN to the close;
 // everything else (data, the ACKs of data, window updates) to the data.
-type segCount struct {
-	c      event.SegmentCount
-	synced bool // the handshake's third segment has passed
-}
+type segCount struct{ c event.SegmentCount }
 
-// add counts one segment; sent says which way it went. finAcked reports
-// whether a bare ACK covers a FIN (ours when received, the peer's when
-// sent).
-func (c *segCount) add(seg *craft.Segment, finAcked bool) {
-	f := seg.Flags
-	bare := len(seg.Payload) == 0 && !f.Has(craft.SYN) && !f.Has(craft.FIN) && !f.Has(craft.RST)
-	switch {
-	case f.Has(craft.SYN):
-		c.c.Handshake++
-	case !c.synced && bare && f.Has(craft.ACK):
-		c.synced = true
-		c.c.Handshake++
-	case f.Has(craft.FIN), f.Has(craft.RST), bare && finAcked:
-		c.synced = true
-		c.c.Close++
-	default:
-		c.synced = true
-		c.c.Data++
-	}
-	c.c.Total++
-}
+func (c *segCount) add(seg *craft.Segment, finAcked bool) { c.c.Add(seg, finAcked) }
 
 // tallySent counts a segment we sent: a bare ACK after the peer's FIN
 // acknowledges it.
