@@ -60,6 +60,7 @@ func listenCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-ack", Usage: "leave the client's first data segment unacknowledged, as if it were lost: its kernel retransmits it"},
 			&cli.BoolFlag{Name: "step", Usage: "before each segment we send, show it and wait for Enter (connections one at a time)"},
 			&cli.BoolFlag{Name: "syn-cookie", Usage: "answer each SYN with a SYN cookie (RFC 4987) and keep no state until the client's ACK brings it back; the cookie's bits are explained"},
+			quizFlag(),
 		),
 		Action: runListen,
 	}
@@ -111,6 +112,14 @@ func runListen(c *cli.Context) error {
 	inner, err := sessionSinkTo(c, bw, tty)
 	if err != nil {
 		return err
+	}
+	if err := checkQuiz(c, false); err != nil {
+		return err
+	}
+	if c.Bool("quiz") {
+		// One connection at a time: the questions follow one story.
+		lc.Parallel = 1
+		inner = withQuiz(c, inner, bw, bw.Flush)
 	}
 	if c.Bool("step") {
 		// --step prompts between steps: the story is rendered as it comes,

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"tcpshake/lab"
 	"tcpshake/lab/labtest"
@@ -67,6 +68,53 @@ func TestQuizAnalyze(t *testing.T) {
 		err := c.Run()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(o.String(), "--quiz") {
 			t.Errorf("%q: %v, want exit 2 naming --quiz:\n%s", args, err, o.String())
+		}
+	}
+}
+
+// TestQuizListen: the server's side of the teaching texts' exchange (listen --isn 2000 against handshake --isn
+// 100), quizzed from a pipe: what the client's SYN does to both ends (its ISN is the client's choice: not asked),
+// then our SYN-ACK's seq 2000 and ack 101.
+func TestQuizListen(t *testing.T) {
+	l := labtest.New(t)
+	bin := binary(t)
+	port := fmt.Sprint(randomPort())
+	srv := exec.Command(bin, "listen", port, "--isn", "2000", "--quiz", "--view", "list", "--echo", "--listen-timeout", "10s")
+	srv.Stdin = strings.NewReader("syn-received\nsyn-sent\n2000\n101\nSYN_RECV\nestablished\n")
+	var out syncBuffer
+	srv.Stdout, srv.Stderr = &out, &out
+	if err := lab.Do(l.ServerNS, srv.Start); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Wait() }()
+	t.Cleanup(func() {
+		if srv.ProcessState == nil {
+			srv.Process.Kill()
+			<-done
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "listening on port") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	r := runClient(t, l, bin, "handshake", fmt.Sprintf("%v:%s", l.ServerV4, port), "--isn", "100", "--send", "hi", "--time-wait", "0")
+	if r.code != 0 {
+		t.Errorf("client: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("listen did not end\n%s", out.String())
+	}
+	got := out.String()
+	for _, want := range []string{
+		"quiz: step 1, the peer sends [S]\n  our state after it? syn-received\n  right: SYN-RECEIVED",
+		"quiz: step 2, we send [S.]\n  seq? 2000\n  right: 2000 (relative 0)\n  ack? 101\n  right: 101 (relative 1)",
+		"quiz: 6 of 6 answers right (100%)",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("listen's output lacks %q:\n%s", want, got)
 		}
 	}
 }
