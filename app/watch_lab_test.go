@@ -18,9 +18,10 @@ import (
 
 // watcher is a running `tcpshake watch`.
 type watcher struct {
-	cmd      *exec.Cmd
-	out, err strings.Builder
-	done     chan error
+	cmd  *exec.Cmd
+	out  strings.Builder // written by exec until Wait returns
+	err  syncBuffer      // read while the watch runs
+	done chan error      // once the process ended and all its stderr was read
 }
 
 // startWatch runs the binary's watch with args and waits for its first line
@@ -37,7 +38,9 @@ func startWatch(t *testing.T, args ...string) *watcher {
 		t.Fatal(err)
 	}
 	first := make(chan string, 1)
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		n := 0
 		for sc.Scan() {
@@ -45,12 +48,13 @@ func startWatch(t *testing.T, args ...string) *watcher {
 				first <- sc.Text()
 			}
 			n++
-			w.err.WriteString(sc.Text() + "\n")
+			w.err.Write([]byte(sc.Text() + "\n"))
 		}
 	}()
 	go func() {
 		err := w.cmd.Wait()
 		pw.Close()
+		<-scanned // the last lines (the summary) are in w.err before done
 		w.done <- err
 	}()
 	select {
