@@ -153,7 +153,19 @@ func runWatch(c *cli.Context) error {
 			"a state that lasts less than that between two polls is missed, and each change is timed by the poll that saw it; Ctrl-C to stop\n",
 			reason, every, where)
 	}
-	defer src.Close()
+	// The source closes once more on the way out (the AfterFunc below may
+	// already have closed it). That close is bounded: a watch once kept
+	// running after its summary, waiting in it, and a process that exits
+	// takes its eBPF programs and ring buffer with it anyway.
+	defer func() {
+		closed := make(chan struct{})
+		go func() { src.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(2 * time.Second):
+			fmt.Fprintln(errw, "tcpshake: warning: the kernel source did not close within 2 s; exiting anyway (the kernel frees its programs with the process)")
+		}
+	}()
 	ctx := c.Context
 	if duration > 0 {
 		var cancel context.CancelFunc
