@@ -58,6 +58,7 @@ func samples() []event.Event {
 		event.Summary{Command: "handshake", Local: "CLOSED", Remote: "CLOSED", Observed: "CLOSED", BytesSent: 6, BytesReceived: 6, Retransmissions: 1, SRTTMs: 0.1, Outcome: "ok"},
 		event.Summary{Command: "rst", Outcome: "1 of 1 scenarios conform", Scenarios: []event.Scenario{scen}},
 		event.Warning{Message: "m"},
+		event.Verify{Host: "h", Addr: "a", Port: 80, Verdict: event.VerifySYNProxy, Handshake: true, SynAckWindow: u16(0), ISN: u32(7), Hello: 3, Bytes: 2, Data: event.Payload("hi"), PeerReset: true, WaitedMs: 1, Evidence: []string{"e"}, Why: "w"},
 		event.Profile{Name: "isn", Title: "ISN quality", Host: "h", Addr: "198.51.100.2", Port: 80, Rule: "RFC 6528 §3", RFC: "RFC 6528",
 			Strength: "MUST", Verdict: "deviates", Level: "MUST", Why: "constant", Class: "constant",
 			Figures: []event.Figure{{Name: "delta", Value: 0, Unit: "", Text: "no change"}},
