@@ -386,6 +386,27 @@ func TestScanLabOwnHost(t *testing.T) {
 			t.Errorf("--why does not say %q:\n%s", want, r.stdout)
 		}
 	}
+	// A single probe (the conversation view) goes on past the refused SYN
+	// as well, and calls only that port undecided.
+	r = runClient(t, l, binary(t), "probe", l.ServerV4.String(), "-p", "80-82", "--retries", "0", "--json")
+	single := map[uint16]portTruth{}
+	for _, ev := range jsonEvents(t, r.stdout) {
+		if ev["type"] == "result" {
+			single[uint16(ev["port"].(float64))] = portTruth{ev["state"].(string), ev["reason"].(string)}
+		}
+	}
+	for p := uint16(80); p <= 82; p++ {
+		want, ok := truth[p]
+		if !ok {
+			want = portTruth{"closed", "reset"}
+		}
+		if p == 81 {
+			want = portTruth{"undecided", "our-firewall"}
+		}
+		if single[p] != want {
+			t.Errorf("single probe, port %d: %v, want %v (exit %d)\n%s%s", p, single[p], want, r.code, r.stdout, r.stderr)
+		}
+	}
 	exec.Command("ip", "netns", "exec", l.ClientNS, "nft", "delete", "table", "inet", "tcpshake_scan_test").Run()
 
 	if out, err := exec.Command("ip", "-n", l.ServerNS, "link", "set", l.ServerIf, "down").CombinedOutput(); err != nil {

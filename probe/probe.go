@@ -81,6 +81,7 @@ type flight struct {
 	sends   []time.Time // every copy's send, first to last
 	real    time.Time   // when we last sent it, on the system clock
 	retrans int
+	refused bool // our own output firewall refused it (EPERM): it never left
 }
 
 // Run probes every port Count times and reports steps, results and a summary.
@@ -108,18 +109,19 @@ func Run(ctx context.Context, cfg Config, env Env) (Outcome, error) {
 }
 
 type runner struct {
-	cfg     Config
-	env     Env
-	start   time.Time
-	echoC   chan capture.Reply
-	echoID  uint16
-	echoAt  time.Time
-	est     rttEstimator
-	stats   rttStats
-	sent    int
-	recv    int
-	steps   int          // steps emitted so far
-	pending []event.Step // steps of this round, not yet emitted (flush)
+	cfg      Config
+	env      Env
+	start    time.Time
+	echoC    chan capture.Reply
+	echoID   uint16
+	echoAt   time.Time
+	est      rttEstimator
+	stats    rttStats
+	sent     int
+	recv     int
+	refusals int          // probes our own firewall refused
+	steps    int          // steps emitted so far
+	pending  []event.Step // steps of this round, not yet emitted (flush)
 }
 
 func (r *runner) emitStart() {
@@ -277,6 +279,9 @@ func (r *runner) sendRound(ports []*port, replies chan capture.Reply, inflight m
 		if err := r.send(f, false); err != nil {
 			return err
 		}
+		if f.refused {
+			delete(inflight, p)
+		}
 	}
 	return nil
 }
@@ -292,6 +297,9 @@ func (r *runner) expire(inflight map[*capture.Probe]*flight) error {
 		if f.retrans < r.cfg.Retries {
 			if err := r.send(f, true); err != nil {
 				return err
+			}
+			if f.refused {
+				delete(inflight, p)
 			}
 			continue
 		}
@@ -338,7 +346,11 @@ func (r *runner) send(f *flight, retrans bool) error {
 	f.sends = append(f.sends, f.sentAt)
 	f.real = time.Now()
 	if err := r.env.Sender.Send(f.pkt, r.cfg.Addr); err != nil {
-		return err
+		if !isRefused(err) {
+			return err
+		}
+		r.refused(f, err)
+		return nil
 	}
 	if retrans {
 		f.retrans++
@@ -353,6 +365,23 @@ func (r *runner) send(f *flight, retrans bool) error {
 	}
 	r.emitStep(st)
 	return nil
+}
+
+// refused settles a probe that our own output firewall refused (EPERM from
+// the netfilter output hook): it never left, so its port is undecided
+// (our-firewall), never filtered, and the other ports are still probed, as
+// a scan does. The caller takes the flight out of the ones in the air.
+func (r *runner) refused(f *flight, err error) {
+	f.refused = true
+	r.env.Matcher.Forget(f.probe)
+	r.refusals++
+	res := r.baseResult(f.port)
+	res.State, res.Reason = "undecided", "our-firewall"
+	r.evidence(f.port, rankRefused, res)
+	if r.refusals == 1 {
+		r.env.Sink.Emit(event.Warning{Message: fmt.Sprintf("%v: our own firewall refused a probe to port %d (%v: the netfilter output hook dropped it before it left); see nft list ruleset. The port is undecided, the others are still probed",
+			r.cfg.Addr, f.port.num, err)})
+	}
 }
 
 // rtt is the round trip of an answer: from the kernel timestamps of the
@@ -459,7 +488,8 @@ func (r *runner) reset(synack *craft.Segment, at time.Time) error {
 
 // Evidence ranks: a port's state is decided by its strongest answer.
 const (
-	rankUnset = iota
+	rankUnset   = iota
+	rankRefused // our own firewall refused every probe sent so far
 	rankNone
 	rankICMP
 	rankRST

@@ -10,7 +10,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -599,5 +601,51 @@ func checkResults(t *testing.T, rec *recorder, want map[uint16]string) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)
+	}
+}
+
+// refusingSender is a sender whose "output firewall" refuses (EPERM) every
+// segment to the ports in refuse, as netfilter's output hook does.
+type refusingSender struct {
+	capture.Sender
+	refuse map[uint16]bool
+	v6     bool
+}
+
+func (s refusingSender) Send(pkt []byte, dst netip.Addr) error {
+	off := 20 // the IPv4 header, no options
+	if s.v6 {
+		off = 40
+	}
+	if len(pkt) >= off+4 && s.refuse[uint16(pkt[off+2])<<8|uint16(pkt[off+3])] {
+		return syscall.EPERM
+	}
+	return s.Sender.Send(pkt, dst)
+}
+
+// TestOurFirewallRefuses: a probe that our own output firewall refuses
+// leaves its port undecided (our-firewall), with one warning, and the other
+// ports are still probed and decided; it never calls the port filtered.
+func TestOurFirewallRefuses(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		peer := peertest.New(map[uint16]peertest.Script{
+			80: {Answer: peertest.Open, RTT: rtt}, 81: {Answer: peertest.Closed, RTT: rtt}, 82: {Answer: peertest.Silent},
+		})
+		rec := &recorder{}
+		f := newFixture(t, peer, rec)
+		f.env.Sender = refusingSender{Sender: f.env.Sender, refuse: map[uint16]bool{79: true, 81: true}, v6: v6}
+		cfg := config(v6, craft.SYN, 79, 80, 81, 82)
+		cfg.Retries = 1
+		run(t, f, cfg)
+		checkResults(t, rec, map[uint16]string{79: "undecided/our-firewall", 80: "open/syn-ack", 81: "undecided/our-firewall", 82: "filtered/no-response"})
+		warnings := 0
+		for _, e := range rec.events {
+			if w, ok := e.(event.Warning); ok && strings.Contains(w.Message, "our own firewall refused") {
+				warnings++
+			}
+		}
+		if warnings != 1 {
+			t.Errorf("v6=%v: %d warnings about our firewall, want 1", v6, warnings)
+		}
 	}
 }
