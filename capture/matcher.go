@@ -229,7 +229,15 @@ func (m *Matcher) unregister(p *Probe) {
 // Stream registers a conversation and returns its stream; buf is the
 // channel's capacity.
 func (m *Matcher) Stream(k Key, buf int) (*Stream, error) {
-	s := &Stream{key: k, c: make(chan Reply, buf), m: m}
+	return m.StreamOn(k, make(chan Reply, buf))
+}
+
+// StreamOn is Stream with a buffer the caller made beforehand (a listener
+// makes the next connection's while it waits for its SYN: a buffer of
+// packets takes tens of microseconds to allocate). c must be empty and
+// used by no other stream.
+func (m *Matcher) StreamOn(k Key, c chan Reply) (*Stream, error) {
+	s := &Stream{key: k, c: c, m: m}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, busy := m.streams[k]; busy {

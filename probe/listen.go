@@ -90,8 +90,11 @@ type Listener struct {
 	tap atomic.Pointer[func(*capture.Frame)]
 
 	syns    chan capture.Reply
+	ready   chan ticket  // Run's leave to begin the next connection in offer (at most one out)
+	begun   chan started // a connection offer began with that leave
 	mu      sync.Mutex
 	owned   map[capture.Key]bool // 4-tuples a session owns (their segments go to its stream)
+	streamN int                  // the stream buffer the last connection needed (Run's goroutine, or the ticket holder)
 	backlog uint64               // SYNs dropped because the backlog was full
 	parser  *craft.Parser
 	pkt     craft.Packet
@@ -100,6 +103,22 @@ type Listener struct {
 
 // backlogSize is how many SYNs wait while a connection is served.
 const backlogSize = 64
+
+// A ticket is Run's leave to begin connection n: a slot is free and n is
+// within Count. Only one is out at a time, so whoever holds it (Run, or
+// offer in the matcher's goroutine) is the only one beginning a
+// connection, and the channels that pass it order everything it touches.
+type ticket struct {
+	n      int
+	stream chan capture.Reply // the connection's stream buffer, made while no SYN waits
+}
+
+// started is a connection begun with a ticket: its SYN is answered, its
+// goroutine not yet started.
+type started struct {
+	s   *Session
+	env SessionEnv
+}
 
 // NewListener prepares a listener; nothing happens until Run, and nothing
 // arrives until its Source is read.
@@ -117,6 +136,7 @@ func NewListener(cfg ListenConfig) *Listener {
 		cfg.Close = CloseWait
 	}
 	l := &Listener{cfg: cfg, syns: make(chan capture.Reply, backlogSize),
+		ready: make(chan ticket, 1), begun: make(chan started, 1),
 		owned: map[capture.Key]bool{}, parser: craft.NewParser()}
 	if cfg.SynCookie {
 		l.cookies = NewCookieJar(time.Now)
@@ -161,8 +181,10 @@ func (l *Listener) mine(seg *craft.Segment, outgoing bool) bool {
 }
 
 // offer looks at one frame in the matcher's goroutine: frames of the port
-// go to the tap (-w), and a client's SYN that no session owns to the
-// backlog. It never blocks.
+// go to the tap (-w), and a client's SYN that no session owns is begun at
+// once when Run has left a ticket (the SYN-ACK goes out from this
+// goroutine, before the matcher reads on: no goroutine is woken on the way),
+// or goes to the backlog. It never blocks.
 func (l *Listener) offer(f *capture.Frame) {
 	if err := l.parser.Parse(f.Data, &l.pkt); err != nil || l.pkt.Kind != craft.KindTCP {
 		return
@@ -179,18 +201,103 @@ func (l *Listener) offer(f *capture.Frame) {
 	}
 	k := capture.Key{Local: seg.Dst, Remote: seg.Src}
 	l.mu.Lock()
-	owned := l.owned[k]
-	l.mu.Unlock()
-	if owned {
+	if l.owned[k] {
+		l.mu.Unlock()
 		return
 	}
+	var t ticket
+	took := false
 	select {
-	case l.syns <- capture.Reply{Packet: craft.Packet{Kind: craft.KindTCP, Seg: seg.Clone()}, Time: f.Time}:
+	case t = <-l.ready:
+		l.owned[k], took = true, true
+	default:
+	}
+	l.mu.Unlock()
+	syn := capture.Reply{Packet: craft.Packet{Kind: craft.KindTCP, Seg: seg.Clone()}, Time: f.Time}
+	if took {
+		s, env := l.begin(syn, t)
+		l.begun <- started{s, env} // room: one ticket, one result
+		return
+	}
+	l.queue(syn)
+}
+
+// claim marks k owned for a SYN from the backlog (Run holds the ticket);
+// false: a session owns it already (the SYN was repeated meanwhile).
+func (l *Listener) claim(k capture.Key) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.owned[k] {
+		return false
+	}
+	l.owned[k] = true
+	return true
+}
+
+// withdraw takes Run's ticket back if offer has not taken it.
+func (l *Listener) withdraw() bool {
+	select {
+	case <-l.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// next waits for connection t.n: a SYN from the backlog, begun here, or one
+// offer begins with the ticket left for it. It ends with ErrNoClient after
+// Wait without a client, or ctx's error.
+func (l *Listener) next(ctx context.Context, t ticket) (started, error) {
+	wait := time.NewTimer(l.cfg.Wait)
+	defer wait.Stop()
+	for {
+		select { // SYNs that waited in the backlog go first
+		case syn := <-l.syns:
+			if l.claim(synKey(syn)) {
+				s, env := l.begin(syn, t)
+				return started{s, env}, nil
+			}
+			continue
+		default:
+		}
+		l.ready <- t // room: Run holds the only ticket
+		var end error
+		select {
+		case st := <-l.begun:
+			return st, nil
+		case syn := <-l.syns: // queued just before the ticket was out
+			if !l.withdraw() {
+				l.queue(syn)
+				return <-l.begun, nil
+			}
+			l.queue(syn)
+			continue
+		case <-wait.C:
+			end = ErrNoClient
+		case <-ctx.Done():
+			end = ctx.Err()
+		}
+		if !l.withdraw() {
+			return <-l.begun, nil // a client came just now: offer is beginning it
+		}
+		return started{}, end
+	}
+}
+
+// queue puts a SYN in the backlog (again, from Run), or counts it dropped
+// when the backlog is full.
+func (l *Listener) queue(syn capture.Reply) {
+	select {
+	case l.syns <- syn:
 	default:
 		l.mu.Lock()
 		l.backlog++
 		l.mu.Unlock()
 	}
+}
+
+func synKey(syn capture.Reply) capture.Key {
+	return capture.Key{Local: syn.Packet.Seg.Dst, Remote: syn.Packet.Seg.Src}
 }
 
 // Ended is how one connection of a listener ended, for its summary: err
@@ -249,48 +356,29 @@ func (l *Listener) Run(ctx context.Context, env ListenEnv, done func(Ended)) err
 		defer mu.Unlock()
 		return errors.Join(first, err)
 	}
-	for accepted := 0; accepted < l.cfg.Count; {
-		wait := time.NewTimer(l.cfg.Wait)
-		var syn capture.Reply
+	for accepted := 0; accepted < l.cfg.Count; accepted++ {
 		select {
+		case slots <- struct{}{}: // at most Parallel at once; SYNs wait in the backlog meanwhile
 		case <-ctx.Done():
-			wait.Stop()
 			wg.Wait()
 			return ctx.Err()
-		case <-wait.C:
+		}
+		st, err := l.next(ctx, ticket{n: accepted + 1, stream: make(chan capture.Reply, l.streamN)})
+		if errors.Is(err, ErrNoClient) {
+			<-slots
 			return stop(fmt.Errorf("%w within %v (%d of %d served)", ErrNoClient, l.cfg.Wait, accepted, l.cfg.Count))
-		case syn = <-l.syns:
-			wait.Stop()
 		}
-		k := capture.Key{Local: syn.Packet.Seg.Dst, Remote: syn.Packet.Seg.Src}
-		if l.owns(k) {
-			continue // its session began meanwhile; the stream has it
-		}
-		select {
-		case slots <- struct{}{}: // at most Parallel at once; the SYN waits meanwhile
-		case <-ctx.Done():
+		if err != nil {
+			<-slots
 			wg.Wait()
-			return ctx.Err()
+			return err
 		}
-		accepted++
-		cfg := l.cfg.Session
-		cfg.Local, cfg.Remote = k.Local, k.Remote
-		if cfg.Host == "" {
-			cfg.Host = k.Remote.Addr().String()
-		}
-		if l.cfg.Prepare != nil {
-			l.cfg.Prepare(&cfg)
-		}
-		l.mu.Lock()
-		l.owned[k] = true
-		l.mu.Unlock()
-		s, env := l.begin(syn, cfg, accepted)
 		wg.Add(1)
 		held.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			e := l.serve(ctx, s, env, held.Done)
+			e := l.serve(ctx, st.s, st.env, held.Done)
 			if done != nil {
 				done(e)
 			}
@@ -323,15 +411,29 @@ func (l *Listener) Backlogged() uint64 {
 	return l.backlog
 }
 
-// begin opens connection n (counted from 1) from its first SYN, in Run's
-// goroutine, and answers it: the SYN-ACK leaves before any goroutine of the
-// connection is scheduled.
-func (l *Listener) begin(syn capture.Reply, cfg SessionConfig, n int) (*Session, SessionEnv) {
+// begin opens connection t.n from its first SYN and answers it, in the
+// goroutine that holds the ticket (offer's: the matcher's, or Run's): the
+// SYN-ACK leaves before any goroutine of the connection is scheduled, and
+// the connection's stream buffer was made beforehand. The session's own
+// goroutine (serve) takes over once begin returns: until then nothing else
+// touches it, so its loop still owns all of its I/O from then on.
+func (l *Listener) begin(syn capture.Reply, t ticket) (*Session, SessionEnv) {
+	k := synKey(syn)
+	cfg := l.cfg.Session
+	cfg.Local, cfg.Remote = k.Local, k.Remote
+	if cfg.Host == "" {
+		cfg.Host = k.Remote.Addr().String()
+	}
+	if l.cfg.Prepare != nil {
+		l.cfg.Prepare(&cfg) // one ticket holder at a time: never called concurrently
+	}
 	env := l.env.SessionEnv
 	if l.env.Lane != nil {
-		env.Sink = l.env.Lane(n, capture.Key{Local: cfg.Local, Remote: cfg.Remote})
+		env.Sink = l.env.Lane(t.n, k)
 	}
 	s := NewPassiveSession(cfg, env, Teaching{DropSYN: l.cfg.DropSYN, NoAck: l.cfg.NoAck, Cookies: l.cookies, Manual: l.cfg.Manual != nil})
+	s.teach.stream = t.stream
+	l.streamN = s.streamBuffer()
 	s.teach.beginErr = s.AcceptSYN(syn)
 	return s, env
 }

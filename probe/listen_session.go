@@ -31,8 +31,9 @@ type Teaching struct {
 type teaching struct {
 	cookies   *CookieJar
 	manual    bool
-	beginErr  error          // how AcceptSYN ended (the listener's begin)
-	synAck    *craft.Segment // shell --listen: the SYN-ACK SynAck will send, and its words
+	beginErr  error              // how AcceptSYN ended (the listener's begin)
+	stream    chan capture.Reply // a stream buffer the listener made beforehand (nil: Begin makes one)
+	synAck    *craft.Segment     // shell --listen: the SYN-ACK SynAck will send, and its words
 	synAckWhy []string
 	dropSYN   int       // SYNs still to ignore (--drop-syn): the client's kernel retransmits them
 	noAck     int       // data segments still to leave unacknowledged (--no-ack): the client retransmits
@@ -168,6 +169,18 @@ func (s *Session) streamBuffer() int {
 	}
 	mss := max(int(s.cfg.SYN.MSS), 536)
 	return max(128, min(4096, 4*int(s.cfg.Window)/mss))
+}
+
+// openStream registers the session's stream, on the buffer its listener
+// made beforehand when that is large enough (Matcher.StreamOn), so the
+// buffer's allocation is not on the way to our SYN-ACK.
+func (s *Session) openStream() (*capture.Stream, error) {
+	n := s.streamBuffer()
+	if c := s.teach.stream; c != nil && cap(c) >= n {
+		s.teach.stream = nil
+		return s.env.Matcher.StreamOn(s.key, c)
+	}
+	return s.env.Matcher.Stream(s.key, n)
 }
 
 // gate holds events until it is opened, then passes them on in order

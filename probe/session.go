@@ -300,7 +300,7 @@ func (s *Session) Begin(command string) error {
 	if s.start.IsZero() {
 		s.start = s.env.Now()
 	}
-	st, err := s.env.Matcher.Stream(s.key, s.streamBuffer())
+	st, err := s.openStream()
 	if err != nil {
 		return err
 	}
