@@ -17,13 +17,12 @@ import (
 	"tcpshake/event"
 	"tcpshake/probe"
 	"tcpshake/probe/guard"
-	"tcpshake/probe/observe"
 	"tcpshake/probe/tcpstate"
 )
 
 // sessionFlags are shared by handshake and shell.
 func sessionFlags() []cli.Flag {
-	return append(targetFlags(),
+	flags := append(targetFlags(),
 		&cli.StringFlag{Name: "ports", Aliases: []string{"p"}, Usage: "the peer's `PORT` (or HOST:PORT)"},
 		&cli.StringFlag{Name: "sport", Usage: "our source `PORT` (default: a free random one, reserved while we run)"},
 		&cli.StringFlag{Name: "isn", Usage: "our initial sequence `NUMBER` (default: random from crypto/rand)"},
@@ -40,6 +39,9 @@ func sessionFlags() []cli.Flag {
 		&cli.StringFlag{Name: "time-wait", Value: "2s", Usage: "how long TIME-WAIT lasts here, `DURATION` (RFC 9293: 2·MSL = 4 min; 0: skip it)"},
 		&cli.StringFlag{Name: "timeout", Value: "10s", Usage: "how long to wait for the peer's data or FIN, `DURATION`"},
 		&cli.StringFlag{Name: "observe-netns", Usage: "read the peer's real socket state in network namespace `NAME` (automatic for local peers)"},
+	)
+	flags = append(flags, observeFlags()...)
+	return append(flags,
 		&cli.BoolFlag{Name: "no-guard", Usage: "do not hold back our kernel's RSTs (to see why the guard exists)"},
 		&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (docs/json.md)"},
 		&cli.StringFlag{Name: "view", Usage: "`ladder` (default on a terminal) or list"},
@@ -167,12 +169,14 @@ func openWorld(c *cli.Context, cmd string, sink event.Sink, step probe.Stepper) 
 		w.env.Guard = g
 	}
 	if ns := c.String("observe-netns"); ns != "" || isLocalPeer(tg.addr, route) {
-		d, err := observe.Open(ns)
+		o, closeObs, err := openObserver(c, ns)
 		if err != nil {
-			return fail(observeError(ns, err))
+			return fail(err)
 		}
-		w.closers = append(w.closers, d.Close)
-		w.env.Observer = probe.DiagObserver(d)
+		w.closers = append(w.closers, closeObs)
+		w.env.Observer = o
+	} else if err := noDrops(c); err != nil {
+		return fail(err)
 	}
 	w.closers = append(w.closers, finish)
 	return w, nil

@@ -18,7 +18,6 @@ import (
 	"tcpshake/event"
 	"tcpshake/probe"
 	"tcpshake/probe/guard"
-	"tcpshake/probe/observe"
 )
 
 // listenSessionFlags are the session flags that make sense for a server:
@@ -203,12 +202,14 @@ func listenWith(c *cli.Context, lc probe.ListenConfig, sink event.Sink, flush fu
 		return event.SinkFunc(func(e event.Event) { next.Emit(tagConn(e, conn)) })
 	}
 	if ns := c.String("observe-netns"); ns != "" || local.Addr().IsLoopback() {
-		d, err := observe.Open(ns)
+		o, closeObs, err := openObserver(c, ns)
 		if err != nil {
-			return observeError(ns, err)
+			return err
 		}
-		closers = append(closers, d.Close)
-		env.Observer = probe.DiagObserver(d)
+		closers = append(closers, closeObs)
+		env.Observer = o
+	} else if err := noDrops(c); err != nil {
+		return err
 	}
 
 	env.Ready = func() { fmt.Fprintf(c.App.ErrWriter, "tcpshake: %s\n", probe.ListenNote(lc)) }

@@ -1,10 +1,15 @@
 package app
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/urfave/cli/v2"
 
 	"tcpshake/craft"
 	"tcpshake/probe"
+	"tcpshake/probe/observe"
+	"tcpshake/probe/observe/trace"
 )
 
 // sessionConfig reads the session flags (sessionFlags) into the config every
@@ -37,4 +42,76 @@ func sessionConfig(c *cli.Context, tg target) (probe.SessionConfig, uint16, erro
 		return probe.SessionConfig{}, 0, p.err
 	}
 	return cfg, sport, nil
+}
+
+// observeFlags are the flags of how the peer's kernel is read (with
+// --observe-netns, or for a local peer).
+func observeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "drops", Usage: "with the peer's kernel in view (a local peer or --observe-netns): say when it dropped a segment of ours, and why (its drop reason, eBPF skb:kfree_skb)"},
+		&cli.BoolFlag{Name: "observe-poll", Usage: "read the peer's kernel by polling sock_diag only, not with eBPF's tracepoint (whose changes carry the kernel's own times)"},
+	}
+}
+
+// openObserver opens what reads the peer's kernel in network namespace ns
+// ("" for ours): sock_diag, joined by the eBPF tracepoint when it can be
+// loaded (and not --observe-poll), so the peer's changes carry the kernel's
+// own times; which one is said once, in the first step. --drops needs the
+// tracepoint. close releases it all.
+func openObserver(c *cli.Context, ns string) (probe.Observer, func() error, error) {
+	d, err := observe.Open(ns)
+	if err != nil {
+		return nil, nil, observeError(ns, err)
+	}
+	where := "its network namespace " + ns
+	if ns == "" {
+		where = "our own network namespace"
+	}
+	drops := c.Bool("drops")
+	if c.Bool("observe-poll") {
+		if drops {
+			d.Close()
+			return nil, nil, usagef("--drops needs eBPF, and --observe-poll asks for sock_diag only")
+		}
+		return probe.PolledObserver(d, "the peer's kernel is read in "+where+" by polling sock_diag (--observe-poll): the times of its changes are those of the readings"), d.Close, nil
+	}
+	ino, err := netnsInode(ns)
+	var hub *trace.Hub
+	if err == nil {
+		hub, err = trace.OpenHub(trace.Config{Netns: ino, Drops: drops})
+	}
+	if err != nil {
+		if drops {
+			d.Close()
+			return nil, nil, fmt.Errorf("--drops needs eBPF (skb:kfree_skb), which is not available: %w", err)
+		}
+		return probe.PolledObserver(d, fmt.Sprintf("the peer's kernel is read in %s by polling sock_diag: eBPF is not available (%v), so the times of its changes are those of the readings", where, err)), d.Close, nil
+	}
+	what := "sock:inet_sock_set_state"
+	if drops {
+		what += " and skb:kfree_skb"
+	}
+	note := fmt.Sprintf("the peer's kernel is read in %s through eBPF (%s: its changes at the kernel's own times) and sock_diag (what the tracepoint does not report: request sockets, no socket behind a SYN cookie)", where, what)
+	for _, w := range hub.Warnings() {
+		note += "; " + w
+	}
+	closeAll := func() error { return errors.Join(hub.Close(), d.Close()) }
+	return probe.KernelObserver(d, hub, drops, note), closeAll, nil
+}
+
+// netnsInode is the inode of network namespace ns as ip netns names it,
+// or of our own for "".
+func netnsInode(ns string) (uint32, error) {
+	if ns == "" {
+		return trace.Inode("/proc/self/ns/net")
+	}
+	return trace.NetnsInode(ns)
+}
+
+// noDrops refuses --drops where the peer's kernel is not in view.
+func noDrops(c *cli.Context) error {
+	if c.Bool("drops") {
+		return usagef("--drops needs the peer's kernel in view: a local peer, or --observe-netns NAME for a peer in a network namespace")
+	}
+	return nil
 }

@@ -85,6 +85,14 @@ type Step struct {
 	Agreement Agreement `json:"observed_agreement,omitempty"`
 	Probe     bool      `json:"-"`              // a probe's step: the text view shows received ones only
 	Conn      string    `json:"conn,omitempty"` // the connection, when several run at once (see Start.Conn)
+	// ObservedMs is when the observed state was read, or, from the kernel's
+	// own records (eBPF), when the kernel changed to it, in ms since the
+	// start like TimeMs.
+	ObservedMs *float64 `json:"observed_t_ms,omitempty"`
+	// Dropped is the peer kernel's reason for dropping this segment (enum
+	// skb_drop_reason without its prefix, e.g. TCP_INVALID_SEQUENCE), from
+	// its drop record (--drops); empty without a record.
+	Dropped string `json:"dropped,omitempty"`
 }
 
 // EventType implements Event.

@@ -24,12 +24,18 @@ type MergeTiming struct {
 	// socket after it, waiting for the answer that tells a SYN cookie from a
 	// SYN that has not arrived.
 	CookieWait time.Duration
+	// FeedWait: with a watcher fed by the kernel's records (a
+	// [KernelWatcher]), how long a step is held after its time for the
+	// records about it (a drop, a change with the kernel's time) to arrive.
+	FeedWait time.Duration
 }
 
 // DefaultMergeTiming is the timing of [NewMerger]: a 30 ms window, 5 ms
-// grace, and our SYN held for up to 1 s (the first SYN retransmission).
+// grace, our SYN held for up to 1 s (the first SYN retransmission), and with
+// a kernel-fed watcher every step held 15 ms for the kernel's records (the
+// ring buffer is read every 2 ms).
 func DefaultMergeTiming() MergeTiming {
-	return MergeTiming{Window: 30 * time.Millisecond, Grace: 5 * time.Millisecond, CookieWait: time.Second}
+	return MergeTiming{Window: 30 * time.Millisecond, Grace: 5 * time.Millisecond, CookieWait: time.Second, FeedWait: 15 * time.Millisecond}
 }
 
 // readingSkew is how far apart in time a packet's kernel timestamp and a
@@ -100,6 +106,13 @@ type Merger struct {
 	cookies     func() (int64, error)
 	cookieBase  int64
 	cookieCount int64 // cookies counted since the base, once decided
+
+	// feed: the watcher is a KernelWatcher (readings with the kernel's
+	// times, and drops when watched).
+	feed  bool
+	drops dropState
+	// note is said once, on the first step forwarded (SetNote).
+	note string
 }
 
 // An item is one event waiting in the merger's queue.
@@ -205,6 +218,14 @@ func (m *Merger) SetCookieCounter(f func() (int64, error)) error {
 	return nil
 }
 
+// SetNote adds text to the explanation of the first step forwarded after it
+// (how the peer's kernel is read, said once).
+func (m *Merger) SetNote(text string) {
+	m.mu.Lock()
+	m.note = text
+	m.mu.Unlock()
+}
+
 // Latest returns the most recent reading (At is zero before the first). It
 // never waits.
 func (m *Merger) Latest() Reading {
@@ -257,10 +278,21 @@ func (m *Merger) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	wc := m.w.C()
+	var dc <-chan Drop
+	if kw, ok := m.w.(KernelWatcher); ok {
+		m.feed, dc = true, kw.Drops()
+		m.drops.on = dc != nil
+	}
 	stop := m.stop
 	for {
 		select {
 		case <-m.wake:
+		case d, ok := <-dc:
+			if !ok {
+				dc = nil
+			} else {
+				m.drops.add(d)
+			}
 		case r, ok := <-wc:
 			if !ok {
 				wc, m.readingsDone = nil, true
@@ -272,6 +304,7 @@ func (m *Merger) run() {
 			stop, m.stopping = nil, true
 		}
 		wc = m.drainReadings(wc)
+		dc = m.drainDrops(dc)
 		m.mu.Lock()
 		m.queue = append(m.queue, m.inbox...)
 		m.inbox = m.inbox[:0]
@@ -313,6 +346,22 @@ func (m *Merger) drainReadings(wc <-chan Reading) <-chan Reading {
 	return wc
 }
 
+// drainDrops takes every drop record already waiting.
+func (m *Merger) drainDrops(dc <-chan Drop) <-chan Drop {
+	for dc != nil {
+		select {
+		case d, ok := <-dc:
+			if !ok {
+				return nil
+			}
+			m.drops.add(d)
+		default:
+			return dc
+		}
+	}
+	return dc
+}
+
 func (m *Merger) addReading(r Reading) {
 	r.At = r.At.Round(0)
 	m.mu.Lock()
@@ -330,12 +379,31 @@ func (m *Merger) addReading(r Reading) {
 		return
 	}
 	if i < len(m.readings)-1 {
-		return // older than a reading already in hand: no change to report after it
+		// Older than a reading already in hand: no change to report after
+		// it, but a change the kernel reported times the one a later look
+		// found.
+		m.retime(r)
+		return
 	}
 	if m.havePrev && !sameState(m.prev, r) {
 		m.cands = append(m.cands, cand{r: r, from: m.prev})
 	}
 	m.prev, m.havePrev = r, true
+}
+
+// retime gives a pending change the kernel's own time of it: r, a change
+// the kernel reported, shows the state a later look found first, and came
+// after the last look that showed the state before.
+func (m *Merger) retime(r Reading) {
+	if !r.Kernel || r.Err != nil {
+		return
+	}
+	for i := range m.cands {
+		c := &m.cands[i]
+		if !c.r.Kernel && sameState(c.r, r) && r.At.Before(c.r.At) && r.At.After(c.from.At) {
+			c.r = r
+		}
+	}
 }
 
 // sameState reports whether two readings without errors show the same state.
@@ -366,7 +434,7 @@ func (m *Merger) advance(now time.Time) {
 	}
 	m.resolveHolds(now)
 	m.resolveCands(now)
-	m.forward()
+	m.forward(now)
 	m.prune(now)
 }
 
@@ -411,6 +479,11 @@ func (m *Merger) decide(pos int, now, floor time.Time) {
 	// of no socket that a later one could still belie (contradicted).
 	change := m.nextChange(pos, end)
 	settled := change != nil && change.at.Before(end) && hi > lo && !m.readings[hi-1].At.Before(change.at)
+	if m.feed && now.Before(it.at.Add(m.timing.FeedWait)) {
+		// The kernel's own records of this step's window may still be on
+		// their way (they come later than the looks they precede).
+		settled = false
+	}
 	if !closed && !settled && now.Before(end.Add(m.timing.Grace)) {
 		return
 	}
@@ -740,7 +813,7 @@ func (m *Merger) insertObserved(c cand) {
 
 // forward sends the head of the queue on while it is decided and no changed
 // reading before it is still undecided.
-func (m *Merger) forward() {
+func (m *Merger) forward(now time.Time) {
 	for len(m.queue) > 0 {
 		it := m.queue[0]
 		if it.flush != nil {
@@ -751,6 +824,9 @@ func (m *Merger) forward() {
 		if it.st != nil && (!it.decided || it.hold) {
 			return
 		}
+		if m.feedHolds(it, now) {
+			return
+		}
 		for _, c := range m.cands {
 			if c.r.At.Before(it.at) {
 				return
@@ -758,19 +834,59 @@ func (m *Merger) forward() {
 		}
 		m.queue = m.queue[1:]
 		if it.st == nil {
-			if st, ok := it.ev.(event.Step); ok && st.Remote != "" {
-				m.last = &st
+			if st, ok := it.ev.(event.Step); ok {
+				m.sayNote(&st)
+				it.ev = st
+				if st.Remote != "" {
+					m.last = &st
+				}
 			}
 			m.next.Emit(it.ev)
 			continue
 		}
 		m.finish(it)
+		m.sayNote(it.st)
 		if it.hasChosen && it.chosen.At.After(m.floor) {
 			m.floor = it.chosen.At
 		}
 		m.history = append(m.history, *it)
 		m.next.Emit(*it.st)
 	}
+}
+
+// feedHolds reports whether a step waits for the kernel's records about it
+// (FeedWait after its time), with a kernel-fed watcher.
+func (m *Merger) feedHolds(it *item, now time.Time) bool {
+	if !m.feed || it.st == nil || it.st.Direction == event.DirectionObserved || m.readingsDone {
+		return false
+	}
+	return now.Before(it.at.Add(m.timing.FeedWait))
+}
+
+// sayNote adds the note to be said once to st.
+func (m *Merger) sayNote(st *event.Step) {
+	m.mu.Lock()
+	note := m.note
+	m.note = ""
+	m.mu.Unlock()
+	if note != "" {
+		st.Explain = append(slices.Clip(st.Explain), note)
+	}
+}
+
+// kernelTimed is the change the kernel reported that the chosen reading of
+// it shows later: the first kernel reading in the same state between the
+// step (less readingSkew) and the chosen one.
+func (m *Merger) kernelTimed(it *item) (Reading, bool) {
+	if !m.feed || !it.hasChosen || it.chosen.Kernel || it.chosen.Err != nil {
+		return Reading{}, false
+	}
+	for j := m.firstAt(it.at.Add(-readingSkew)); j < len(m.readings) && !m.readings[j].At.After(it.chosen.At); j++ {
+		if r := m.readings[j]; r.Kernel && r.Err == nil && sameState(r, it.chosen) {
+			return r, true
+		}
+	}
+	return Reading{}, false
 }
 
 // finish writes the decision into the step, with its explanation.
@@ -786,13 +902,29 @@ func (m *Merger) finish(it *item) {
 		return
 	}
 	m.last = st
+	if k, ok := m.kernelTimed(it); ok {
+		it.chosen = k
+	}
 	if it.hasChosen {
 		st.Observed = it.chosen.Observed()
+		if m.feed {
+			t := float64(it.chosen.At.Sub(m.start)) / float64(time.Millisecond)
+			st.ObservedMs = &t
+		}
+	}
+	if m.drops.on && st.Direction == "sent" {
+		if r, ok := m.drops.match(st, it.at, m.timing.Window); ok {
+			st.Dropped = r.Reason
+			st.Explain = append(st.Explain, dropNote(r, it.at))
+		}
 	}
 	st.Agreement = it.agr
 	after := ""
 	if it.hasChosen {
 		after = fmt.Sprintf("read %s after this step", fmtDur(it.chosen.At.Sub(it.at)))
+		if it.chosen.Kernel {
+			after = fmt.Sprintf("changed %s after this step, by the kernel's own clock", fmtDur(it.chosen.At.Sub(it.at)))
+		}
 	}
 	switch it.agr {
 	case event.Ahead:
@@ -878,8 +1010,13 @@ func (m *Merger) nextDeadline(now time.Time) (time.Time, bool) {
 		case it.st == nil:
 		case !it.decided:
 			take(it.at.Add(m.timing.Window + m.timing.Grace))
+			if m.feed {
+				take(it.at.Add(m.timing.FeedWait))
+			}
 		case it.hold:
 			take(it.holdUntil)
+		case m.feed:
+			take(it.at.Add(m.timing.FeedWait))
 		}
 	}
 	for _, c := range m.cands {
@@ -901,6 +1038,7 @@ func (m *Merger) prune(now time.Time) {
 			from = c.r.At.Add(-m.timing.Window)
 		}
 	}
+	m.drops.prune(from)
 	i := sort.Search(len(m.readings), func(i int) bool { return !m.readings[i].At.Before(from) })
 	if i > 0 {
 		m.readings = slices.Delete(m.readings, 0, i)

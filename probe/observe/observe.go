@@ -36,6 +36,10 @@ type Reading struct {
 	// Err is why the kernel could not be read; the other fields are then
 	// meaningless.
 	Err error
+	// Kernel is set when the reading is a state change the kernel itself
+	// reported (eBPF, sock:inet_sock_set_state): At is then the kernel's
+	// time of the change, not the time of a look.
+	Kernel bool
 }
 
 // String is the state as tcpshake shows it, e.g. "SYN-RECEIVED (request
