@@ -41,7 +41,7 @@ func probeCommand() *cli.Command {
 			"sends SYNs paced at --rate, matches answers by a SipHash cookie in the ISN, retries silent ports like nmap,\n" +
 			"and lists open and filtered ports (all with -v) with nmap's 'Not shown' line and a ledger (docs/scan.md).\n" +
 			"Exit status: 0 if any port is open, 1 if none, 2 on usage or runtime errors.",
-		Flags: append(targetFlags(),
+		Flags: append(append(targetFlags(),
 			&cli.StringFlag{Name: "ports", Aliases: []string{"p"}, Usage: "`PORTS` to probe: 80, 22,80,443 or 1000-1010"},
 			&cli.StringFlag{Name: "sport", Usage: "source `PORT`, reserved while the probe runs (default: a free one the kernel picks)"},
 			&cli.StringFlag{Name: "flags", Value: "S", Usage: "TCP `FLAGS`: words (syn,ack), tcpdump letters (S.) or hping3 letters (SA)"},
@@ -67,7 +67,7 @@ func probeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only the port table and the summary"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also show the segments sent, and every explanation"},
 			writeFlag(),
-		),
+		), verifyFlags()...),
 		Action: runProbe,
 	}
 }
@@ -77,6 +77,10 @@ func runProbe(c *cli.Context) error {
 		return runScan(c)
 	}
 	cfg, iface, err := probeConfig(c)
+	if err != nil {
+		return err
+	}
+	vcfg, verify, err := verifyConfig(c)
 	if err != nil {
 		return err
 	}
@@ -129,6 +133,11 @@ func runProbe(c *cli.Context) error {
 			return fmt.Errorf("interrupted (%v)", context.Cause(c.Context))
 		}
 		return err
+	}
+	if verify {
+		if err := runVerify(c.Context, vcfg, probeVerifyHosts(cfg, out), iface, cfg.Src, verifyJSON(c), c.App.Writer); err != nil {
+			return err
+		}
 	}
 	if out.Open == 0 {
 		return exitCode(ExitNone)
@@ -768,6 +777,10 @@ func runScan(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	vcfg, verify, err := verifyConfig(c)
+	if err != nil {
+		return err
+	}
 	var src netip.Addr
 	if s := c.String("source"); s != "" {
 		if src, err = parseAddr(s); err != nil {
@@ -820,6 +833,9 @@ func runScan(c *cli.Context) error {
 	out, err := probe.RunScan(c.Context, cfg, live.env)
 	if text {
 		r.finish(out)
+	}
+	if verify && err == nil {
+		err = runVerify(c.Context, vcfg, scanVerifyHosts(out), iface, src, js, w)
 	}
 	if c.Bool("why") {
 		var dsts []netip.Addr

@@ -123,8 +123,17 @@ func (c VerifyConfig) withDefaults() VerifyConfig {
 type verifyTap struct {
 	mu     sync.Mutex
 	synAck *event.Step
+	window uint16 // the peer's last window
 	fin    bool
 	rst    bool
+}
+
+// shut: the peer's window is 0, as a SYN proxy's is until its backend
+// answers.
+func (t *verifyTap) shut() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.synAck != nil && t.window == 0
 }
 
 func (t *verifyTap) Emit(e event.Event) {
@@ -134,6 +143,7 @@ func (t *verifyTap) Emit(e event.Event) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.window = st.Window
 	switch {
 	case strings.HasPrefix(st.Flags, "S") && strings.Contains(st.Flags, ".") && t.synAck == nil:
 		t.synAck = &st
@@ -162,10 +172,10 @@ func verifyOne(ctx context.Context, cfg VerifyConfig, host string, dst netip.Add
 	err = s.Open(ctx)
 	if err == nil {
 		v.Handshake = true
-		v.Hello = len(cfg.Hello)
 		start := time.Now()
-		err = verifyExchange(ctx, cfg, s)
+		err = verifyExchange(ctx, cfg, s, tap)
 		v.WaitedMs = ms(time.Since(start))
+		v.Hello = s.Summary().BytesSent
 	}
 	v.ResetSent = s.Abort(errors.New("verified"))
 	tap.mu.Lock()
@@ -185,10 +195,18 @@ func verifyOne(ctx context.Context, cfg VerifyConfig, host string, dst netip.Add
 }
 
 // verifyExchange sends the hello and waits until the peer closes or resets,
-// its data stops for cfg.Quiet, or cfg.Wait has passed.
-func verifyExchange(ctx context.Context, cfg VerifyConfig, s *Session) error {
+// its data stops for cfg.Quiet, or cfg.Wait has passed. While the peer's
+// window is 0 the hello waits for it to open, as a kernel's data would
+// (a zero-window probe at once reaches a SYN proxy before its backend's
+// connection exists, and is reset).
+func verifyExchange(ctx context.Context, cfg VerifyConfig, s *Session, tap *verifyTap) error {
 	deadline := time.Now().Add(cfg.Wait)
-	if len(cfg.Hello) > 0 {
+	for len(cfg.Hello) > 0 && tap.shut() && s.Ended() == nil && time.Now().Before(deadline) {
+		if err := s.Hold(ctx, min(10*time.Millisecond, time.Until(deadline))); err != nil {
+			return err
+		}
+	}
+	if len(cfg.Hello) > 0 && s.Ended() == nil && time.Now().Before(deadline) {
 		wctx, cancel := context.WithDeadline(ctx, deadline)
 		err := s.Write(wctx, cfg.Hello)
 		cancel()

@@ -56,7 +56,7 @@ func verdict(v *event.Verify, err error) {
 			v.Why += ", though its SYN-ACK looks like a SYN proxy's: a proxy in front of a real service"
 		}
 	case len(v.Evidence) > 0:
-		v.Verdict, v.Why = event.VerifySYNProxy, "open? a SYN proxy answers here"
+		v.Verdict, v.Why = event.VerifySYNProxy, "a SYN proxy answers here"
 		v.Evidence = append(v.Evidence, afterHandshake(v, err))
 	case v.PeerReset:
 		v.Verdict, v.Why = event.VerifyReset, afterHandshake(v, err)
@@ -113,7 +113,7 @@ func judgeHost(h VerifyHost, ports []event.Verify) []string {
 		}
 		if len(ev) > 0 && p.Handshake && p.Bytes == 0 && p.Verdict != event.VerifySYNProxy {
 			p.Evidence = append(append(p.Evidence, ev...), p.Why)
-			p.Verdict, p.Why = event.VerifySYNProxy, "open? a SYN proxy answers here"
+			p.Verdict, p.Why = event.VerifySYNProxy, "a SYN proxy answers here"
 		}
 	}
 	if len(ev) > 0 {
