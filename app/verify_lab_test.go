@@ -6,12 +6,10 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
-	"tcpshake/internal/jsonschema"
 	"tcpshake/lab"
 	"tcpshake/lab/labtest"
 )
@@ -25,14 +23,7 @@ func verifyEvents(t *testing.T, l lab.Lab, args ...string) (map[float64]map[stri
 	if r.code != 0 {
 		t.Fatalf("probe %q: exit status %d; stderr:\n%s", args, r.code, r.stderr)
 	}
-	b, err := os.ReadFile("../docs/json-schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema, err := jsonschema.Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	schema := scanSchema(t)
 	sc := bufio.NewScanner(strings.NewReader(r.stdout))
 	for n := 1; sc.Scan(); n++ {
 		if err := schema.ValidateLine(sc.Bytes()); err != nil {

@@ -23,8 +23,10 @@ import (
 // here" only when such a tell is seen and no data came back.
 
 // allOpenMin is how many ports a host must have been probed on for "every
-// port answered" to count as evidence.
-const allOpenMin = 8
+// port answered" to count as evidence: a host may well have 8 or 20 open
+// ports, and a user list just those; 64 at once, where nothing else is
+// closed, is a responder, not services.
+const allOpenMin = 64
 
 // portEvidence is what one verified port's own SYN-ACK tells.
 func portEvidence(v *event.Verify) []string {
@@ -39,9 +41,12 @@ func portEvidence(v *event.Verify) []string {
 }
 
 // verdict judges one port by its handshake, its answer and its own
-// evidence; err is what ended the exchange early, if anything did.
+// evidence; err is what ended the exchange early, if anything did. Only
+// window 0 calls a port a SYN proxy's on its own: a SYN-ACK without options
+// is odd (an embedded stack may send one) and is shown, not judged.
 func verdict(v *event.Verify, err error) {
 	v.Evidence = portEvidence(v)
+	proxy := v.SynAckWindow != nil && *v.SynAckWindow == 0
 	switch {
 	case !v.Handshake && v.PeerReset:
 		v.Verdict, v.Why = event.VerifyNoHandshake, "the peer answered RST this time: the port closed since it was probed, or the SYN-ACK was not its own"
@@ -55,7 +60,7 @@ func verdict(v *event.Verify, err error) {
 		if len(v.Evidence) > 0 {
 			v.Why += ", though its SYN-ACK looks like a SYN proxy's: a proxy in front of a real service"
 		}
-	case len(v.Evidence) > 0:
+	case proxy:
 		v.Verdict, v.Why = event.VerifySYNProxy, "a SYN proxy answers here"
 		v.Evidence = append(v.Evidence, afterHandshake(v, err))
 	case v.PeerReset:

@@ -196,30 +196,64 @@ func TestVerifyProxyWithService(t *testing.T) {
 	}
 }
 
-// A tarpit: every port probed answers SYN-ACK with one ISN and a normal
-// window, then says nothing. Only the host's evidence tells.
+// A tarpit: every port probed answers SYN-ACK with a normal window and
+// MSS, then says nothing. Only the host's evidence tells: every one of 64
+// ports answered, or one ISN on several ports.
 func TestVerifyTarpitHost(t *testing.T) {
 	peers := map[uint16]*tcppeer.Peer{}
-	for p := uint16(1); p <= 8; p++ {
-		peers[p] = silentPeer() // ISN 2000 for all
+	for p := uint16(1); p <= 64; p++ {
+		peers[p] = silentPeer()
+		peers[p].ISN = craft.Seq(p) * 1000
 	}
-	rep, _ := runVerify(t, probe.VerifyConfig{Wait: 500 * time.Millisecond, Max: 4}, peers, 8)
-	if len(rep.Ports) != 4 || rep.NotVerified != 4 {
-		t.Fatalf("%d verified, %d not; want 4 and 4", len(rep.Ports), rep.NotVerified)
+	rep, _ := runVerify(t, probe.VerifyConfig{Wait: 500 * time.Millisecond, Max: 4}, peers, 64)
+	if len(rep.Ports) != 4 || rep.NotVerified != 60 {
+		t.Fatalf("%d verified, %d not; want 4 and 60", len(rep.Ports), rep.NotVerified)
 	}
 	for _, v := range rep.Ports {
 		ev := strings.Join(v.Evidence, "\n")
-		if v.Verdict != event.VerifySYNProxy || !strings.Contains(ev, "every one of the 8 ports probed") || !strings.Contains(ev, "4 ports of 198.51.100.2 answered with the same ISN 2000") {
+		if v.Verdict != event.VerifySYNProxy || !strings.Contains(ev, "every one of the 64 ports probed") || strings.Contains(ev, "same ISN") {
 			t.Errorf("port %d: %s\n%s", v.Port, v.Verdict, ev)
 		}
 	}
 	if len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "open? a SYN proxy or tarpit answers for this host") {
 		t.Errorf("notes: %q", rep.Notes)
 	}
-	// The same ports probed among others that were closed: nothing to say.
-	rep, _ = runVerify(t, probe.VerifyConfig{Wait: 500 * time.Millisecond, Max: 1}, map[uint16]*tcppeer.Peer{1: silentPeer()}, 100)
-	if v := rep.Ports[0]; v.Verdict != event.VerifySilent || len(v.Evidence) != 0 || len(rep.Notes) != 0 {
-		t.Errorf("one silent port among 100: %+v, notes %q", v, rep.Notes)
+
+	// Three ports among 100 probed, with one ISN.
+	same := map[uint16]*tcppeer.Peer{1: silentPeer(), 2: silentPeer(), 3: silentPeer()} // ISN 2000 each
+	rep, _ = runVerify(t, probe.VerifyConfig{Wait: 500 * time.Millisecond}, same, 100)
+	for _, v := range rep.Ports {
+		if ev := strings.Join(v.Evidence, "\n"); v.Verdict != event.VerifySYNProxy || !strings.Contains(ev, "3 ports of 198.51.100.2 answered with the same ISN 2000") {
+			t.Errorf("port %d: %s\n%s", v.Port, v.Verdict, ev)
+		}
+	}
+
+	// 8 of 8 ports open, each its own ISN, saying nothing unasked: a host
+	// with 8 services, nothing to say.
+	eight := map[uint16]*tcppeer.Peer{}
+	for p := uint16(1); p <= 8; p++ {
+		eight[p] = silentPeer()
+		eight[p].ISN = craft.Seq(p) * 1000
+	}
+	rep, _ = runVerify(t, probe.VerifyConfig{Wait: 300 * time.Millisecond}, eight, 8)
+	for _, v := range rep.Ports {
+		if v.Verdict != event.VerifySilent || len(v.Evidence) != 0 {
+			t.Errorf("port %d of 8 real ones: %s %q", v.Port, v.Verdict, v.Evidence)
+		}
+	}
+	if len(rep.Notes) != 0 {
+		t.Errorf("notes for 8 real ports: %q", rep.Notes)
+	}
+}
+
+// A SYN-ACK without options (some embedded stacks) is shown, not judged.
+func TestVerifyNoOptionsAlone(t *testing.T) {
+	p := silentPeer()
+	p.MSS = 0
+	rep, _ := runVerify(t, probe.VerifyConfig{Wait: 300 * time.Millisecond}, map[uint16]*tcppeer.Peer{23: p}, 1)
+	v := byPort(rep)[23]
+	if v.Verdict != event.VerifySilent || len(v.Evidence) != 1 || !strings.Contains(v.Evidence[0], "no options") {
+		t.Errorf("%+v", v)
 	}
 }
 
