@@ -259,6 +259,9 @@ type Scenario struct {
 	SynCookieHow string `json:"syn_cookie_how,omitempty"`
 	// ICMP lists ICMP errors that came back, as results.
 	ICMP []string `json:"icmp,omitempty"`
+	// Drops lists our segments the peer's kernel dropped, with its reason
+	// (--drops), e.g. "[R] seq 2202267028: TCP_RESET".
+	Drops []string `json:"drops,omitempty"`
 	// Checks are the separate rules of a scenario that tests more than
 	// one (closed-port); the scenario's verdict is the worst of them.
 	Checks []ScenarioCheck `json:"checks,omitempty"`

@@ -67,6 +67,8 @@ type rstRun struct {
 	cookieHow string
 	cookies   *cookieCheck // shared by the run's scenarios
 	tapMark   int
+	dropMark  int       // where the scenario's drops start in the tap
+	tests     []testSeg // the test segments sent (rst_drops.go)
 }
 
 // Scenarios lists the scenario names in the order `all` runs them.
@@ -161,7 +163,7 @@ func RunRST(ctx context.Context, names []string, cfg RSTConfig, dial Dialer, sin
 		if err != nil {
 			return out, err
 		}
-		r := &rstRun{s: s, cfg: cfg, dial: dial, tapMark: cfg.Tap.mark(), cookies: cookies}
+		r := &rstRun{s: s, cfg: cfg, dial: dial, tapMark: cfg.Tap.mark(), dropMark: cfg.Tap.dropMark(), cookies: cookies}
 		res := func() event.Scenario {
 			defer closeFn()
 			defer s.Abort(nil)
@@ -230,6 +232,7 @@ func (r *rstRun) finish(sc scenario, res *event.Scenario) {
 		res.SynCookie, res.SynCookieHow = true, r.cookieHow
 	}
 	res.ICMP = append(res.ICMP, r.cfg.Tap.icmpSince(r.tapMark)...)
+	r.judgeDrops(res)
 	if len(res.ICMP) > 0 && strings.HasPrefix(res.Observed, "nothing") {
 		// An ICMP error is an answer: never "nothing".
 		res.Observed = strings.Join(res.ICMP, "; ") + strings.TrimPrefix(res.Observed, "nothing")

@@ -106,6 +106,7 @@ func (r *rstRun) noteCookie(ctx context.Context) {
 
 // send crafts a segment for the scenario.
 func (r *rstRun) send(ctx context.Context, c Crafted) error {
+	r.noteSent(c)
 	_, err := r.s.Craft(ctx, c)
 	return err
 }

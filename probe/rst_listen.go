@@ -95,7 +95,7 @@ func (r *rstRun) closedSYN(ctx context.Context, field craft.Seq) event.ScenarioC
 			c.Observed = strings.Join(ic, "; ")
 			return checkVerdict(c, Inconclusive, "", c.Observed+" came back instead of a TCP answer: something on the way rejected the SYN, so the peer's TCP was not heard")
 		}
-		return checkVerdict(c, Inconclusive, "", "nothing came back within the wait: the port may be filtered")
+		return r.silentCheck(checkVerdict(c, Inconclusive, "", "nothing came back within the wait: the port may be filtered"), craft.SYN, s.ISS())
 	case sg.Flags.Has(craft.SYN):
 		return checkVerdict(c, Inconclusive, "", "the port answered SYN-ACK: it is open; give --closed-port a closed one")
 	case !sg.Flags.Has(craft.RST):
@@ -131,7 +131,12 @@ func (r *rstRun) closedACK(ctx context.Context, port uint16) event.ScenarioCheck
 	}
 	got, _ := s2.Collect(ctx, r.cfg.Wait, 1)
 	c.Observed = describeSegs(got)
-	return judgeAckReset(c, first(got), ack, r.cfg.Tap.icmpSince(mark), "MUST")
+	icmp := r.cfg.Tap.icmpSince(mark)
+	c = judgeAckReset(c, first(got), ack, icmp, "MUST")
+	if first(got) == nil && len(icmp) == 0 {
+		c = r.silentCheck(c, craft.ACK, seq)
+	}
+	return c
 }
 
 // judgeAckReset judges the answer to an ACK for no connection, which must

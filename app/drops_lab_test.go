@@ -1,0 +1,162 @@
+//go:build linux
+
+package app_test
+
+import (
+	"fmt"
+	"os/exec"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"tcpshake/lab"
+	"tcpshake/lab/labtest"
+)
+
+// stepsOf are the step events of JSON lines.
+func stepsOf(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var steps []map[string]any
+	for _, ev := range jsonEvents(t, out) {
+		if ev["type"] == "step" {
+			steps = append(steps, ev)
+		}
+	}
+	return steps
+}
+
+// TestShellDropsLab: with --drops and the server's kernel observed, a
+// crafted segment 100000 bytes beyond the receive window carries the
+// kernel's drop reason (its step: dropped, and "the peer's kernel dropped
+// it: TCP_INVALID_SEQUENCE" in explain), and no other step claims a drop;
+// every line passes the schema. Without --drops no step carries one.
+func TestShellDropsLab(t *testing.T) {
+	l := labtest.New(t)
+	schema := scanSchema(t)
+	script := "syn\nack\nsegment PA seq=+100000 data=x\nwait 200ms\nquit\n"
+	for _, drops := range []bool{true, false} {
+		t.Run(fmt.Sprintf("drops=%v", drops), func(t *testing.T) {
+			args := []string{"--observe-netns", l.ServerNS}
+			if drops {
+				args = append(args, "--drops")
+			}
+			out, code := runShellScript(t, l, script, args...)
+			if code != 0 {
+				t.Fatalf("exit status %d:\n%s", code, out)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				if err := schema.ValidateLine([]byte(line)); err != nil {
+					t.Errorf("a line the schema refuses: %v\n%s", err, line)
+				}
+			}
+			var dropped []string
+			for _, st := range stepsOf(t, out) {
+				r, _ := st["dropped"].(string)
+				if r == "" {
+					continue
+				}
+				dropped = append(dropped, fmt.Sprintf("%v len %v: %s", st["flags"], st["len"], r))
+				ex := fmt.Sprint(st["explain"])
+				if !strings.Contains(ex, "the peer's kernel dropped it: "+r) {
+					t.Errorf("step dropped %s without saying so: %s", r, ex)
+				}
+			}
+			want := []string{"P. len 1: TCP_INVALID_SEQUENCE"}
+			if !drops {
+				want = nil
+			}
+			if !slices.Equal(dropped, want) {
+				t.Errorf("dropped steps %q, want %q\n%s", dropped, want, out)
+			}
+		})
+	}
+}
+
+// TestRSTDropsLab: a firewall in the server's namespace drops our RSTs to
+// port 9 and everything to port 81. Without --drops, silence gives
+// out-of-window-rst "conforms" and in-window-rst "deviates", though the
+// peer's TCP never saw the RSTs; with --drops their records (NETFILTER_DROP)
+// make both inconclusive, saying why, and closed-port says the peer's own
+// kernel dropped its segments. With no firewall, --drops adds the kernel's
+// reason to the silent out-of-window-rst (TCP_OLD_SEQUENCE on 6.10+,
+// TCP_INVALID_SEQUENCE before) and NO_SOCKET to closed-port's drops.
+func TestRSTDropsLab(t *testing.T) {
+	l := labtest.New(t)
+	bin := binary(t)
+	schema := scanSchema(t)
+	run := func(t *testing.T, drops bool) map[string]map[string]any {
+		args := []string{bin, "rst", fmt.Sprintf("%v:9", l.ServerV4), "--closed-port", "81", "--echo-port", "7", "--json",
+			"--observe-netns", l.ServerNS, "--scenario", "out-of-window-rst,in-window-rst,closed-port"}
+		if drops {
+			args = append(args, "--drops")
+		}
+		r := runClient(t, l, args...)
+		out := map[string]map[string]any{}
+		for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+			if err := schema.ValidateLine([]byte(line)); err != nil {
+				t.Errorf("a line the schema refuses: %v\n%s", err, line)
+			}
+		}
+		for _, ev := range jsonEvents(t, r.stdout) {
+			if ev["type"] == "scenario" {
+				out[ev["name"].(string)] = ev
+			}
+		}
+		return out
+	}
+	t.Run("open", func(t *testing.T) {
+		res := run(t, true)
+		oow := res["out-of-window-rst"]
+		why := fmt.Sprint(oow["why"])
+		if oow["verdict"] != "conforms" || !(strings.Contains(why, "TCP_OLD_SEQUENCE") || strings.Contains(why, "TCP_INVALID_SEQUENCE")) {
+			t.Errorf("out-of-window-rst: %v: %s", oow["verdict"], why)
+		}
+		if d := fmt.Sprint(res["closed-port"]["drops"]); strings.Count(d, "NO_SOCKET") != 2 {
+			t.Errorf("closed-port drops %s, want two NO_SOCKET", d)
+		}
+	})
+	nft := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("nft", args...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nft %q: %v: %s", args, err, out)
+		}
+	}
+	table := fmt.Sprintf("tdrops%d", randomPort())
+	err := lab.Do(l.ServerNS, func() error {
+		nft("add", "table", "inet", table)
+		nft("add", "chain", "inet", table, "in", "{ type filter hook input priority -10; }")
+		nft("add", "rule", "inet", table, "in", "tcp", "dport", "9", "tcp", "flags", "rst", "drop")
+		nft("add", "rule", "inet", table, "in", "tcp", "dport", "81", "drop")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lab.Do(l.ServerNS, func() error { return exec.Command("nft", "delete", "table", "inet", table).Run() }) })
+	t.Run("firewall", func(t *testing.T) {
+		without, with := run(t, false), run(t, true)
+		verdicts := func(m map[string]map[string]any) []string {
+			var v []string
+			for n, ev := range m {
+				v = append(v, fmt.Sprintf("%s %v", n, ev["verdict"]))
+			}
+			sort.Strings(v)
+			return v
+		}
+		want := []string{"closed-port inconclusive", "in-window-rst deviates", "out-of-window-rst conforms"}
+		if got := verdicts(without); !slices.Equal(got, want) {
+			t.Errorf("without --drops: %q, want %q (what silence alone says)", got, want)
+		}
+		want = []string{"closed-port inconclusive", "in-window-rst inconclusive", "out-of-window-rst inconclusive"}
+		if got := verdicts(with); !slices.Equal(got, want) {
+			t.Errorf("with --drops: %q, want %q", got, want)
+		}
+		for n, ev := range with {
+			if why := fmt.Sprint(ev["why"]); !strings.Contains(why, "NETFILTER_DROP") {
+				t.Errorf("%s: why does not name the firewall's drop: %s", n, why)
+			}
+		}
+	})
+}
