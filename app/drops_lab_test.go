@@ -134,7 +134,9 @@ func TestRSTDropsLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = lab.Do(l.ServerNS, func() error { return exec.Command("nft", "delete", "table", "inet", table).Run() }) })
+	t.Cleanup(func() {
+		_ = lab.Do(l.ServerNS, func() error { return exec.Command("nft", "delete", "table", "inet", table).Run() })
+	})
 	t.Run("firewall", func(t *testing.T) {
 		without, with := run(t, false), run(t, true)
 		verdicts := func(m map[string]map[string]any) []string {
@@ -159,4 +161,68 @@ func TestRSTDropsLab(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestObserveKernelTimesLab: with eBPF the peer's observed changes carry the
+// kernel's own times. Over five handshakes with data and a FIN close, each
+// step of ours that moved the server's socket (the final ACK: ESTABLISHED;
+// our FIN: CLOSE-WAIT; our last ACK: CLOSED) has observed_t_ms, when the
+// server's kernel made the change, after the step's wire time (less 0.2 ms
+// of clock skew between the two timestamps) and, at the median, within 50 µs
+// of it. The first step says which source was used; --observe-poll says
+// polling and gives no kernel times.
+func TestObserveKernelTimesLab(t *testing.T) {
+	l := labtest.New(t)
+	bin := binary(t)
+	var deltas []float64
+	for range 5 {
+		r := runClient(t, l, bin, "handshake", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho), "--send", "hi", "--json",
+			"--time-wait", "0", "--observe-netns", l.ServerNS)
+		if r.code != 0 {
+			t.Fatalf("exit status %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		steps := stepsOf(t, r.stdout)
+		if len(steps) == 0 || !strings.Contains(fmt.Sprint(steps[0]["explain"]), "through eBPF") {
+			t.Fatalf("the first step does not say the kernel is read through eBPF: %v", steps)
+		}
+		prev := ""
+		for _, st := range steps {
+			remote, _ := st["remote_state"].(string)
+			changed := remote != prev && prev != ""
+			prev = remote
+			if st["direction"] != "sent" || !changed || remote == "SYN-RECEIVED" {
+				continue
+			}
+			obs, ok := st["observed_t_ms"].(float64)
+			if !ok || st["observed_state"] != remote {
+				t.Errorf("step %v (%s): observed %v at %v", st["n"], remote, st["observed_state"], st["observed_t_ms"])
+				continue
+			}
+			d := obs - st["t_ms"].(float64)
+			if d < -0.2 {
+				t.Errorf("step %v (%s): the kernel changed %.3f ms before the segment was on the wire", st["n"], remote, -d)
+			}
+			deltas = append(deltas, d)
+		}
+	}
+	if len(deltas) < 10 {
+		t.Fatalf("%d timed changes, want 15", len(deltas))
+	}
+	sort.Float64s(deltas)
+	med := deltas[len(deltas)/2]
+	t.Logf("kernel change − wire time over %d changes: min %.3f, median %.3f, max %.3f ms", len(deltas), deltas[0], med, deltas[len(deltas)-1])
+	if med > 0.05 || med < -0.05 {
+		t.Errorf("median %.3f ms from the wire time, want within 0.050", med)
+	}
+	r := runClient(t, l, bin, "handshake", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho), "--json", "--time-wait", "0",
+		"--observe-netns", l.ServerNS, "--observe-poll")
+	steps := stepsOf(t, r.stdout)
+	if len(steps) == 0 || !strings.Contains(fmt.Sprint(steps[0]["explain"]), "by polling sock_diag") {
+		t.Errorf("--observe-poll: the first step does not say polling: %v", steps)
+	}
+	for _, st := range steps {
+		if _, ok := st["observed_t_ms"]; ok {
+			t.Errorf("--observe-poll: step %v has a kernel time", st["n"])
+		}
+	}
 }

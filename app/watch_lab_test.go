@@ -148,6 +148,8 @@ func TestLabWatchCurl(t *testing.T) {
 	sw.wait(t)
 	close(stop)
 	ss := <-ssSeen
+	validateWatchJSON(t, cw.out.String())
+	validateWatchJSON(t, sw.out.String())
 	client := l.ClientV4.String() + ":" + port
 	got := transitions(t, cw.out.String(), client)
 	var srv []string
@@ -254,6 +256,7 @@ func TestLabWatchDrops(t *testing.T) {
 		t.Fatalf("shell: %v", err)
 	}
 	w.wait(t)
+	validateWatchJSON(t, w.out.String())
 	reasons := map[string]string{}
 	for _, ev := range jsonEvents(t, w.out.String()) {
 		if ev["type"] == "drop" {
@@ -265,5 +268,25 @@ func TestLabWatchDrops(t *testing.T) {
 		if reasons[k] != want {
 			t.Errorf("drop of %s: reason %q, want %q (all: %v)", k, reasons[k], want, reasons)
 		}
+	}
+}
+
+// validateWatchJSON fails t for a line of watch --json that
+// docs/json-schema.json refuses.
+func validateWatchJSON(t *testing.T, out string) {
+	t.Helper()
+	schema := scanSchema(t)
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		n++
+		if err := schema.ValidateLine([]byte(line)); err != nil {
+			t.Errorf("a line the schema refuses: %v\n%s", err, line)
+		}
+	}
+	if n == 0 {
+		t.Errorf("no JSON lines to check")
 	}
 }
