@@ -111,6 +111,17 @@ func TestVerifyLab(t *testing.T) {
 		if tables := guardTables(t, l.ClientNS); len(tables) != 0 {
 			t.Errorf("guard tables left behind: %v", tables)
 		}
+		if l.Peer == lab.PeerLinux {
+			// Our RST ended every verified connection: the server keeps
+			// nothing but its listeners (and the probes' TIME-WAITs, none).
+			out, err := exec.Command("ip", "netns", "exec", l.ServerNS, "ss", "-tanH", "state", "all", "exclude", "listening").CombinedOutput()
+			if err != nil {
+				t.Fatalf("ss: %v\n%s", err, out)
+			}
+			if s := strings.TrimSpace(string(out)); s != "" {
+				t.Errorf("the server still holds connections after the verifications:\n%s", s)
+			}
+		}
 	})
 }
 
