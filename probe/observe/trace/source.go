@@ -12,7 +12,8 @@ type Source struct {
 	k    *kernelSource
 	t    *tracker
 	ns   *namespaces
-	recs chan raw
+	recs chan []raw // batches of records, in the ring's order
+	free chan []raw // batches Next is done with, for the reader to fill again
 	errc chan error
 	stop chan struct{}
 	done chan struct{}
@@ -33,24 +34,38 @@ func Open(cfg Config) (*Source, error) {
 	ns := newNamespaces()
 	s := &Source{
 		k: k, ns: ns, t: newTracker(k.wall, k.reasons, ns, cfg.Drops),
-		recs: make(chan raw, 4096), errc: make(chan error, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		recs: make(chan []raw, 16), free: make(chan []raw, 17), errc: make(chan error, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		tick: time.NewTicker(50 * time.Millisecond),
 	}
 	go s.read()
 	return s, nil
 }
 
+// maxBatch is the most records one read hands over at once.
+const maxBatch = 256
+
+// read hands the ring's records to Next in batches (all that waited in the
+// ring, up to maxBatch), so a burst costs one handover, not one per
+// record; up to 16 batches wait for Next (4096 records).
 func (s *Source) read() {
 	defer close(s.done)
 	for {
-		r, err := s.k.read()
+		var batch []raw
+		select {
+		case batch = <-s.free:
+		default:
+			batch = make([]raw, 0, maxBatch)
+		}
+		batch, err := s.k.read(batch[:0])
+		if len(batch) > 0 {
+			select {
+			case s.recs <- batch:
+			case <-s.stop:
+				return
+			}
+		}
 		if err != nil {
 			s.errc <- err
-			return
-		}
-		select {
-		case s.recs <- r:
-		case <-s.stop:
 			return
 		}
 	}
@@ -60,8 +75,14 @@ func (s *Source) read() {
 func (s *Source) Next() (Event, error) {
 	for len(s.q) == 0 {
 		select {
-		case r := <-s.recs:
-			s.q = append(s.q, s.t.add(r)...)
+		case batch := <-s.recs:
+			for _, r := range batch {
+				s.q = append(s.q, s.t.add(r)...)
+			}
+			select {
+			case s.free <- batch:
+			default:
+			}
 		case <-s.tick.C:
 			s.q = append(s.q, s.t.tick()...)
 		case err := <-s.errc:

@@ -49,7 +49,8 @@ type kernelSource struct {
 	progs    []*ebpf.Program
 	links    []link.Link
 	rd       *ringbuf.Reader
-	offset   time.Duration // CLOCK_REALTIME - CLOCK_MONOTONIC
+	rec      ringbuf.Record // the record being read, reused (its buffer grows once)
+	offset   time.Duration  // CLOCK_REALTIME - CLOCK_MONOTONIC
 	reasons  map[uint32]string
 	warnings []string
 	once     sync.Once
@@ -176,28 +177,42 @@ func (s *kernelSource) wall(mono uint64) time.Time {
 	return time.Unix(0, int64(mono)+int64(s.offset))
 }
 
-// read blocks for the next record.
-func (s *kernelSource) read() (raw, error) {
-	for {
+// read blocks for the next records and appends them to batch: the first
+// one waited for, then every one already in the ring, up to maxBatch, with
+// no system call and no allocation per record (one Record is reused;
+// decode copies what it keeps).
+func (s *kernelSource) read(batch []raw) ([]raw, error) {
+	for len(batch) == 0 {
 		// The programs wake the reader only for a batch; the deadline
 		// reads what waits every readEvery.
 		s.rd.SetDeadline(time.Now().Add(readEvery))
-		rec, err := s.rd.Read()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue
-		}
-		if err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) {
-				return raw{}, errClosed
+		if err := s.rd.ReadInto(&s.rec); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
 			}
-			return raw{}, fmt.Errorf("trace: read ring buffer: %w", err)
+			if errors.Is(err, ringbuf.ErrClosed) {
+				return batch, errClosed
+			}
+			return batch, fmt.Errorf("trace: read ring buffer: %w", err)
 		}
-		r, err := decode(rec.RawSample)
-		if err != nil {
-			continue // not a TCP/IP socket (a family we do not show)
+		batch = s.keep(batch)
+		for len(batch) < maxBatch && s.rd.AvailableBytes() > 0 {
+			if err := s.rd.ReadInto(&s.rec); err != nil {
+				break // the next read says it again, after this batch
+			}
+			batch = s.keep(batch)
 		}
-		return r, nil
 	}
+	return batch, nil
+}
+
+// keep decodes the record just read onto batch, unless it is not a TCP/IP
+// socket's (a family we do not show).
+func (s *kernelSource) keep(batch []raw) []raw {
+	if r, err := decode(s.rec.RawSample); err == nil {
+		batch = append(batch, r)
+	}
+	return batch
 }
 
 // lost is how many records the ring buffer had no room for.

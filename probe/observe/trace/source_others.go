@@ -20,10 +20,10 @@ func errNotLinux() error { return fmt.Errorf("trace: eBPF is not implemented on 
 
 func openKernel(Config) (*kernelSource, error) { return nil, errNotLinux() }
 
-func (s *kernelSource) wall(mono uint64) time.Time { return time.Unix(0, int64(mono)) }
-func (s *kernelSource) read() (raw, error)         { return raw{}, errClosed }
-func (s *kernelSource) lost() uint64               { return 0 }
-func (s *kernelSource) Close() error               { return nil }
+func (s *kernelSource) wall(mono uint64) time.Time  { return time.Unix(0, int64(mono)) }
+func (s *kernelSource) read(b []raw) ([]raw, error) { return b, errClosed }
+func (s *kernelSource) lost() uint64                { return 0 }
+func (s *kernelSource) Close() error                { return nil }
 
 type namespaces struct{}
 
