@@ -154,7 +154,7 @@ func runVerify(ctx context.Context, cfg probe.VerifyConfig, hosts []probe.Verify
 		return err
 	}
 	rep := probe.Verify(ctx, cfg, hosts, w.dial)
-	cerr := w.Close()
+	err = w.Close()
 	if js != nil {
 		for _, v := range rep.Ports {
 			js.Emit(v)
@@ -162,10 +162,13 @@ func runVerify(ctx context.Context, cfg probe.VerifyConfig, hosts []probe.Verify
 		for _, n := range verifyNotes(cfg, rep) {
 			js.Emit(event.Warning{Message: n})
 		}
-		return cerr
+	} else {
+		printVerify(out, cfg, rep, len(hosts) > 1)
 	}
-	printVerify(out, cfg, rep, len(hosts) > 1)
-	return cerr
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted while verifying (%v): the ports verified so far are above", context.Cause(ctx))
+	}
+	return err
 }
 
 // verifyNotes are the lines after the ports: what was not verified, and

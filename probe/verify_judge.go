@@ -1,6 +1,8 @@
 package probe
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -81,6 +83,8 @@ func afterHandshake(v *event.Verify, err error) string {
 		return fmt.Sprintf("the peer reset the connection without sending data (%s)", sent)
 	case v.PeerClosed:
 		return fmt.Sprintf("the peer closed without sending data (%s)", sent)
+	case errors.Is(err, context.Canceled):
+		return fmt.Sprintf("interrupted after %.0f ms, no data (%s)", v.WaitedMs, sent)
 	case err != nil:
 		return fmt.Sprintf("no data within %.0f ms (%s): %v", v.WaitedMs, sent, err)
 	}
