@@ -226,3 +226,61 @@ func TestObserveKernelTimesLab(t *testing.T) {
 		}
 	}
 }
+
+// TestHandshakeDropsLab: the server's firewall drops every segment with PSH
+// to the echo port. With --drops the data segment and its retransmission
+// each carry NETFILTER_DROP (each record names one step: they have the same
+// numbers), the handshake's own segments none; the run ends unacknowledged
+// (exit status 1). The RSTs that end it may carry drops of their own.
+func TestHandshakeDropsLab(t *testing.T) {
+	l := labtest.New(t)
+	table := fmt.Sprintf("tdrops%d", randomPort())
+	err := lab.Do(l.ServerNS, func() error {
+		for _, args := range [][]string{
+			{"add", "table", "inet", table},
+			{"add", "chain", "inet", table, "in", "{ type filter hook input priority -10; }"},
+			{"add", "rule", "inet", table, "in", "tcp", "dport", fmt.Sprint(lab.PortEcho), "tcp", "flags", "&", "psh", "==", "psh", "drop"},
+		} {
+			if out, err := exec.Command("nft", args...).CombinedOutput(); err != nil {
+				return fmt.Errorf("nft %q: %v: %s", args, err, out)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = lab.Do(l.ServerNS, func() error { return exec.Command("nft", "delete", "table", "inet", table).Run() })
+	})
+	r := runClient(t, l, binary(t), "handshake", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho), "--send", "hi", "--json",
+		"--rto", "200ms", "--retries", "1", "--time-wait", "0", "--observe-netns", l.ServerNS, "--drops")
+	if r.code != 1 {
+		t.Errorf("exit status %d, want 1 (data never acknowledged)\n%s", r.code, r.stderr)
+	}
+	var dropped []string
+	for _, st := range stepsOf(t, r.stdout) {
+		if st["direction"] != "sent" {
+			continue
+		}
+		dropped = append(dropped, fmt.Sprintf("%v:%v", st["flags"], st["dropped"]))
+	}
+	want := 0
+	for _, d := range dropped {
+		switch {
+		case strings.HasPrefix(d, "P.:"):
+			if d != "P.:NETFILTER_DROP" {
+				t.Errorf("data step %s, want NETFILTER_DROP", d)
+			}
+			want++
+		case strings.HasPrefix(d, "R."):
+			// After giving up: RSTs at each candidate seq; the one after
+			// the exact one finds only the listener (TCP_FLAGS).
+		case !strings.HasSuffix(d, ":<nil>"):
+			t.Errorf("step %s claims a drop", d)
+		}
+	}
+	if want != 2 {
+		t.Errorf("%d data steps, want 2 (the segment and its retransmission): %q", want, dropped)
+	}
+}

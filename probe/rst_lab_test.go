@@ -20,6 +20,7 @@ import (
 	"tcpshake/probe"
 	"tcpshake/probe/guard"
 	"tcpshake/probe/observe"
+	"tcpshake/probe/observe/trace"
 )
 
 // The rst lab test drives probe.RunRST in this process against the lab
@@ -32,14 +33,26 @@ import (
 
 // labWorld is what lab sessions of one address family run on: the live
 // sockets and the guard, opened inside the client namespace, and sock_diag
-// on the server namespace. The session lab tests use it too.
+// on the server namespace, with the eBPF tracepoint beside it as the CLI
+// has it (hub; nil where eBPF cannot be loaded: sock_diag alone). The
+// session lab tests use it too.
 type labWorld struct {
 	l     lab.Lab
 	live  *probe.Live
 	g     *guard.Guard
 	obs   *observe.Diag
+	hub   *trace.Hub
 	local netip.Addr
 	host  netip.Addr
+}
+
+// observer is what reads the server's kernel: sock_diag with the eBPF feed
+// when it could be opened.
+func (w *labWorld) observer() probe.Observer {
+	if w.hub == nil {
+		return probe.DiagObserver(w.obs)
+	}
+	return probe.KernelObserver(w.obs, w.hub, true, "")
 }
 
 func openLabWorld(t *testing.T, l lab.Lab, host netip.Addr) *labWorld {
@@ -72,6 +85,13 @@ func openLabWorld(t *testing.T, l lab.Lab, host netip.Addr) *labWorld {
 		t.Fatalf("observe %s: %v", l.ServerNS, err)
 	}
 	t.Cleanup(func() { w.obs.Close() })
+	if ino, err := trace.NetnsInode(l.ServerNS); err == nil {
+		if w.hub, err = trace.OpenHub(trace.Config{Netns: ino, Drops: true}); err != nil {
+			t.Logf("eBPF not available (%v): sock_diag alone", err)
+		} else {
+			t.Cleanup(func() { w.hub.Close() })
+		}
+	}
 	return w
 }
 
@@ -102,7 +122,7 @@ func (w *labWorld) dial(sink event.Sink) probe.Dialer {
 			Host: w.host.String(), Local: netip.AddrPortFrom(w.local, sport), Remote: netip.AddrPortFrom(w.host, port),
 			Window: 64240, TTL: 64, SYN: craft.SYNOptionSet{MSS: 1460, WScale: -1},
 		}
-		env := probe.SessionEnv{Env: w.live.Env(), Guard: w.g, Observer: probe.DiagObserver(w.obs)}
+		env := probe.SessionEnv{Env: w.live.Env(), Guard: w.g, Observer: w.observer()}
 		env.Sink = sink
 		return probe.NewSession(cfg, env), release, nil
 	}

@@ -48,7 +48,7 @@ func labSession(t *testing.T, l lab.Lab, port uint16, tune func(*probe.SessionCo
 		tune(&cfg)
 	}
 	rec := &sessEvents{}
-	env := probe.SessionEnv{Env: w.live.Env(), Guard: w.g, Observer: probe.DiagObserver(w.obs)}
+	env := probe.SessionEnv{Env: w.live.Env(), Guard: w.g, Observer: w.observer()}
 	env.Sink = rec
 	s := probe.NewSession(cfg, env)
 	t.Cleanup(s.End)

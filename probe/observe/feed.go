@@ -100,7 +100,7 @@ func DropMeaning(reason string) string {
 	case "TCP_ACK_UNSENT_DATA":
 		return "its TCP found the ack beyond what it ever sent and discarded the segment"
 	case "TCP_FLAGS":
-		return "its TCP discarded the segment for its flags (on Linux after answering it, e.g. an ACK to a listener with RST)"
+		return "its TCP discarded the segment for its flags (a listener takes no RST; a stray ACK to a listener is answered with RST first)"
 	case "TCP_INVALID_SYN":
 		return "its TCP discarded a SYN on a synchronized connection (after its challenge ACK, if one was due)"
 	case "TCP_RFC7323_PAWS":
