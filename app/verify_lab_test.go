@@ -6,9 +6,12 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"tcpshake/lab"
 	"tcpshake/lab/labtest"
@@ -225,4 +228,38 @@ func TestVerifyLabSYNProxy(t *testing.T) {
 			t.Errorf("no host evidence in the warnings:\n%s", j)
 		}
 	})
+}
+
+// TestVerifyLabInterrupt: Ctrl-C while ports are being verified prints what
+// was verified so far, exits 2, and leaves no connection on the server (each
+// one reset).
+func TestVerifyLabInterrupt(t *testing.T) {
+	l := labtest.New(t)
+	var out, errb strings.Builder
+	cmd := exec.Command(binary(t), "probe", l.ServerV4.String(), "-p", "7,9", "-q", "--verify", "--verify-wait", "20s")
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := lab.Do(l.ClientNS, cmd.Start); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Errorf("exit %v, want status 2", err)
+	}
+	for _, want := range []string{"7/tcp     silent    interrupted after", "9/tcp     silent    interrupted after"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+	if !strings.Contains(errb.String(), "interrupted while verifying") {
+		t.Errorf("stderr: %q", errb.String())
+	}
+	time.Sleep(100 * time.Millisecond)
+	if s, err := exec.Command("ip", "netns", "exec", l.ServerNS, "ss", "-tanH", "state", "all", "exclude", "listening").CombinedOutput(); err != nil || strings.TrimSpace(string(s)) != "" {
+		t.Errorf("the server after the interrupt (%v):\n%s", err, s)
+	}
 }
