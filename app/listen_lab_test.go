@@ -29,30 +29,11 @@ import (
 type listenProc struct {
 	cmd          *exec.Cmd
 	stdout       bytes.Buffer
-	stderr       lockedBuffer
+	stderr       syncBuffer // read while listen runs
 	done         chan struct{}
 	code         int
 	waitErr      error
 	ready, early chan struct{}
-}
-
-// lockedBuffer is a buffer the process's stderr copier writes while the
-// test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // startListen starts listen with args in the server namespace and returns
