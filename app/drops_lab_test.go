@@ -284,3 +284,27 @@ func TestHandshakeDropsLab(t *testing.T) {
 		t.Errorf("%d data steps, want 2 (the segment and its retransmission): %q", want, dropped)
 	}
 }
+
+// TestObserveLWIPLab: the lwIP peer runs in user space, so its namespace's
+// kernel holds none of its sockets: --observe-netns (with or without
+// --drops) is refused as not observable, before any packet, rather than
+// showing a peer with no socket; --drops without a peer in view is refused
+// too.
+func TestObserveLWIPLab(t *testing.T) {
+	l := labtest.NewPeer(t, lab.PeerLWIP)
+	bin := binary(t)
+	target := fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--observe-netns", l.ServerNS, "--drops"}, "not observable"},
+		{[]string{"--observe-netns", l.ServerNS}, "not observable"},
+		{[]string{"--drops"}, "needs the peer's kernel in view"},
+	} {
+		r := runClient(t, l, append([]string{bin, "handshake", target}, c.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) || r.stdout != "" {
+			t.Errorf("%q: exit status %d, stderr %q, stdout %q; want 2 and %q", c.args, r.code, r.stderr, r.stdout, c.want)
+		}
+	}
+}

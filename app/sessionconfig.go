@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"tcpshake/craft"
+	"tcpshake/lab"
 	"tcpshake/probe"
 	"tcpshake/probe/observe"
 	"tcpshake/probe/observe/trace"
@@ -59,6 +60,15 @@ func observeFlags() []cli.Flag {
 // own times; which one is said once, in the first step. --drops needs the
 // tracepoint. close releases it all.
 func openObserver(c *cli.Context, ns string) (probe.Observer, func() error, error) {
+	if ns != "" {
+		// The lab's lwIP peer answers in that namespace from user space:
+		// its kernel holds none of the peer's sockets, and drops nothing of
+		// its segments. Reading it would show a peer with no socket: wrong,
+		// not unknown.
+		if socks, err := (lab.Lab{ServerNS: ns}).LWIPSockets(); err == nil {
+			return nil, nil, usagef("--observe-netns %s: the peer there is lwIP, a TCP in a user-space program (lab up --peer lwip; %s): its sockets and drops are not in that namespace's kernel, so they are not observable; leave out --observe-netns and --drops", ns, plural(len(socks), "pcb"))
+		}
+	}
 	d, err := observe.Open(ns)
 	if err != nil {
 		return nil, nil, observeError(ns, err)
