@@ -90,7 +90,15 @@ func TestSchemaAcceptsEveryEventType(t *testing.T) {
 		got = append(got, k)
 	}
 	sort.Strings(got)
-	if diff := cmp.Diff(s.Types(), got); diff != "" {
+	// watch's change and drop lines are written by probe/observe/trace's
+	// Renderer, and checked against the schema there.
+	var types []string
+	for _, k := range s.Types() {
+		if k != "change" && k != "drop" {
+			types = append(types, k)
+		}
+	}
+	if diff := cmp.Diff(types, got); diff != "" {
 		t.Errorf("event types in docs/json-schema.json vs Go (-schema +go):\n%s", diff)
 	}
 }
