@@ -174,7 +174,11 @@ func runWatch(c *cli.Context) error {
 	}
 	stop := context.AfterFunc(ctx, func() { src.Close() })
 	defer stop()
-	r := trace.NewRenderer(c.App.Writer, c.Bool("json"), namer)
+	// The lines go out in batches (at most watchFlushEvery late): a write
+	// per line was most of what a busy watch cost.
+	out := newBatchWriter(c.App.Writer, watchFlushEvery)
+	defer out.Close()
+	r := trace.NewRenderer(out, c.Bool("json"), namer)
 	r.ShowNetns = nsName == "" && why == nil && !c.Bool("poll")
 	var lines, changes, dropped uint64
 	for count == 0 || lines < count {
@@ -200,6 +204,9 @@ func runWatch(c *cli.Context) error {
 		if err := r.Event(ev); err != nil {
 			return err
 		}
+	}
+	if err := out.Close(); err != nil {
+		return err
 	}
 	summary := fmt.Sprintf("tcpshake: %s", plural(int(changes), "state change"))
 	if drops {
