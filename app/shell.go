@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"tcpshake/craft"
+	"tcpshake/event"
 	"tcpshake/probe"
 )
 
@@ -115,7 +116,7 @@ func runShell(c *cli.Context) error {
 		return sh.finish(mode)
 	}
 	if c.IsSet("listen") {
-		return shellListen(c, sink, body) // listen_shell.go
+		return withSVG(c, sink, func(sink event.Sink) error { return shellListen(c, sink, body) }) // listen_shell.go
 	}
 	return runSessionSVG(c, "shell", sink, nil, func(ctx context.Context, s *probe.Session) error {
 		s.ManualACK()

@@ -112,7 +112,9 @@ func (s *SVG) WriteTo(w io.Writer) (int64, error) {
 func (s *SVG) names() (left, right string) {
 	switch {
 	case s.start != nil && s.start.Command == "listen":
-		return "peer " + s.start.Host, "us " + s.start.Src
+		// Our steps are drawn from our lifeline (the left) as for a
+		// client: we are the server here.
+		return "us (server) " + s.start.Src, "peer (client) " + s.start.Host
 	case s.start != nil:
 		peer := s.start.Addr + ":" + strconv.Itoa(int(first(s.start.Ports)))
 		if strings.Contains(s.start.Addr, ":") {
