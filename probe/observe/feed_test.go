@@ -12,6 +12,7 @@ import (
 	"tcpshake/craft"
 	"tcpshake/event"
 	"tcpshake/probe/observe"
+	"tcpshake/probe/tcpstate"
 )
 
 // fakeKernel is a fakeWatcher fed by the kernel's records too: readings
@@ -145,4 +146,35 @@ func msOf(p *float64) any {
 		return "none"
 	}
 	return *p
+}
+
+// TestMergerBeforePeerSYN: a listen session's first note models the client
+// CLOSED, but its kernel can be read only after its SYN told us of it: read
+// in SYN-SENT (by a look after the SYN, or by the kernel's record from just
+// before it) the note is ahead, said so, never "differs"; a reading in
+// another state leaves the usual rules.
+func TestMergerBeforePeerSYN(t *testing.T) {
+	synSent := observe.Reading{Exists: true, State: tcpstate.SynSent, Linux: 2}
+	note := event.Step{Direction: "note", Local: "LISTEN", Remote: "CLOSED"}
+	peerSYN := event.Step{N: 1, Direction: "received", Flags: "S", Seq: 100, Local: "SYN-RECEIVED", Remote: "SYN-SENT"}
+	for _, kernel := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			w, _ := newFeedWorld(t)
+			w.step(1, note)
+			w.step(1, peerSYN)
+			if kernel {
+				w.kernel(3, 0.96, synSent)
+			} else {
+				w.read(1.3, synSent)
+			}
+			w.until(200)
+			sts := w.rec.steps()
+			if len(sts) < 2 || sts[0].Agreement != event.Ahead || sts[0].Observed != "SYN-SENT" {
+				t.Fatalf("kernel=%v: steps %+v, want the note ahead in SYN-SENT", kernel, summary(sts))
+			}
+			if ex := strings.Join(sts[0].Explain, "\n"); !strings.Contains(ex, "its application opened the connection") {
+				t.Errorf("kernel=%v: the note says %q", kernel, ex)
+			}
+		})
+	}
 }

@@ -134,6 +134,7 @@ type item struct {
 	later     Reading // with early: the reading that showed the kernel had moved on
 	answered  *item   // unknown: read in the state before, then the peer acknowledged this step
 	hold      bool    // our SYN, waiting for the answer (cookie or not)
+	peerOpen  bool    // ahead: the note before the peer's SYN, the peer read in SYN-SENT
 	holdUntil time.Time
 
 	flush chan struct{} // a Flush marker, no event
@@ -460,6 +461,9 @@ func (m *Merger) decide(pos int, now, floor time.Time) {
 		lo = f
 	}
 	closed := m.readingsDone
+	if m.beforePeerSYN(pos, lo) {
+		return
+	}
 	hi := lo // readings [lo, hi) are in the window
 	for ; hi < len(m.readings); hi++ {
 		r := m.readings[hi]
@@ -556,6 +560,40 @@ func (m *Merger) decide(pos int, now, floor time.Time) {
 	if it.agr != event.Agrees && isSYN(it.st) && it.inferred == tcpstate.SynReceived && last.Err == nil && !last.Exists {
 		it.hold, it.holdUntil = true, it.at.Add(m.timing.CookieWait)
 	}
+}
+
+// beforePeerSYN decides the note that comes before the peer's own SYN (a
+// listen session's first step, its model of the peer CLOSED): the peer's
+// kernel can only be watched once its SYN has told us of the connection, so
+// it is read in SYN-SENT already, which is ahead of the model (its
+// application connected), not a disagreement. It reports whether it decided
+// the step (or must wait for the SYN's step or a reading).
+func (m *Merger) beforePeerSYN(pos, lo int) bool {
+	it := m.queue[pos]
+	if it.st.Direction != "note" || it.inferred != tcpstate.Closed {
+		return false
+	}
+	var next *item
+	for _, x := range m.queue[pos+1:] {
+		if x.st != nil && x.st.Direction != event.DirectionObserved && x.st.Direction != "note" {
+			next = x
+			break
+		}
+	}
+	if next == nil || next.st.Direction != "received" || next.st.Flags != "S" || next.at.Sub(it.at) > readingSkew {
+		return false
+	}
+	for _, r := range m.readings[lo:] {
+		if r.Err != nil {
+			continue
+		}
+		if r.Exists && r.State == tcpstate.SynSent {
+			it.decided, it.agr, it.chosen, it.hasChosen, it.peerOpen = true, event.Ahead, r, true, true
+			return true
+		}
+		return false
+	}
+	return false
 }
 
 // bornOfACK reports whether r is a full socket in Linux's TCP_SYN_RECV (3),
@@ -922,12 +960,19 @@ func (m *Merger) finish(it *item) {
 	after := ""
 	if it.hasChosen {
 		after = fmt.Sprintf("read %s after this step", fmtDur(it.chosen.At.Sub(it.at)))
-		if it.chosen.Kernel {
-			after = fmt.Sprintf("changed %s after this step, by the kernel's own clock", fmtDur(it.chosen.At.Sub(it.at)))
+		if d := it.chosen.At.Sub(it.at); it.chosen.Kernel && d < 0 {
+			after = fmt.Sprintf("changed %s before this step, by the kernel's own clock", fmtDur(-d))
+		} else if it.chosen.Kernel {
+			after = fmt.Sprintf("changed %s after this step, by the kernel's own clock", fmtDur(d))
 		}
 	}
 	switch it.agr {
 	case event.Ahead:
+		if it.peerOpen {
+			st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel is in %s already (%s): its application opened the connection, and its SYN, which told us of it, is the next step; CLOSED is the model before that SYN",
+				it.chosen, after))
+			break
+		}
 		st.Explain = append(st.Explain, fmt.Sprintf("the peer's kernel is already in %s (%s): it acted on its own (its application closed or it aborted) and the segment that tells us is on its way",
 			it.chosen, after))
 	case event.Differs:
