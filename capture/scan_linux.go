@@ -167,34 +167,43 @@ func (s *ScanSocket) Close() error {
 	return nil
 }
 
+// batchScratch is the message headers and addresses of one SendBatch.
+type batchScratch struct {
+	hdrs []mmsghdr
+	iovs []unix.Iovec
+	sa4  []unix.RawSockaddrInet4
+	sa6  []unix.RawSockaddrInet6
+}
+
 // SendBatch sends pkts[i] to dsts[i] with sendmmsg. On an error it returns
 // how many packets left before it; ENOBUFS (the device queue is full) is
-// returned as is, for the caller to wait and resend the rest.
+// returned as is, for the caller to wait and resend the rest. It is safe
+// for concurrent use: a scan sends from one thread per CPU.
 func (s *RawSender) SendBatch(pkts [][]byte, dsts []netip.Addr) (int, error) {
 	n := len(pkts)
-	if cap(s.hdrs) < n {
-		s.hdrs = make([]mmsghdr, n)
-		s.iovs = make([]unix.Iovec, n)
-		s.sa4 = make([]unix.RawSockaddrInet4, n)
-		s.sa6 = make([]unix.RawSockaddrInet6, n)
+	sc, _ := s.scratch.Get().(*batchScratch)
+	if sc == nil || cap(sc.hdrs) < n {
+		sc = &batchScratch{hdrs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n),
+			sa4: make([]unix.RawSockaddrInet4, n), sa6: make([]unix.RawSockaddrInet6, n)}
 	}
+	defer s.scratch.Put(sc)
 	for i, p := range pkts {
-		s.iovs[i].Base = &p[0]
-		s.iovs[i].SetLen(len(p))
-		h := &s.hdrs[i].hdr
-		*h = unix.Msghdr{Iov: &s.iovs[i]}
+		sc.iovs[i].Base = &p[0]
+		sc.iovs[i].SetLen(len(p))
+		h := &sc.hdrs[i].hdr
+		*h = unix.Msghdr{Iov: &sc.iovs[i]}
 		h.SetIovlen(1)
 		if s.v6 {
-			s.sa6[i] = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: dsts[i].As16()}
-			h.Name, h.Namelen = (*byte)(unsafe.Pointer(&s.sa6[i])), unix.SizeofSockaddrInet6
+			sc.sa6[i] = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: dsts[i].As16()}
+			h.Name, h.Namelen = (*byte)(unsafe.Pointer(&sc.sa6[i])), unix.SizeofSockaddrInet6
 		} else {
-			s.sa4[i] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: dsts[i].As4()}
-			h.Name, h.Namelen = (*byte)(unsafe.Pointer(&s.sa4[i])), unix.SizeofSockaddrInet4
+			sc.sa4[i] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: dsts[i].As4()}
+			h.Name, h.Namelen = (*byte)(unsafe.Pointer(&sc.sa4[i])), unix.SizeofSockaddrInet4
 		}
 	}
 	sent := 0
 	for sent < n {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&s.hdrs[sent])), uintptr(n-sent), 0, 0, 0)
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&sc.hdrs[sent])), uintptr(n-sent), 0, 0, 0)
 		if errno == unix.EINTR {
 			continue
 		}

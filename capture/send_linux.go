@@ -3,6 +3,7 @@ package capture
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,11 +14,9 @@ import (
 type RawSender struct {
 	fd int
 	v6 bool
-	// SendBatch's preallocated message headers and addresses.
-	hdrs []mmsghdr
-	iovs []unix.Iovec
-	sa4  []unix.RawSockaddrInet4
-	sa6  []unix.RawSockaddrInet6
+	// SendBatch's message headers and addresses, one set per concurrent
+	// call.
+	scratch sync.Pool
 }
 
 // OpenRawSender opens a raw socket for one address family. A non-empty iface

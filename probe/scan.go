@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tcpshake/capture"
@@ -22,7 +23,12 @@ type ScanConfig struct {
 	Rate    float64       // packets per second
 	Retries int           // most retransmissions of a silent probe (nmap --max-retries); at most capture.MaxTries-1
 	Timeout time.Duration // wait after a pass; 0: adaptive (RFC 6298 estimate, 100 ms-10 s)
-	Shard   int           // this machine's part, 1..Shards; 0: the whole scan
+	// Senders is how many threads send, each pinned to a CPU of those the
+	// process may run on (in turn); 0: one per such CPU (at most
+	// MaxScanSenders) from a rate of 50,000 per second, else 1; 1: the
+	// scan loop sends itself.
+	Senders int
+	Shard   int // this machine's part, 1..Shards; 0: the whole scan
 	Shards  int
 	Window  uint16
 	TTL     uint8
@@ -150,9 +156,15 @@ type scan struct {
 	out       ScanOutcome
 	hits      chan []hit
 	free      chan []hit
-	lastHit   time.Time
 	decided   int
 	progress  time.Time
+
+	read    atomic.Uint64 // packets the receiver read and handed on
+	seen    time.Time     // every packet that reached the receiver's socket before it was read
+	markAt  time.Time     // when markP was taken (zero: no mark)
+	markP   uint64        // the socket's count of accepted packets then, less its drops
+	pool    *senderPool
+	rxPause time.Duration // how long the receiver lets answers gather after a short read
 
 	mu      sync.Mutex
 	ignored map[string]uint64
@@ -161,6 +173,12 @@ type scan struct {
 
 // scanBatch is the most packets one system call sends or receives.
 const scanBatch = 64
+
+// scanRxPause is how long the receiver lets answers gather after a read
+// that found fewer than scanBatch: at 100,000 answers a second a wake-up
+// per packet or two cost the sending CPUs about 30,000 context switches a
+// scan; with the pause, half as many.
+const scanRxPause = 200 * time.Microsecond
 
 // RunScan sends one SYN to every (host, port) of cfg (of its shard), at
 // cfg.Rate, matches the answers statelessly by their cookie, retries the
@@ -174,7 +192,14 @@ func RunScan(ctx context.Context, cfg ScanConfig, env ScanEnv) (ScanOutcome, err
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); s.receive() }()
+	sctx, stop := context.WithCancel(ctx)
+	s.pool = newSenderPool(sctx, s.senderCPUs(), env.Clock)
 	err = s.run(ctx)
+	stop()
+	s.pool.wait()
+	for s.pool.out > 0 && len(s.pool.done) > 0 {
+		s.collect(<-s.pool.done) // what left before an error or an interrupt
+	}
 	env.Source.Close()
 	for {
 		select {
@@ -231,7 +256,8 @@ func newScan(cfg ScanConfig, env ScanEnv) (*scan, error) {
 		s.free <- make([]hit, 0, scanBatch)
 	}
 	s.start = env.Clock.Now()
-	s.lastHit = s.start
+	s.seen = s.start
+	s.rxPause = scanRxPause
 	s.progress = s.start
 	burst := max(scanBatch, int(cfg.Rate/1000))
 	s.pacer = newPacer(cfg.Rate, burst, s.start)
@@ -257,15 +283,22 @@ func (s *scan) locate(idx uint64) (r *ScanRange, host uint64, port uint16) {
 // does, retransmits each silent one as soon as its own timeout runs out,
 // at the same rate (retransmissions go first). An entry that used the
 // tries nmap's rule allows waits; once nothing is left in the air and the
-// receiver has been quiet a while, the waiting entries are retried if the
+// receiver has caught up, the waiting entries are retried if the
 // rule now allows more (a later answer raised it), or decided.
 func (s *scan) run(ctx context.Context) error {
 	b4, b6 := s.newBatch(s.env.Sender4), s.newBatch(s.env.Sender6)
 	for {
 		now := s.env.Clock.Now()
 		s.pollDrops(now)
-		s.expire(now)
-		for len(b4.pkts) < scanBatch && len(b6.pkts) < scanBatch {
+		s.advanceSeen(now, false)
+		if err := s.drain(); err != nil {
+			return err
+		}
+		s.expire(s.seen)
+		// No more than the pacer lets go now, so that a retransmission
+		// that falls due is not held behind a batch of first SYNs.
+		limit := min(max(s.pacer.ready(now), 1), scanBatch)
+		for len(b4.pkts) < limit && len(b6.pkts) < limit {
 			idx, ok := s.nextToSend()
 			if !ok {
 				break
@@ -291,17 +324,20 @@ func (s *scan) run(ctx context.Context) error {
 			// Nothing to send now: wait for the oldest probe's timeout.
 			f := s.fifo[s.head]
 			due := s.start.Add(time.Duration(s.sent[2*f.idx+uint64(f.try&1)])*time.Microsecond + s.timeout())
-			if err := s.waitFor(ctx, max(due.Sub(now), 100*time.Microsecond)); err != nil {
+			if s.next >= uint64(len(s.state)) {
+			}
+			// Answers may decide it (and the ones behind it) sooner.
+			if err := s.waitAnswer(ctx, max(due.Sub(now), 100*time.Microsecond)); err != nil {
 				return err
 			}
 			continue
 		}
 		// Nothing in the air: let the receiver catch up, then retry what
 		// the rule allows by now, or stop.
-		if err := s.quiet(ctx); err != nil {
+		if err := s.settle(ctx); err != nil {
 			return err
 		}
-		if !s.requeue() {
+		if !s.requeue(s.seen) {
 			return nil
 		}
 	}
@@ -353,19 +389,20 @@ func (s *scan) droppedSince(idx uint64) bool {
 	if s.lastDrop.IsZero() || s.tries[idx] == 0 {
 		return false
 	}
-	last := s.start.Add(time.Duration(s.sent[2*idx+uint64((s.tries[idx]-1)&1)]) * time.Microsecond)
-	return !s.lastDrop.Before(last)
+	return !s.lastDrop.Before(s.lastSent(idx))
 }
 
-// expire takes the probes whose timeout ran out off the queue: a silent
-// entry is retransmitted if the rule allows, else it waits for the end.
-func (s *scan) expire(now time.Time) {
+// expire takes the probes whose timeout ran out by seen (see advanceSeen)
+// off the queue: a silent entry is retransmitted if the rule allows, else
+// it waits for the end. A reply that our kernel holds but we have not read
+// yet does not make its probe time out.
+func (s *scan) expire(seen time.Time) {
 	to := s.timeout()
 	for s.head < len(s.fifo) {
 		f := s.fifo[s.head]
 		if s.state[f.idx] == esWait && int(f.try) == int(s.tries[f.idx])-1 {
 			sent := s.start.Add(time.Duration(s.sent[2*f.idx+uint64(f.try&1)]) * time.Microsecond)
-			if now.Sub(sent) < to {
+			if seen.Sub(sent) < to {
 				break
 			}
 			if int(f.try) < s.allowed(f.idx) {
@@ -383,10 +420,14 @@ func (s *scan) expire(now time.Time) {
 }
 
 // requeue retries the entries that used their tries, where the rule now
-// allows more; it tells whether any was queued.
-func (s *scan) requeue() bool {
+// allows more, and decides the others, each once its last SYN has waited
+// its whole timeout (a send time that its thread corrected may put that
+// later: such an entry is back in the air). It tells whether anything is
+// left to send or wait for.
+func (s *scan) requeue(seen time.Time) bool {
 	given := s.given
 	s.given = nil
+	to := s.timeout()
 	for _, idx := range given {
 		if s.state[idx] != esWait {
 			continue
@@ -395,165 +436,139 @@ func (s *scan) requeue() bool {
 			s.retry = append(s.retry, idx)
 			continue
 		}
+		if seen.Sub(s.lastSent(idx)) < to {
+			s.fifo = append(s.fifo, inFlight{idx: idx, try: s.tries[idx] - 1})
+			continue
+		}
 		s.state[idx] = esSilent
 		if s.droppedSince(idx) {
 			s.state[idx] = esDropped
 		}
 	}
-	return len(s.retry) > 0
+	return len(s.retry) > 0 || s.head < len(s.fifo)
 }
 
-// quiet waits until no answer has come for a while, so that a reply that
-// arrived in time but was still queued is not taken for silence.
-func (s *scan) quiet(ctx context.Context) error {
-	const quiet = 20 * time.Millisecond
-	for s.env.Clock.Now().Sub(s.lastHit) < quiet {
-		if err := s.waitFor(ctx, quiet); err != nil {
-			return err
-		}
-	}
-	s.pollDrops(time.Time{})
-	return nil
+// lastSent is when the entry's last SYN left.
+func (s *scan) lastSent(idx uint64) time.Time {
+	return s.start.Add(time.Duration(s.sent[2*idx+uint64((s.tries[idx]-1)&1)]) * time.Microsecond)
 }
 
-// pollDrops reads the kernel's drop counter (at most every 5 ms, or now
-// when at is zero) and notes when it last grew.
-func (s *scan) pollDrops(at time.Time) {
-	if !at.IsZero() && at.Sub(s.dropPoll) < 5*time.Millisecond {
-		return
+// settle waits until every reply that reached our kernel before now has
+// been read and taken (see advanceSeen), so that a reply that arrived in
+// time but was still queued is not taken for silence. It waits at most a
+// second (a receiver that cannot catch up that long is stuck; its drops
+// are still counted).
+func (s *scan) settle(ctx context.Context) error {
+	if err := s.collectAll(ctx); err != nil {
+		return err
 	}
 	now := s.env.Clock.Now()
-	s.dropPoll = now
-	if d := s.ledger.Drops; s.drops() > d {
-		s.lastDrop = now
-	}
-}
-
-func (s *scan) drops() uint64 {
-	st, _ := s.env.Source.Stats()
-	s.ledger.Drops = st.Drops
-	return st.Drops
-}
-
-// outBatch is the packets of one family waiting for their send.
-type outBatch struct {
-	sender capture.BatchSender
-	tmpl   map[netip.Addr]*synTemplate
-	bufs   [][]byte
-	pkts   [][]byte
-	dsts   []netip.Addr
-	idxs   []uint64
-}
-
-func (s *scan) newBatch(sender capture.BatchSender) *outBatch {
-	b := &outBatch{sender: sender, tmpl: map[netip.Addr]*synTemplate{}}
-	for range scanBatch {
-		b.bufs = append(b.bufs, make([]byte, 0, 128))
-	}
-	return b
-}
-
-// add builds the probe of entry idx into the batch.
-func (s *scan) add(b *outBatch, r *ScanRange, dst netip.Addr, port uint16, idx uint64) error {
-	if b.sender == nil {
-		return fmt.Errorf("probe: no sender for %v", dst)
-	}
-	t := b.tmpl[r.Src]
-	if t == nil {
-		nt, err := newSynTemplate(r.Src, s.cfg.SPort, s.cfg.Window, s.cfg.TTL, s.cfg.SYN)
-		if err != nil {
+	deadline := now.Add(time.Second)
+	for t0 := now; s.seen.Before(t0) && now.Before(deadline); now = s.env.Clock.Now() {
+		s.advanceSeen(now, true)
+		if !s.seen.Before(t0) {
+			break
+		}
+		if err := s.waitFor(ctx, 100*time.Microsecond); err != nil {
 			return err
 		}
-		t = &nt
-		b.tmpl[r.Src] = t
 	}
-	try := int(s.tries[idx])
-	isn := s.cookie.ISN(netip.AddrPortFrom(r.Src, s.cfg.SPort), netip.AddrPortFrom(dst, port), try)
-	k := len(b.pkts)
-	buf := b.bufs[k][:len(t.pkt)]
-	t.fill(buf, dst, port, isn, uint16(isn>>16))
-	b.pkts = append(b.pkts, buf)
-	b.dsts = append(b.dsts, dst)
-	b.idxs = append(b.idxs, idx)
-	return nil
+	if err := s.drain(); err != nil {
+		return err
+	}
+	return s.receiverErr()
 }
 
-// flush sends the batch as the pacer lets it, taking answers in between.
-func (s *scan) flush(ctx context.Context, b *outBatch) error {
-	for off := 0; off < len(b.pkts); {
-		now := s.env.Clock.Now()
-		k := min(s.pacer.ready(now), len(b.pkts)-off)
-		if k == 0 {
-			if err := s.waitFor(ctx, s.pacer.wait(1)); err != nil {
-				return err
-			}
-			continue
-		}
-		us := uint32(now.Sub(s.start).Microseconds())
-		m, err := b.sender.SendBatch(b.pkts[off:off+k], b.dsts[off:off+k])
-		for _, idx := range b.idxs[off : off+m] {
-			try := s.tries[idx]
-			s.sent[2*idx+uint64(try&1)] = us
-			s.tries[idx]++
-			s.fifo = append(s.fifo, inFlight{idx: idx, try: try})
-			if try == 0 {
-				s.state[idx] = esWait
-				s.firstSent++
-				s.lastFirst = now
-			} else {
-				s.ledger.Retransmissions++
-			}
-			s.ledger.MaxTries = max(s.ledger.MaxTries, int(try)+1)
-		}
-		s.pacer.take(m)
-		s.out.Sent += m
-		if err != nil && isRefused(err) && off+m < off+k {
-			// Our own output firewall dropped this SYN: the port is
-			// undecided, the scan goes on with the others.
-			s.refused(b.idxs[off+m])
-			s.pacer.take(1)
-			off++
-			err = nil
-		}
-		if err != nil {
-			if !isNoBufs(err) {
-				return err
-			}
-			if err := s.waitFor(ctx, 200*time.Microsecond); err != nil {
-				return err
-			}
-		}
-		off += m
-		s.drain()
+// advanceSeen moves s.seen, the time before which every packet our kernel
+// accepted for the receiver has been read: a mark notes the kernel's count
+// of accepted packets (drops included, less the drops) at a time; once the
+// receiver has read that many, seen moves to the mark's time and a new mark
+// is taken (at most every millisecond unless force). The answers of what
+// was read are in s.hits by then (the receiver counts after it hands them
+// on), so a drain after this takes them.
+func (s *scan) advanceSeen(now time.Time, force bool) {
+	if !s.markAt.IsZero() && s.read.Load() >= s.markP {
+		s.seen, s.markAt = s.markAt, time.Time{}
 	}
-	b.pkts, b.dsts, b.idxs = b.pkts[:0], b.dsts[:0], b.idxs[:0]
-	return nil
+	if s.markAt.IsZero() && (force || now.Sub(s.seen) >= time.Millisecond) {
+		st := s.readStats()
+		s.markAt, s.markP = now, st.Packets-st.Drops
+		if s.read.Load() >= s.markP {
+			s.seen, s.markAt = now, time.Time{}
+		}
+	}
+}
+
+// pollDrops reads the kernel's counters at most every 5 ms.
+func (s *scan) pollDrops(now time.Time) {
+	if now.Sub(s.dropPoll) >= 5*time.Millisecond {
+		s.readStats()
+	}
+}
+
+// readStats reads the kernel's counters and notes when its drop count last
+// grew.
+func (s *scan) readStats() capture.ScanStats {
+	now := s.env.Clock.Now()
+	s.dropPoll = now
+	st, _ := s.env.Source.Stats()
+	if st.Drops > s.ledger.Drops {
+		s.lastDrop = now
+	}
+	s.ledger.Drops = st.Drops
+	return st
 }
 
 // waitFor waits d while taking answers.
 func (s *scan) waitFor(ctx context.Context, d time.Duration) error {
 	t := s.env.Clock.After(d)
 	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case hs := <-s.hits:
-			s.takeAll(hs)
-		case <-t:
-			return s.receiverErr()
+		fired, err := s.waitEvent(ctx, t)
+		if fired || err != nil {
+			return err
 		}
 	}
 }
 
-// drain takes the answers that are waiting, without blocking.
-func (s *scan) drain() {
+// waitAnswer waits d, or until answers came or a sender thread is back.
+func (s *scan) waitAnswer(ctx context.Context, d time.Duration) error {
+	if _, err := s.waitEvent(ctx, s.env.Clock.After(d)); err != nil {
+		return err
+	}
+	return s.drain()
+}
+
+// waitEvent waits for one thing: answers (taken), a job back from its
+// sender thread (collected), t (nil: never), or the end of ctx.
+func (s *scan) waitEvent(ctx context.Context, t <-chan time.Time) (fired bool, err error) {
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case hs := <-s.hits:
+		s.takeAll(hs)
+	case j := <-s.pool.done:
+		if err := s.collect(j); err != nil {
+			return false, err
+		}
+	case <-t:
+		fired = true
+	}
+	return fired, s.receiverErr()
+}
+
+// drain takes the answers and the jobs that are back, without blocking.
+func (s *scan) drain() error {
 	for {
 		select {
 		case hs := <-s.hits:
 			s.takeAll(hs)
+		case j := <-s.pool.done:
+			if err := s.collect(j); err != nil {
+				return err
+			}
 		default:
 			s.report(false)
-			return
+			return nil
 		}
 	}
 }
@@ -562,7 +577,6 @@ func (s *scan) takeAll(hs []hit) {
 	for i := range hs {
 		s.take(&hs[i])
 	}
-	s.lastHit = s.env.Clock.Now()
 	s.free <- hs[:0]
 }
 
@@ -699,9 +713,17 @@ func (s *scan) receive() {
 		}
 		if len(hs) == 0 {
 			s.free <- hs
-			continue
+		} else {
+			s.hits <- hs
 		}
-		s.hits <- hs
+		s.read.Add(uint64(n))
+		if n < len(frames) && s.rxPause > 0 {
+			// Let answers gather: one wake-up per packet would cost the
+			// CPUs that send (and, on a veth pair, answer) a context
+			// switch every packet or two. The kernel's timestamps keep
+			// the RTTs exact.
+			<-s.env.Clock.After(s.rxPause)
+		}
 	}
 }
 
@@ -823,7 +845,7 @@ func (s *scan) finish(err error) {
 		s.ledger.Filtered += t.Filtered
 		s.ledger.Undecided += t.Undecided
 	}
-	s.drops()
+	s.readStats()
 	s.report(true)
 	s.mu.Lock()
 	if len(s.ignored) > 0 {

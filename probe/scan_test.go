@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -23,6 +24,14 @@ type fakeSource struct {
 	once   sync.Once
 	drops  uint64 // added to the counter at every Stats
 	total  uint64
+	queued atomic.Uint64 // frames put, as PACKET_STATISTICS counts them
+	hold   time.Duration // how long a read takes
+}
+
+// put queues one frame for the scan's receiver.
+func (s *fakeSource) put(f capture.Frame) {
+	s.queued.Add(1)
+	s.c <- f
 }
 
 func newFakeSource() *fakeSource {
@@ -42,6 +51,9 @@ func (s *fakeSource) ReadBatch(frames []capture.Frame) (int, error) {
 	case <-s.closed:
 		return 0, capture.ErrClosed
 	}
+	if s.hold > 0 {
+		time.Sleep(s.hold) // a receiver the CPU was taken from: the rest waits in the "kernel"
+	}
 	for n < len(frames) {
 		select {
 		case f := <-s.c:
@@ -55,7 +67,8 @@ func (s *fakeSource) ReadBatch(frames []capture.Frame) (int, error) {
 
 func (s *fakeSource) Stats() (capture.ScanStats, error) {
 	s.total += s.drops
-	return capture.ScanStats{Drops: s.total}, nil
+	// Packets counts drops too, as the kernel's does.
+	return capture.ScanStats{Packets: s.queued.Load() + s.total, Drops: s.total}, nil
 }
 func (s *fakeSource) Close() error { s.once.Do(func() { close(s.closed) }); return nil }
 
@@ -129,12 +142,12 @@ func (p *fakePeer) SendBatch(pkts [][]byte, dsts []netip.Addr) (int, error) {
 			p.t.Fatal(err)
 		}
 		if delay == 0 {
-			p.src.c <- capture.Frame{Data: wire, Time: time.Now()}
+			p.src.put(capture.Frame{Data: wire, Time: time.Now()})
 			continue
 		}
 		go func() {
 			time.Sleep(delay)
-			p.src.c <- capture.Frame{Data: wire, Time: time.Now()}
+			p.src.put(capture.Frame{Data: wire, Time: time.Now()})
 		}()
 	}
 	return len(pkts), nil
