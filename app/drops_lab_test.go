@@ -73,21 +73,23 @@ func TestShellDropsLab(t *testing.T) {
 	}
 }
 
-// TestRSTDropsLab: a firewall in the server's namespace drops our RSTs to
-// port 9 and everything to port 81. Without --drops, silence gives
+// TestRSTDropsLab: with no firewall, every scenario's verdict with --drops
+// is the one without (all conform, the challenge-ACK burst is permitted),
+// the silent out-of-window-rst carries the kernel's reason
+// (TCP_OLD_SEQUENCE on 6.10+, TCP_INVALID_SEQUENCE before) and closed-port
+// two NO_SOCKET drops. Then a firewall in the server's namespace drops our
+// RSTs to port 9 and everything to port 81. Without --drops, silence gives
 // out-of-window-rst "conforms" and in-window-rst "deviates", though the
-// peer's TCP never saw the RSTs; with --drops their records (NETFILTER_DROP)
-// make both inconclusive, saying why, and closed-port says the peer's own
-// kernel dropped its segments. With no firewall, --drops adds the kernel's
-// reason to the silent out-of-window-rst (TCP_OLD_SEQUENCE on 6.10+,
-// TCP_INVALID_SEQUENCE before) and NO_SOCKET to closed-port's drops.
+// peer's TCP never saw the RSTs; with --drops their records
+// (NETFILTER_DROP) make both inconclusive, saying why, and closed-port says
+// the peer's own kernel dropped its segments.
 func TestRSTDropsLab(t *testing.T) {
 	l := labtest.New(t)
 	bin := binary(t)
 	schema := scanSchema(t)
-	run := func(t *testing.T, drops bool) map[string]map[string]any {
+	run := func(t *testing.T, drops bool, scenarios string) map[string]map[string]any {
 		args := []string{bin, "rst", fmt.Sprintf("%v:9", l.ServerV4), "--closed-port", "81", "--echo-port", "7", "--json",
-			"--observe-netns", l.ServerNS, "--scenario", "out-of-window-rst,in-window-rst,closed-port"}
+			"--observe-netns", l.ServerNS, "--scenario", scenarios}
 		if drops {
 			args = append(args, "--drops")
 		}
@@ -106,7 +108,16 @@ func TestRSTDropsLab(t *testing.T) {
 		return out
 	}
 	t.Run("open", func(t *testing.T) {
-		res := run(t, true)
+		res := run(t, true, "all")
+		for n, ev := range res {
+			want := "conforms"
+			if n == "challenge-ack-burst" {
+				want = "permitted"
+			}
+			if ev["verdict"] != want {
+				t.Errorf("%s: %v with --drops, want %s as without: %v", n, ev["verdict"], want, ev["why"])
+			}
+		}
 		oow := res["out-of-window-rst"]
 		why := fmt.Sprint(oow["why"])
 		if oow["verdict"] != "conforms" || !(strings.Contains(why, "TCP_OLD_SEQUENCE") || strings.Contains(why, "TCP_INVALID_SEQUENCE")) {
@@ -138,7 +149,8 @@ func TestRSTDropsLab(t *testing.T) {
 		_ = lab.Do(l.ServerNS, func() error { return exec.Command("nft", "delete", "table", "inet", table).Run() })
 	})
 	t.Run("firewall", func(t *testing.T) {
-		without, with := run(t, false), run(t, true)
+		three := "out-of-window-rst,in-window-rst,closed-port"
+		without, with := run(t, false, three), run(t, true, three)
 		verdicts := func(m map[string]map[string]any) []string {
 			var v []string
 			for n, ev := range m {

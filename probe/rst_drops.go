@@ -70,7 +70,7 @@ func (r *rstRun) judgeDrops(res *event.Scenario) {
 		return
 	}
 	for _, d := range tests {
-		if !observe.ReachedTCP(d.reason) {
+		if observe.BeforeTCP(d.reason) {
 			res.Verdict, res.Level = Inconclusive, ""
 			res.Why = fmt.Sprintf("our test segment %s never reached the peer's TCP: its kernel dropped it before (%s: %s), so what followed says nothing about the rule (was: %s)",
 				d, d.reason, observe.DropMeaning(d.reason), res.Why)
@@ -95,10 +95,12 @@ func (r *rstRun) silentCheck(c event.ScenarioCheck, flags craft.Flags, seq craft
 			continue
 		}
 		switch {
-		case !observe.ReachedTCP(d.reason):
+		case observe.BeforeTCP(d.reason):
 			return checkVerdict(c, Inconclusive, "", fmt.Sprintf("not filtered on the way: the peer's own kernel dropped it before its TCP (%s: %s), so the rule was not tested", d.reason, observe.DropMeaning(d.reason)))
 		case d.reason == "NO_SOCKET" || d.reason == "TCP_FLAGS":
 			return checkVerdict(c, Inconclusive, "", fmt.Sprintf("the peer's TCP got it and freed it as %s (%s): on Linux after sending its RST, which did not reach us", d.reason, observe.DropMeaning(d.reason)))
+		case !strings.HasPrefix(d.reason, "TCP_"):
+			return checkVerdict(c, Inconclusive, "", fmt.Sprintf("the peer's kernel freed it as %s (%s), which does not say whether its TCP answered", d.reason, observe.DropMeaning(d.reason)))
 		}
 		return checkVerdict(c, Deviates, c.Strength, fmt.Sprintf("the peer's TCP got it and discarded it without an answer (%s: %s)", d.reason, observe.DropMeaning(d.reason)))
 	}

@@ -120,8 +120,20 @@ func dropNote(r Drop, at time.Time) string {
 	return fmt.Sprintf("the peer's kernel dropped it: %s, %s after this step: %s", r.Reason, fmtDur(r.At.Sub(at)), DropMeaning(r.Reason))
 }
 
-// ReachedTCP reports whether a drop reason says the segment reached the
-// peer's TCP (it was judged there), not a firewall or the IP layer.
-func ReachedTCP(reason string) bool {
-	return strings.HasPrefix(reason, "TCP_") || reason == "NO_SOCKET"
+// BeforeTCP reports whether a drop reason says the segment was dropped
+// before the peer's TCP saw it: by its firewall, the IP layer, the device
+// or a queue (include/net/dropreason-core.h). Any other reason (TCP_*,
+// NO_SOCKET, and NOT_SPECIFIED, which request and timewait sockets free
+// their segments with) may have been TCP's own.
+func BeforeTCP(reason string) bool {
+	switch reason {
+	case "NETFILTER_DROP", "OTHERHOST", "PKT_TOO_SMALL", "DEV_READY", "DEV_HDR", "FULL_RING", "UNHANDLED_PROTO", "CPU_BACKLOG":
+		return true
+	}
+	for _, p := range []string{"IP_", "IPV6", "TC_", "QDISC_", "NEIGH_", "XDP", "BPF_CGROUP", "FRAG_"} {
+		if strings.HasPrefix(reason, p) {
+			return true
+		}
+	}
+	return false
 }
