@@ -21,6 +21,7 @@ done
 [[ $N =~ ^[1-9][0-9]{0,3}$ ]] || bench_die "CONNECTIONS must be 1-9999"
 
 bench_need_tools tcpdump:tcpdump socat:socat
+LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 bench_setup bl
 S=$BENCH_SERVER
 SERVER_NS=$BENCH_LAB-server
@@ -59,6 +60,7 @@ wait "$LISTEN"
 LISTEN_RC=$?
 measure kernel 7
 
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs (before: $LOAD0)"
 printf '%-26s %6s %10s %10s\n' "SYN → SYN-ACK on the wire" "n" "median ms" "p90 ms"
 for name in listen kernel; do
 	printf '%-26s %6s %10s %10s\n' "$name" "$(wc -l <"$BENCH_DIR/$name.ms")" \
