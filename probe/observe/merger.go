@@ -482,12 +482,7 @@ func (m *Merger) decide(pos int, now, floor time.Time) {
 	// before its window closes, unless its answer would rest on a reading
 	// of no socket that a later one could still belie (contradicted).
 	change := m.nextChange(pos, end)
-	settled := change != nil && change.at.Before(end) && hi > lo && !m.readings[hi-1].At.Before(change.at)
-	if m.feed && now.Before(it.at.Add(m.timing.FeedWait)) {
-		// The kernel's own records of this step's window may still be on
-		// their way (they come later than the looks they precede).
-		settled = false
-	}
+	settled := m.settled(it, change, end, lo, hi, now)
 	if !closed && !settled && now.Before(end.Add(m.timing.Grace)) {
 		return
 	}
@@ -560,6 +555,18 @@ func (m *Merger) decide(pos int, now, floor time.Time) {
 	if it.agr != event.Agrees && isSYN(it.st) && it.inferred == tcpstate.SynReceived && last.Err == nil && !last.Exists {
 		it.hold, it.holdUntil = true, it.at.Add(m.timing.CookieWait)
 	}
+}
+
+// settled reports whether a step's readings [lo, hi) are all it can have
+// before its window closes: a reading after the next step that changes the
+// inferred state has come (readings come in time order), and, with a
+// kernel-fed watcher, the kernel's own records of the step's time have had
+// FeedWait to arrive (they come later than the looks they precede).
+func (m *Merger) settled(it, change *item, end time.Time, lo, hi int, now time.Time) bool {
+	if m.feed && now.Before(it.at.Add(m.timing.FeedWait)) {
+		return false
+	}
+	return change != nil && change.at.Before(end) && hi > lo && !m.readings[hi-1].At.Before(change.at)
 }
 
 // beforePeerSYN decides the note that comes before the peer's own SYN (a
@@ -927,19 +934,26 @@ func (m *Merger) kernelTimed(it *item) (Reading, bool) {
 	return Reading{}, false
 }
 
-// finish writes the decision into the step, with its explanation.
-func (m *Merger) finish(it *item) {
-	st := it.st
-	if st.Direction == event.DirectionObserved {
-		if m.last != nil {
-			st.Local, st.Remote = m.last.Local, m.last.Remote
-			if s, ok := parseState(st.Remote); ok {
-				st.Agreement = Agree(s, it.chosen)
-			}
-		}
-		return
+// when says when the chosen reading was taken, or the change made, from
+// the step's time ("" without one).
+func (m *Merger) when(it *item) string {
+	if !it.hasChosen {
+		return ""
 	}
-	m.last = st
+	d := it.chosen.At.Sub(it.at)
+	switch {
+	case it.chosen.Kernel && d < 0:
+		return fmt.Sprintf("changed %s before this step, by the kernel's own clock", fmtDur(-d))
+	case it.chosen.Kernel:
+		return fmt.Sprintf("changed %s after this step, by the kernel's own clock", fmtDur(d))
+	}
+	return fmt.Sprintf("read %s after this step", fmtDur(d))
+}
+
+// annotate writes the chosen reading into the step (with the kernel's
+// time of the change when a record of it came), and its drop record.
+func (m *Merger) annotate(it *item) {
+	st := it.st
 	if k, ok := m.kernelTimed(it); ok {
 		it.chosen = k
 	}
@@ -956,16 +970,24 @@ func (m *Merger) finish(it *item) {
 			st.Explain = append(st.Explain, dropNote(r, it.at))
 		}
 	}
-	st.Agreement = it.agr
-	after := ""
-	if it.hasChosen {
-		after = fmt.Sprintf("read %s after this step", fmtDur(it.chosen.At.Sub(it.at)))
-		if d := it.chosen.At.Sub(it.at); it.chosen.Kernel && d < 0 {
-			after = fmt.Sprintf("changed %s before this step, by the kernel's own clock", fmtDur(-d))
-		} else if it.chosen.Kernel {
-			after = fmt.Sprintf("changed %s after this step, by the kernel's own clock", fmtDur(d))
+}
+
+// finish writes the decision into the step, with its explanation.
+func (m *Merger) finish(it *item) {
+	st := it.st
+	if st.Direction == event.DirectionObserved {
+		if m.last != nil {
+			st.Local, st.Remote = m.last.Local, m.last.Remote
+			if s, ok := parseState(st.Remote); ok {
+				st.Agreement = Agree(s, it.chosen)
+			}
 		}
+		return
 	}
+	m.last = st
+	m.annotate(it)
+	st.Agreement = it.agr
+	after := m.when(it)
 	switch it.agr {
 	case event.Ahead:
 		if it.peerOpen {
