@@ -275,8 +275,11 @@ func newScan(cfg ScanConfig, env ScanEnv) (*scan, error) {
 // locate returns the range and host of entry idx, and its port.
 func (s *scan) locate(idx uint64) (r *ScanRange, host uint64, port uint16) {
 	host = idx / s.nports
-	i := sort.Search(len(s.first), func(i int) bool { return s.first[i] > host }) - 1
-	return &s.cfg.Ranges[i], host, s.cfg.Ports[idx%s.nports]
+	i := 0
+	if len(s.first) > 1 { // one range is the common case, and this runs twice a probe
+		i = sort.Search(len(s.first), func(i int) bool { return s.first[i] > host }) - 1
+	}
+	return &s.cfg.Ranges[i], host, s.cfg.Ports[idx-host*s.nports]
 }
 
 // run sends every entry's first SYN in permutation order and, as nmap

@@ -88,6 +88,7 @@ for ((i = 1; i <= RUNS; i++)); do
 		timed "$c" ${CMD[$c]}
 		exact "$c"
 	done
+	grep -oE 'the first SYNs at [0-9]+ per second' "$BENCH_DIR/tcpshake-fast.out" | awk '{print $5}' >>"$BENCH_DIR/fast.pps"
 done
 
 # The physical limit: one core (taskset -c 0: one sender, the scan loop) and both cores (taskset -c 0,1: a
@@ -108,7 +109,6 @@ for ((i = 1; i <= RUNS; i++)); do
 		timed "limit-rtt$n" taskset -c "$cores" "$TCPSHAKE" probe "$S" -p 1-65535 --rate 100000000 --sport 49992
 		grep -oE 'the first SYNs at [0-9]+ per second' "$BENCH_DIR/limit-rtt$n.out" | awk '{print $5}' >>"$BENCH_DIR/limit-rtt$n.pps"
 	done
-	grep -oE 'the first SYNs at [0-9]+ per second' "$BENCH_DIR/tcpshake-fast.out" | awk '{print $5}' >>"$BENCH_DIR/fast.pps"
 done
 ip netns exec "$SERVER_NS" nft delete table inet bench_scan_drop
 
@@ -131,6 +131,8 @@ for c in "${CASES[@]}"; do
 done
 printf 'tcpshake (--rate %s) / nmap: %s; / masscan: %s\n' "$RATE" \
 	"$(ratio "$(med tcpshake-fast.s)" "$(med nmap.s)")" "$(ratio "$(med tcpshake-fast.s)" "$(med masscan.s)")"
+printf 'per round, tcpshake / nmap: %s\n' "$(paste -d' ' "$BENCH_DIR/tcpshake-fast.s" "$BENCH_DIR/nmap.s" |
+	awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), ($2 > 0 ? $1 / $2 : 0) }')"
 printf 'physical limit, one core: %s SYNs/s sent (server drops them), %s SYN->RST round trips/s\n' \
 	"$(med limit-send0.pps)" "$(med limit-rtt0.pps)"
 printf 'physical limit, both cores: %s SYNs/s sent, %s SYN->RST round trips/s (%s s for 65535 ports); the fast scan'"'"'s first SYNs: %s/s\n' \
