@@ -136,13 +136,18 @@ const (
 	tcpProto    = 6               // IPPROTO_TCP
 	cfgNetns    = 0               // config: u32 network namespace inode, 0 for any
 	cfgPort     = 4               // config: u16 port (either end), 0 for any
-	cfgSize     = 8
+	cfgLast     = 8               // config: u64 ktime of the last record sent (the programs keep it)
+	cfgSize     = 16
 	// bpf_ringbuf_query and bpf_ringbuf_output flags (uapi/linux/bpf.h).
 	rbAvailData   = 0 // BPF_RB_AVAIL_DATA
 	rbNoWakeup    = 1 // BPF_RB_NO_WAKEUP
 	rbForceWakeup = 2 // BPF_RB_FORCE_WAKEUP
 	// wakeAt is how many bytes waiting wake the reader: 64 records.
 	wakeAt = 64 * recordSize
+	// quietNs is how long without a record makes the next one wake the
+	// reader at once: the reader sleeps longer than readEvery only after
+	// a readEvery without records (see kernelSource.read).
+	quietNs = 1_000_000
 )
 
 // maps are the programs' maps: the ring buffer of records, the filter, and
@@ -186,10 +191,23 @@ func filterAndSend(m maps) asm.Instructions {
 		asm.LoadMem(asm.R2, asm.R10, stackRecord+34, asm.Half),
 		asm.JEq.Reg(asm.R1, asm.R2, "send"),
 		asm.Ja.Label("exit"),
-		// Wake the reader only once a batch is waiting (it also reads
-		// every readEvery by itself): a wakeup per record costs the
-		// watched connections a context switch each.
-		asm.LoadMapPtr(asm.R1, m.ring.FD()).WithSymbol("send"),
+		// Wake the reader at once for the first record after quietNs
+		// without any (it may be asleep for long), otherwise only once
+		// a batch is waiting (it also reads every readEvery by itself
+		// while records come): a wakeup per record costs the watched
+		// connections a context switch each.
+		asm.LoadMapPtr(asm.R1, m.config.FD()).WithSymbol("send"),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, stackKey),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "batch"),
+		asm.LoadMem(asm.R1, asm.R10, stackRecord, asm.DWord),
+		asm.LoadMem(asm.R2, asm.R0, cfgLast, asm.DWord),
+		asm.StoreMem(asm.R0, cfgLast, asm.R1, asm.DWord),
+		asm.Sub.Reg(asm.R1, asm.R2),
+		asm.Mov.Imm(asm.R4, rbForceWakeup),
+		asm.JGT.Imm(asm.R1, quietNs, "output"),
+		asm.LoadMapPtr(asm.R1, m.ring.FD()).WithSymbol("batch"),
 		asm.Mov.Imm(asm.R2, rbAvailData),
 		asm.FnRingbufQuery.Call(),
 		asm.Mov.Imm(asm.R4, rbNoWakeup),

@@ -22,8 +22,13 @@ import (
 const ringSize = 1 << 20
 
 // readEvery is the longest a record waits in the ring buffer before it is
-// read (the kernel wakes the reader at once only for a batch).
-const readEvery = 2 * time.Millisecond
+// read while records come (the kernel then wakes the reader at once only
+// for a batch); after a readEvery without any the reader sleeps up to
+// quietRead, and the kernel wakes it at once for the next record (quietNs).
+const (
+	readEvery = 2 * time.Millisecond
+	quietRead = 50 * time.Millisecond
+)
 
 // hook is one kernel attach point.
 type hook struct {
@@ -50,6 +55,7 @@ type kernelSource struct {
 	links    []link.Link
 	rd       *ringbuf.Reader
 	rec      ringbuf.Record // the record being read, reused (its buffer grows once)
+	empty    int            // reads in a row that ended at their deadline with no record
 	offset   time.Duration  // CLOCK_REALTIME - CLOCK_MONOTONIC
 	reasons  map[uint32]string
 	warnings []string
@@ -183,11 +189,20 @@ func (s *kernelSource) wall(mono uint64) time.Time {
 // decode copies what it keeps).
 func (s *kernelSource) read(batch []raw) ([]raw, error) {
 	for len(batch) == 0 {
-		// The programs wake the reader only for a batch; the deadline
-		// reads what waits every readEvery.
-		s.rd.SetDeadline(time.Now().Add(readEvery))
+		// While records come the programs wake the reader only for a
+		// batch, and the deadline reads what waits every readEvery.
+		// Once a whole readEvery passed without one (the reader may be
+		// told so twice: once for a deadline that found records), the
+		// programs wake it for the next record, and the deadline is only
+		// a backstop.
+		wait := readEvery
+		if s.empty >= 2 {
+			wait = quietRead
+		}
+		s.rd.SetDeadline(time.Now().Add(wait))
 		if err := s.rd.ReadInto(&s.rec); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
+				s.empty++
 				continue
 			}
 			if errors.Is(err, ringbuf.ErrClosed) {
@@ -195,6 +210,7 @@ func (s *kernelSource) read(batch []raw) ([]raw, error) {
 			}
 			return batch, fmt.Errorf("trace: read ring buffer: %w", err)
 		}
+		s.empty = 0
 		batch = s.keep(batch)
 		for len(batch) < maxBatch && s.rd.AvailableBytes() > 0 {
 			if err := s.rd.ReadInto(&s.rec); err != nil {
