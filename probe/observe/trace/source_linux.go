@@ -212,7 +212,14 @@ func (s *kernelSource) read(batch []raw) ([]raw, error) {
 		}
 		s.empty = 0
 		batch = s.keep(batch)
-		for len(batch) < maxBatch && s.rd.AvailableBytes() > 0 {
+		// What else waits is read without blocking: with the deadline
+		// passed the reader takes what is in the ring, then says
+		// ErrDeadlineExceeded (one poll for the batch, none per record).
+		// AvailableBytes would be cheaper but reads the ring without the
+		// reader's lock: after Close it dereferenced nil (CI: a data race,
+		// then a panic).
+		s.rd.SetDeadline(time.Now())
+		for len(batch) < maxBatch {
 			if err := s.rd.ReadInto(&s.rec); err != nil {
 				break // the next read says it again, after this batch
 			}
