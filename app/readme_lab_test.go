@@ -506,7 +506,7 @@ func checkFirstLine(t *testing.T, c readmeCmd, run string, out []string) {
 		}
 	case sub == "watch":
 		// As the README's sample: "0.000097  A:P → B:P  SYN-SENT → ESTABLISHED".
-		if !regexp.MustCompile(`^[0-9]+\.[0-9]{6} +(\S+ )?\S+ → \S+ +[A-Z-]+ → [A-Z-]+`).MatchString(first) {
+		if !regexp.MustCompile(`^[0-9]+\.[0-9]{6} +(\S+ +)?\S+ → \S+ +[A-Z-]+ → [A-Z-]+`).MatchString(first) {
 			fail("a state change: time, the connection, from → to")
 		}
 	case sub == "completion", sub == "man":
