@@ -44,10 +44,10 @@ type diagObserver struct {
 
 func (o *diagObserver) Listening(local netip.AddrPort) (bool, error) { return o.d.Listening(local) }
 
-func (o *diagObserver) Watch(local, remote netip.AddrPort, start time.Time, next event.Sink) (ObservedSink, error) {
+func (o *diagObserver) Watch(local, remote netip.AddrPort, start, since time.Time, next event.Sink) (ObservedSink, error) {
 	var w observe.Watcher = o.d.Watch(local, remote)
 	if o.hub != nil {
-		w = trace.NewWatcher(w, o.hub.Subscribe(local, remote), o.drops)
+		w = trace.NewWatcher(w, o.hub.Subscribe(local, remote), o.drops, since)
 	}
 	m := observe.NewMerger(next, w, start)
 	if n := o.note.Swap(nil); n != nil && *n != "" {
@@ -84,7 +84,7 @@ type funcObserver struct {
 
 func (o funcObserver) Listening(local netip.AddrPort) (bool, error) { return o.listening(local) }
 
-func (o funcObserver) Watch(local, remote netip.AddrPort, start time.Time, next event.Sink) (ObservedSink, error) {
+func (o funcObserver) Watch(local, remote netip.AddrPort, start, _ time.Time, next event.Sink) (ObservedSink, error) {
 	w := observe.NewWatch(func() observe.Reading { return o.read(local, remote) }, observe.DefaultWatchTiming())
 	return mergerSink{observe.NewMerger(next, w, start)}, nil
 }

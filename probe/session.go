@@ -59,8 +59,11 @@ type Observer interface {
 	// local (the peer's address and port).
 	Listening(local netip.AddrPort) (bool, error)
 	// Watch starts watching the socket local↔remote (named from the peer's
-	// side) and returns the sink the session emits into.
-	Watch(local, remote netip.AddrPort, start time.Time, next event.Sink) (ObservedSink, error)
+	// side) and returns the sink the session emits into. The kernel's
+	// records from before since concern an earlier socket with the same
+	// ends (rst's scenarios, a fixed --sport) and are not this one's; zero
+	// since keeps them all.
+	Watch(local, remote netip.AddrPort, start, since time.Time, next event.Sink) (ObservedSink, error)
 }
 
 // An ObservedSink is the observer's end of the event stream.
@@ -321,7 +324,14 @@ func (s *Session) Begin(command string) error {
 		peerNote, peerRead = s.initialPeer()
 	}
 	if s.env.Observer != nil {
-		o, err := s.env.Observer.Watch(s.cfg.Remote, s.cfg.Local, s.start, s.env.Sink)
+		// An active open's peer has no socket for these ends before our
+		// SYN; a passive one's client was in SYN-SENT before its SYN
+		// reached us, so what the kernel recorded before is kept.
+		var since time.Time
+		if !s.passive {
+			since = s.env.Now()
+		}
+		o, err := s.env.Observer.Watch(s.cfg.Remote, s.cfg.Local, s.start, since, s.env.Sink)
 		if err != nil {
 			peerNote += fmt.Sprintf("; its kernel cannot be watched (%v)", err)
 		} else {

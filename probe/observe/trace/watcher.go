@@ -2,6 +2,7 @@ package trace
 
 import (
 	"sync"
+	"time"
 
 	"tcpshake/probe/observe"
 )
@@ -16,6 +17,7 @@ import (
 type Watcher struct {
 	poll  observe.Watcher
 	sub   *Sub
+	since time.Time // the kernel's records before it are an earlier socket's
 	c     chan observe.Reading
 	drops chan observe.Drop
 	stop  chan struct{}
@@ -24,10 +26,13 @@ type Watcher struct {
 }
 
 // NewWatcher starts a Watcher over poll (which it owns) and sub (which it
-// closes); with drops it also delivers the socket's drops.
-func NewWatcher(poll observe.Watcher, sub *Sub, drops bool) *Watcher {
+// closes); with drops it also delivers the socket's drops. The kernel's
+// records from before since (the Hub keeps the last two seconds' changes,
+// and a late record may still be on its way) are an earlier socket's with
+// the same ends and are left out; zero since keeps them.
+func NewWatcher(poll observe.Watcher, sub *Sub, drops bool, since time.Time) *Watcher {
 	w := &Watcher{
-		poll: poll, sub: sub, c: make(chan observe.Reading, 256),
+		poll: poll, sub: sub, since: since, c: make(chan observe.Reading, 256),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	if drops {
@@ -59,6 +64,8 @@ func (w *Watcher) run() {
 				continue
 			}
 			switch {
+			case ev.Change != nil && ev.Change.At.Before(w.since):
+			case ev.Drop != nil && ev.Drop.At.Before(w.since):
 			case ev.Change != nil:
 				w.send(kernelReading(ev.Change))
 			case ev.Drop != nil && w.drops != nil:
