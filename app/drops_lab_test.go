@@ -189,7 +189,7 @@ func TestObserveKernelTimesLab(t *testing.T) {
 	var deltas []float64
 	for range 5 {
 		r := runClient(t, l, bin, "handshake", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho), "--send", "hi", "--json",
-			"--time-wait", "0", "--observe-netns", l.ServerNS)
+			"--time-wait", "0", "--observe-netns", l.ServerNS, "--observe-ebpf")
 		if r.code != 0 {
 			t.Fatalf("exit status %d\n%s\n%s", r.code, r.stdout, r.stderr)
 		}
@@ -226,7 +226,15 @@ func TestObserveKernelTimesLab(t *testing.T) {
 	if med > 0.05 || med < -0.05 {
 		t.Errorf("median %.3f ms from the wire time, want within 0.050", med)
 	}
+	// Without --observe-ebpf the connection does not wait for the programs,
+	// and the first step says that eBPF joins when loaded.
 	r := runClient(t, l, bin, "handshake", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho), "--json", "--time-wait", "0",
+		"--observe-netns", l.ServerNS)
+	if steps := stepsOf(t, r.stdout); len(steps) == 0 || !strings.Contains(fmt.Sprint(steps[0]["explain"]), "joined by eBPF") ||
+		!strings.Contains(fmt.Sprint(steps[0]["explain"]), "which the connection does not wait for") {
+		t.Errorf("without --observe-ebpf: the first step does not say eBPF joins when loaded: %v", steps)
+	}
+	r = runClient(t, l, bin, "handshake", fmt.Sprintf("%v:%d", l.ServerV4, lab.PortEcho), "--json", "--time-wait", "0",
 		"--observe-netns", l.ServerNS, "--observe-poll")
 	steps := stepsOf(t, r.stdout)
 	if len(steps) == 0 || !strings.Contains(fmt.Sprint(steps[0]["explain"]), "by polling sock_diag") {

@@ -51,6 +51,7 @@ func observeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "drops", Usage: "with the peer's kernel in view (a local peer or --observe-netns): say when it dropped a segment of ours, and why (its drop reason, eBPF skb:kfree_skb)"},
 		&cli.BoolFlag{Name: "observe-poll", Usage: "read the peer's kernel by polling sock_diag only, not with eBPF's tracepoint (whose changes carry the kernel's own times)"},
+		&cli.BoolFlag{Name: "observe-ebpf", Usage: "wait for the eBPF programs to load (about 50 ms) before the first segment, so that every change of the peer's kernel carries the kernel's own time; without it the connection starts at once and eBPF joins sock_diag when loaded (--drops always waits)"},
 	}
 }
 
@@ -79,6 +80,10 @@ func openObserver(c *cli.Context, ns string) (probe.Observer, func() error, erro
 	}
 	drops := c.Bool("drops")
 	if c.Bool("observe-poll") {
+		if c.Bool("observe-ebpf") {
+			d.Close()
+			return nil, nil, usagef("--observe-ebpf waits for eBPF, and --observe-poll asks for sock_diag only")
+		}
 		if drops {
 			d.Close()
 			return nil, nil, usagef("--drops needs eBPF, and --observe-poll asks for sock_diag only")
@@ -86,6 +91,9 @@ func openObserver(c *cli.Context, ns string) (probe.Observer, func() error, erro
 		return probe.PolledObserver(d, "the peer's kernel is read in "+where+" by polling sock_diag (--observe-poll): the times of its changes are those of the readings"), d.Close, nil
 	}
 	ino, err := netnsInode(ns)
+	if err == nil && !drops && !c.Bool("observe-ebpf") {
+		return startedKernelObserver(c, d, ns, where, ino)
+	}
 	var hub *trace.Hub
 	if err == nil {
 		hub, err = trace.OpenHub(trace.Config{Netns: ino, Drops: drops})
@@ -94,6 +102,10 @@ func openObserver(c *cli.Context, ns string) (probe.Observer, func() error, erro
 		if drops {
 			d.Close()
 			return nil, nil, fmt.Errorf("--drops needs eBPF (skb:kfree_skb), which is not available: %w", err)
+		}
+		if c.Bool("observe-ebpf") {
+			d.Close()
+			return nil, nil, fmt.Errorf("--observe-ebpf: eBPF is not available: %w", err)
 		}
 		return probe.PolledObserver(d, fmt.Sprintf("the peer's kernel is read in %s by polling sock_diag: eBPF is not available (%v), so the times of its changes are those of the readings", where, err)), d.Close, nil
 	}
@@ -107,6 +119,29 @@ func openObserver(c *cli.Context, ns string) (probe.Observer, func() error, erro
 	}
 	closeAll := func() error { return errors.Join(hub.Close(), d.Close()) }
 	return probe.KernelObserver(d, hub, drops, note), closeAll, nil
+}
+
+// startedKernelObserver is the observer without --drops: the eBPF source
+// loads in the background (50-90 ms: the kernel's BTF, the verifier, the
+// attaching), so the connection does not wait for it, and joins sock_diag
+// once it is open; the note says so, and if it never opens, a line on
+// stderr at the end says that sock_diag alone was read. (--drops waits for
+// it: a drop before it is open would be missed, which is not the same as
+// no drop.)
+func startedKernelObserver(c *cli.Context, d *observe.Diag, ns, where string, ino uint32) (probe.Observer, func() error, error) {
+	hub := trace.StartHub(trace.Config{Netns: ino})
+	note := fmt.Sprintf("the peer's kernel is read in %s through sock_diag, joined by eBPF (sock:inet_sock_set_state: its changes at the kernel's own times) as soon as its programs are loaded, which the connection does not wait for (a change before that carries its reading's time); sock_diag also shows what the tracepoint does not report (request sockets, no socket behind a SYN cookie)", where)
+	closeAll := func() error {
+		select {
+		case <-hub.Ready():
+			if err := hub.Err(); err != nil {
+				fmt.Fprintf(c.App.ErrWriter, "tcpshake: eBPF could not be used (%v): the peer's kernel in %s was read by sock_diag alone, at the readings' times\n", err, where)
+			}
+		default:
+		}
+		return errors.Join(hub.Close(), d.Close())
+	}
+	return probe.KernelObserver(d, hub, false, note), closeAll, nil
 }
 
 // netnsInode is the inode of network namespace ns as ip netns names it,

@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"errors"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -13,12 +14,14 @@ import (
 // so a subscriber that comes after them still gets them (a client's
 // CLOSED → SYN-SENT happens before its SYN reaches us).
 type Hub struct {
-	src  *Source
-	mu   sync.Mutex
-	subs map[[2]netip.AddrPort][]*Sub
-	hist []Event
-	err  error
-	done chan struct{}
+	src    *Source // nil until a StartHub's source is open
+	mu     sync.Mutex
+	subs   map[[2]netip.AddrPort][]*Sub
+	hist   []Event
+	err    error
+	closed bool          // Close was called (under mu)
+	ready  chan struct{} // closed once the source is open, or failed to
+	done   chan struct{} // closed when routing has ended
 	// Lost counts events a subscriber had no room for.
 	Lost atomic.Uint64
 }
@@ -42,13 +45,84 @@ func OpenHub(cfg Config) (*Hub, error) {
 }
 
 func newHub(s *Source) *Hub {
-	h := &Hub{src: s, subs: map[[2]netip.AddrPort][]*Sub{}, done: make(chan struct{})}
+	h := &Hub{src: s, subs: map[[2]netip.AddrPort][]*Sub{}, ready: make(chan struct{}), done: make(chan struct{})}
+	close(h.ready)
 	go h.run()
 	return h
 }
 
-// Warnings says what this kernel does not let the source see.
-func (h *Hub) Warnings() []string { return h.src.Warnings() }
+// StartHub is OpenHub that does not wait: the source is opened in the
+// background (reading the kernel's BTF, building, verifying and attaching
+// the programs takes 50-90 ms, longer than many whole connections), and
+// the hub routes its events from the moment it is open. Subscribers may
+// come before that; they get the changes from then on (and the history
+// kept since). Ready says when it is open, Err whether it failed; Close
+// does not wait for an open still under way.
+func StartHub(cfg Config) *Hub {
+	h := &Hub{subs: map[[2]netip.AddrPort][]*Sub{}, ready: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		s, err := Open(cfg)
+		h.mu.Lock()
+		switch {
+		case h.closed:
+			h.mu.Unlock()
+			if err == nil {
+				s.Close()
+			}
+			close(h.ready)
+			close(h.done)
+			return
+		case err != nil:
+			h.err = err
+			h.endAll()
+			h.mu.Unlock()
+			close(h.ready)
+			close(h.done)
+			return
+		}
+		h.src = s
+		h.mu.Unlock()
+		close(h.ready)
+		h.run()
+	}()
+	return h
+}
+
+// Ready is closed once the source is open or has failed to open.
+func (h *Hub) Ready() <-chan struct{} { return h.ready }
+
+// Err is why the source failed or ended (nil while it runs, or before it
+// is open).
+func (h *Hub) Err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if errors.Is(h.err, ErrClosed) {
+		return nil
+	}
+	return h.err
+}
+
+// Warnings says what this kernel does not let the source see (nothing
+// before the source is open).
+func (h *Hub) Warnings() []string {
+	h.mu.Lock()
+	src := h.src
+	h.mu.Unlock()
+	if src == nil {
+		return nil
+	}
+	return src.Warnings()
+}
+
+// endAll ends every subscription (under h.mu).
+func (h *Hub) endAll() {
+	for _, ss := range h.subs {
+		for _, s := range ss {
+			s.end()
+		}
+	}
+	h.subs = map[[2]netip.AddrPort][]*Sub{}
+}
 
 func (h *Hub) run() {
 	defer close(h.done)
@@ -57,12 +131,7 @@ func (h *Hub) run() {
 		if err != nil {
 			h.mu.Lock()
 			h.err = err
-			for _, ss := range h.subs {
-				for _, s := range ss {
-					s.end()
-				}
-			}
-			h.subs = map[[2]netip.AddrPort][]*Sub{}
+			h.endAll()
 			h.mu.Unlock()
 			return
 		}
@@ -111,7 +180,7 @@ func (h *Hub) Subscribe(local, remote netip.AddrPort) *Sub {
 	s := &Sub{h: h, key: k, c: make(chan Event, subBuf)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.err != nil {
+	if h.err != nil || h.closed {
 		s.end()
 		return s
 	}
@@ -124,9 +193,24 @@ func (h *Hub) Subscribe(local, remote netip.AddrPort) *Sub {
 	return s
 }
 
-// Close stops the source and ends every subscription.
+// Close stops the source and ends every subscription. A source still
+// being opened is closed by the opener once it is open; Close does not
+// wait for it.
 func (h *Hub) Close() error {
-	err := h.src.Close()
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	src := h.src
+	if src == nil {
+		h.endAll()
+		h.mu.Unlock()
+		return nil
+	}
+	h.mu.Unlock()
+	err := src.Close()
 	<-h.done
 	return err
 }

@@ -70,7 +70,11 @@ func openKernel(cfg Config) (_ *kernelSource, err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("trace: raise RLIMIT_MEMLOCK: %w", err)
 	}
-	spec, err := btf.LoadKernelSpec()
+	// One BTF cache for our offsets and every program's attach target:
+	// NewProgram decodes the kernel's BTF afresh for each program (about
+	// 30 ms each, most of the time it took to open the source).
+	cache := btf.NewCache()
+	spec, err := cache.Kernel()
 	if err != nil {
 		return nil, fmt.Errorf("trace: kernel BTF: %w", err)
 	}
@@ -103,7 +107,7 @@ func openKernel(cfg Config) (_ *kernelSource, err error) {
 		return nil, err
 	}
 	for _, h := range hooks(cfg.Drops) {
-		l, p, err := attach(o, s.maps, h)
+		l, p, err := attach(o, s.maps, h, cache)
 		if err != nil {
 			if h.required {
 				return nil, fmt.Errorf("trace: %s: %w", h.name, err)
@@ -120,14 +124,19 @@ func openKernel(cfg Config) (_ *kernelSource, err error) {
 	return s, nil
 }
 
-func attach(o offsets, m maps, h hook) (link.Link, *ebpf.Program, error) {
-	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+// attach loads h's program and attaches it. It is loaded as a collection of
+// one so that it can use cache (ebpf.NewProgram has no way to share one).
+func attach(o offsets, m maps, h hook, cache *btf.Cache) (link.Link, *ebpf.Program, error) {
+	const name = "prog"
+	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{name: {
 		Name: "tcpshake_" + shortName(h.to), Type: ebpf.Tracing, AttachType: h.attach, AttachTo: h.to,
 		Instructions: h.build(o, m), License: "GPL",
-	})
+	}}}, ebpf.CollectionOptions{Cache: cache})
 	if err != nil {
 		return nil, nil, fmt.Errorf("load: %+v", err)
 	}
+	p := coll.DetachProgram(name)
+	coll.Close()
 	l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: h.attach})
 	if err != nil {
 		p.Close()
