@@ -61,7 +61,7 @@ func newHub(s *Source) *Hub {
 func StartHub(cfg Config) *Hub {
 	h := &Hub{subs: map[[2]netip.AddrPort][]*Sub{}, ready: make(chan struct{}), done: make(chan struct{})}
 	go func() {
-		s, err := Open(cfg)
+		s, err := openLowPriority(cfg)
 		h.mu.Lock()
 		switch {
 		case h.closed:

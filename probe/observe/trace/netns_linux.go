@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"tcpshake/probe/observe"
 )
 
@@ -167,4 +169,21 @@ func openIfHere(ino uint32) (*observe.Diag, bool) {
 	}
 	d, err := observe.Open("")
 	return d, err == nil
+}
+
+// openLowPriority is Open on an OS thread of its own at the lowest
+// priority (nice 19), so that the decoding of the kernel's BTF and the
+// verifier, which a StartHub runs beside a connection, take the CPU only
+// when the connection's loop does not want it.
+func openLowPriority(cfg Config) (*Source, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	tid := unix.Gettid()
+	old, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+	if err == nil {
+		_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 19)
+		// getpriority's raw value is 20 - nice.
+		defer unix.Setpriority(unix.PRIO_PROCESS, tid, 20-old)
+	}
+	return Open(cfg)
 }

@@ -40,3 +40,5 @@ func NetnsInode(name string) (uint32, error) { return 0, errNotLinux() }
 
 // Inode returns an error on this system.
 func Inode(path string) (uint32, error) { return 0, errNotLinux() }
+
+func openLowPriority(cfg Config) (*Source, error) { return Open(cfg) }
