@@ -554,3 +554,22 @@ func cmpSort[T any](less func(a, b T) bool) cmp.Option {
 		return out
 	})
 }
+
+// TestNetnsDirIsSharedMount: once a lab exists, /run/netns is a mount point
+// of its own with shared propagation, as ip makes it; a namespace file
+// mounted on the plain directory would be hidden (and stuck) under the
+// mount point that ip netns add makes later.
+func TestNetnsDirIsSharedMount(t *testing.T) {
+	labtest.New(t)
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(info), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 6 && f[4] == "/run/netns" && strings.Contains(line, " shared:") {
+			return
+		}
+	}
+	t.Errorf("/run/netns is not a shared mount point:\n%s", info)
+}

@@ -106,6 +106,9 @@ func createNS(name string) error {
 	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", netnsDir, err)
 	}
+	if err := sharedNetnsDir(); err != nil {
+		return err
+	}
 	path := nsPath(name)
 	// A file that exists but is no namespace is a leftover of an interrupted run: replace it.
 	if err := removeNS(name); err != nil {
@@ -135,6 +138,27 @@ func createNS(name string) error {
 		return err
 	}
 	return nil
+}
+
+// sharedNetnsDir makes /run/netns a mount point of its own with shared
+// propagation, as `ip netns add` does before its first namespace. A
+// namespace file bind-mounted while /run/netns was a plain directory is
+// hidden as soon as ip makes that mount point over it: it can then be
+// neither used by name nor removed ("device or resource busy").
+func sharedNetnsDir() error {
+	for made := false; ; made = true {
+		err := unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EINVAL) || made {
+			return fmt.Errorf("make %s a shared mount: %w", netnsDir, err)
+		}
+		// Not a mount point yet: make it one.
+		if err := unix.Mount(netnsDir, netnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind mount %s on itself: %w", netnsDir, err)
+		}
+	}
 }
 
 // removeNS unmounts and removes the named namespace; a missing or unmounted one is fine.
