@@ -25,17 +25,32 @@ type MergeTiming struct {
 	// SYN that has not arrived.
 	CookieWait time.Duration
 	// FeedWait: with a watcher fed by the kernel's records (a
-	// [KernelWatcher]), how long a step is held after its time for the
-	// records about it (a drop, a change with the kernel's time) to arrive.
+	// [KernelWatcher]) that delivers drops, how long a step is held after
+	// its time for the records about it (a drop, a change with the
+	// kernel's time) to arrive. A drop that came later would go unsaid.
 	FeedWait time.Duration
+	// ChangeWait is FeedWait without drops: only the kernel's time of a
+	// change can come late, and a step decided without it keeps the
+	// reading's time, which is true, only less exact.
+	ChangeWait time.Duration
 }
 
 // DefaultMergeTiming is the timing of [NewMerger]: a 30 ms window, 5 ms
 // grace, our SYN held for up to 1 s (the first SYN retransmission), and with
-// a kernel-fed watcher every step held 15 ms for the kernel's records (the
-// ring buffer is read every 2 ms).
+// a kernel-fed watcher every step held 15 ms for the kernel's records when
+// drops are asked for, 4 ms when not (the ring buffer is read within 2 ms
+// of a record).
 func DefaultMergeTiming() MergeTiming {
-	return MergeTiming{Window: 30 * time.Millisecond, Grace: 5 * time.Millisecond, CookieWait: time.Second, FeedWait: 15 * time.Millisecond}
+	return MergeTiming{Window: 30 * time.Millisecond, Grace: 5 * time.Millisecond, CookieWait: time.Second,
+		FeedWait: 15 * time.Millisecond, ChangeWait: 4 * time.Millisecond}
+}
+
+// feedWait is how long a step is held for the kernel's records about it.
+func (m *Merger) feedWait() time.Duration {
+	if m.drops.on || m.timing.ChangeWait == 0 {
+		return m.timing.FeedWait
+	}
+	return m.timing.ChangeWait
 }
 
 // readingSkew is how far apart in time a packet's kernel timestamp and a
@@ -563,7 +578,7 @@ func (m *Merger) decide(pos int, now, floor time.Time) {
 // kernel-fed watcher, the kernel's own records of the step's time have had
 // FeedWait to arrive (they come later than the looks they precede).
 func (m *Merger) settled(it, change *item, end time.Time, lo, hi int, now time.Time) bool {
-	if m.feed && now.Before(it.at.Add(m.timing.FeedWait)) {
+	if m.feed && now.Before(it.at.Add(m.feedWait())) {
 		return false
 	}
 	return change != nil && change.at.Before(end) && hi > lo && !m.readings[hi-1].At.Before(change.at)
@@ -905,7 +920,7 @@ func (m *Merger) feedHolds(it *item, now time.Time) bool {
 	if !m.feed || it.st == nil || it.st.Direction == event.DirectionObserved || m.readingsDone {
 		return false
 	}
-	return now.Before(it.at.Add(m.timing.FeedWait))
+	return now.Before(it.at.Add(m.feedWait()))
 }
 
 // sayNote adds the note to be said once to st.
@@ -1078,12 +1093,12 @@ func (m *Merger) nextDeadline(now time.Time) (time.Time, bool) {
 		case !it.decided:
 			take(it.at.Add(m.timing.Window + m.timing.Grace))
 			if m.feed {
-				take(it.at.Add(m.timing.FeedWait))
+				take(it.at.Add(m.feedWait()))
 			}
 		case it.hold:
 			take(it.holdUntil)
 		case m.feed:
-			take(it.at.Add(m.timing.FeedWait))
+			take(it.at.Add(m.feedWait()))
 		}
 	}
 	for _, c := range m.cands {
