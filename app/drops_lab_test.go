@@ -127,6 +127,29 @@ func TestRSTDropsLab(t *testing.T) {
 			t.Errorf("closed-port drops %s, want two NO_SOCKET", d)
 		}
 	})
+	// On a port that echoes nothing (9), ack-of-unsent-data cannot see
+	// whether the segment was dropped: inconclusive; with --drops the peer
+	// kernel's record of the segment decides it (the issue: an rst scenario
+	// inconclusive without --drops is decided with it).
+	t.Run("no echo", func(t *testing.T) {
+		for _, drops := range []bool{false, true} {
+			args := []string{bin, "rst", fmt.Sprintf("%v:9", l.ServerV4), "--json", "--observe-netns", l.ServerNS, "--scenario", "ack-of-unsent-data"}
+			if drops {
+				args = append(args, "--drops")
+			}
+			r := runClient(t, l, args...)
+			var got map[string]any
+			for _, ev := range jsonEvents(t, r.stdout) {
+				if ev["type"] == "scenario" {
+					got = ev
+				}
+			}
+			want := map[bool]string{false: "inconclusive", true: "conforms"}[drops]
+			if got == nil || got["verdict"] != want || drops && !strings.Contains(fmt.Sprint(got["why"]), "TCP_ACK_UNSENT_DATA") {
+				t.Errorf("--drops %v: %v, want %s (on Linux 6.18: TCP_ACK_UNSENT_DATA and an ACK back)\n%s", drops, got, want, r.stderr)
+			}
+		}
+	})
 	nft := func(args ...string) {
 		t.Helper()
 		cmd := exec.Command("nft", args...)

@@ -23,7 +23,7 @@ func rstCommand() *cli.Command {
 			"field that differs), permitted (a behaviour the RFC's text allows) or inconclusive (with what was\n" +
 			"missing). No scenario leaves a connection open on the peer.\n" +
 			"Scenarios: closed-port, ack-to-listener, exact-rst, in-window-rst, out-of-window-rst, syn-in-established,\n" +
-			"rst-in-syn-received, data-after-reset, ack-of-unsent-data (on --echo-port), challenge-ack-burst,\n" +
+			"rst-in-syn-received, data-after-reset, ack-of-unsent-data (on --echo-port, or with --drops), challenge-ack-burst,\n" +
 			"fin-in-syn-received. --profile measures the peer's stack instead (see docs/rst.md).\n" +
 			"Exit status: 0 when all conform or are permitted, 1 when any deviates or is inconclusive, 2 on errors.\n" +
 			"See docs/rst.md for the RFC text behind each verdict.",
@@ -76,7 +76,7 @@ func runRST(c *cli.Context) error {
 		}
 		return s, func() { release() }, nil
 	}
-	cfg := probe.RSTConfig{Port: port, ClosedPort: closed, EchoPort: echo, Wait: wait, Tap: tap}
+	cfg := probe.RSTConfig{Port: port, ClosedPort: closed, EchoPort: echo, Wait: wait, Tap: tap, Drops: c.Bool("drops")}
 	if w.env.Observer == nil {
 		// Without the peer's kernel in view, SYN cookies show in the options
 		// of two SYN-ACKs (probe.CookieFromOptions).

@@ -30,6 +30,10 @@ type RSTConfig struct {
 	// Tap, when set, is the sink the dialer's sessions emit into: the
 	// scenarios read the ICMP errors it saw from it.
 	Tap *RSTTap
+	// Drops: the peer kernel's drops of our segments are recorded on the
+	// steps (--drops), so a scenario may rest on them (ack-of-unsent-data
+	// without an echo service).
+	Drops bool
 	// CheckCookies, when the peer's kernel is not in view, looks for SYN
 	// cookies in the options of two SYN-ACKs (CheckCookies). It is called
 	// once, at the first scenario whose SYN drew a SYN-ACK, so a port that
@@ -67,8 +71,9 @@ type rstRun struct {
 	cookieHow string
 	cookies   *cookieCheck // shared by the run's scenarios
 	tapMark   int
-	dropMark  int       // where the scenario's drops start in the tap
-	tests     []testSeg // the test segments sent (rst_drops.go)
+	dropMark  int        // where the scenario's drops start in the tap
+	tests     []testSeg  // the test segments sent (rst_drops.go)
+	byDrop    *dropCheck // a verdict left to the drop records (rst_drops.go)
 }
 
 // Scenarios lists the scenario names in the order `all` runs them.

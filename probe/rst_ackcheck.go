@@ -53,9 +53,11 @@ func ackOfUnsent(ctx context.Context, r *rstRun) event.Scenario {
 	switch {
 	case err != nil:
 		return inconclusive(res, err.Error())
+	case !ok && r.cfg.Drops:
+		return r.ackOfUnsentByDrop(ctx, res)
 	case !ok:
 		res.Sent, res.Expected, res.Observed = "one byte \"a\" to see it echoed", "its echo", "no echo within 1.5s"
-		return inconclusive(res, fmt.Sprintf("port %d did not echo a byte: whether the segment's data and window were dropped needs an echo service (--echo-port)", s.cfg.Remote.Port()))
+		return inconclusive(res, fmt.Sprintf("port %d did not echo a byte: whether the segment's data and window were dropped needs an echo service (--echo-port), or the peer kernel's drop records (--drops)", s.cfg.Remote.Port()))
 	}
 	res.Figures["first_echo_ms"] = ms(d0)
 	sndNxt, rcvNxt := s.SndNxt(), s.RcvNxt()
@@ -107,6 +109,34 @@ func ackOfUnsent(ctx context.Context, r *rstRun) event.Scenario {
 		return deviates(res, "MUST", why)
 	}
 	return conforms(res, fmt.Sprintf("an ACK came back (ack %d = our SND.NXT, not past \"X\"), \"X\" was neither acknowledged nor echoed, and the next byte's echo took %.1f ms (the first %.1f ms): the segment was dropped, window and all", uint32(sndNxt), ms(d1), ms(d0)))
+}
+
+// ackOfUnsentByDrop is ack-of-unsent-data on a port that does not echo,
+// with the peer kernel's drop records (--drops): a segment its TCP freed
+// was discarded whole, data and window (Linux checks the ACK before it
+// takes either), which the echo would otherwise show. The verdict waits
+// for the records (judgeByDrop, once the scenario's steps are all out).
+func (r *rstRun) ackOfUnsentByDrop(ctx context.Context, res event.Scenario) event.Scenario {
+	s := r.s
+	sndNxt, rcvNxt := s.SndNxt(), s.RcvNxt()
+	ack, win := rcvNxt.Add(1000), uint16(0)
+	res.Sent = fmt.Sprintf("data \"X\" seq %d with ack %d = the peer's SND.NXT + 1000 (bytes it never sent) and window 0 (port %d echoes nothing, so the peer kernel's drop record decides)", uint32(sndNxt), uint32(ack), s.cfg.Remote.Port())
+	res.Expected = fmt.Sprintf("an ACK (seq %d, ack %d: not past the data), and the segment discarded by the peer's TCP (its kernel's drop record of it)", uint32(rcvNxt), uint32(sndNxt))
+	got, err := r.exchange(ctx, &res, Crafted{Flags: craft.PSH | craft.ACK, Seq: &sndNxt, Ack: &ack, Window: &win, Data: []byte("X")}, 1)
+	if err != nil {
+		return inconclusive(res, err.Error())
+	}
+	c := &dropCheck{flags: craft.PSH | craft.ACK, seq: sndNxt}
+	for i := range got {
+		if got[i].Flags.Has(craft.ACK) && got[i].Ack == sndNxt {
+			c.acked = true
+		}
+		if got[i].Flags.Has(craft.ACK) && got[i].Ack == sndNxt.Add(1) {
+			return deviates(res, "MUST", "the segment's data was taken: \"X\" was acknowledged; it must be discarded")
+		}
+	}
+	r.byDrop = c
+	return inconclusive(res, "waiting for the peer kernel's record of the segment")
 }
 
 // The challenge-ACK burst: 25 in-window RSTs, 48 ms apart (1.15 s), so that

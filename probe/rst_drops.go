@@ -65,6 +65,10 @@ func (r *rstRun) judgeDrops(res *event.Scenario) {
 	if len(all) > 0 {
 		res.Observed += "; the peer's kernel dropped " + strings.Join(res.Drops, ", ")
 	}
+	if r.byDrop != nil {
+		r.judgeByDrop(res, r.byDrop)
+		return
+	}
 	tests := r.testDrops()
 	if len(tests) == 0 || res.Verdict == Inconclusive {
 		return
@@ -105,4 +109,33 @@ func (r *rstRun) silentCheck(c event.ScenarioCheck, flags craft.Flags, seq craft
 		return checkVerdict(c, Deviates, c.Strength, fmt.Sprintf("the peer's TCP got it and discarded it without an answer (%s: %s)", d.reason, observe.DropMeaning(d.reason)))
 	}
 	return c
+}
+
+// dropCheck is a test segment whose verdict rests on the peer kernel's drop
+// record of it, and whether the ACK the rule asks for came back.
+type dropCheck struct {
+	flags craft.Flags
+	seq   craft.Seq
+	acked bool
+}
+
+// judgeByDrop decides ack-of-unsent-data without an echo: discarded by the
+// peer's TCP (a drop record) with the ACK back conforms, without it
+// deviates; no record, or one from before its TCP, leaves it undecided.
+func (r *rstRun) judgeByDrop(res *event.Scenario, c *dropCheck) {
+	for _, d := range r.cfg.Tap.dropsSince(r.dropMark) {
+		if d.flags != c.flags.String() || d.seq != uint32(c.seq) {
+			continue
+		}
+		switch {
+		case observe.BeforeTCP(d.reason):
+			*res = inconclusive(*res, fmt.Sprintf("our test segment %s never reached the peer's TCP: its kernel dropped it before (%s: %s)", d, d.reason, observe.DropMeaning(d.reason)))
+		case c.acked:
+			*res = conforms(*res, fmt.Sprintf("an ACK came back (ack %d = our SND.NXT, not past \"X\") and the peer's TCP discarded the segment whole (%s: %s): data and window dropped, as the rule asks", uint32(c.seq), d.reason, observe.DropMeaning(d.reason)))
+		default:
+			*res = deviates(*res, "MUST", fmt.Sprintf("the peer's TCP discarded the segment (%s: %s) but no ACK came back: dropped silently, without the ACK the rule asks for", d.reason, observe.DropMeaning(d.reason)))
+		}
+		return
+	}
+	*res = inconclusive(*res, "the peer's kernel has no record of dropping the segment, so it may have taken its window (nothing was acknowledged past it); an echo service (--echo-port) would show it")
 }
