@@ -53,7 +53,10 @@ start_watch() {
 	local name=$1 try i
 	shift
 	for ((try = 1; try <= 3; try++)); do
-		"$TCPSHAKE" watch "$@" >"$BENCH_DIR/$name.lines" 2>"$BENCH_DIR/$name.log" &
+		# The last round's log says "watching" too: empty it before the start, or the loop could begin
+		# before this watch does (the redirection below happens in the child, after the check may run).
+		: >"$BENCH_DIR/$name.log"
+		"$TCPSHAKE" watch "$@" >"$BENCH_DIR/$name.lines" 2>>"$BENCH_DIR/$name.log" &
 		W=$!
 		BENCH_PIDS+=("$W")
 		for ((i = 0; i < 200; i++)); do
