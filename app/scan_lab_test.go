@@ -292,21 +292,7 @@ func TestScanLab(t *testing.T) {
 // so far, the rest as undecided, and a ledger that adds up; exit 2.
 func TestScanLabInterrupt(t *testing.T) {
 	l := labtest.New(t)
-	var out, errb strings.Builder
-	cmd := exec.Command(binary(t), "probe", l.ServerV4.String(), "-p", "1-65535", "--rate", "20000")
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := lab.Do(l.ClientNS, cmd.Start); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Second)
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	err := cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-		t.Errorf("exit %v, want status 2", err)
-	}
+	out, errb := interruptedAfterASecond(t, l, "probe", l.ServerV4.String(), "-p", "1-65535", "--rate", "20000")
 	text := out.String()
 	m := regexp.MustCompile(`ledger: (\d+) answered at the first probe \+ (\d+) after a retry \+ (\d+) silent after every retry \+ (\d+) silent while our kernel dropped replies \+ (\d+) silent on hosts our SYNs never left for \+ (\d+) refused by our own firewall \+ (\d+) interrupted = (\d+)`).FindStringSubmatch(text)
 	if m == nil {
@@ -435,4 +421,27 @@ func TestScanLabOwnHost(t *testing.T) {
 			t.Errorf("no %q:\n%s", want, r.stdout)
 		}
 	}
+}
+
+// interruptedAfterASecond runs tcpshake with args in the client namespace,
+// interrupts it (SIGINT) after a second, checks that it exits with status
+// 2, and returns what it printed.
+func interruptedAfterASecond(t *testing.T, l lab.Lab, args ...string) (out, errb *strings.Builder) {
+	t.Helper()
+	out, errb = &strings.Builder{}, &strings.Builder{}
+	cmd := exec.Command(binary(t), args...)
+	cmd.Stdout, cmd.Stderr = out, errb
+	if err := lab.Do(l.ClientNS, cmd.Start); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Errorf("exit %v, want status 2", err)
+	}
+	return out, errb
 }

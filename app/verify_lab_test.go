@@ -6,8 +6,6 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -235,21 +233,7 @@ func TestVerifyLabSYNProxy(t *testing.T) {
 // one reset).
 func TestVerifyLabInterrupt(t *testing.T) {
 	l := labtest.New(t)
-	var out, errb strings.Builder
-	cmd := exec.Command(binary(t), "probe", l.ServerV4.String(), "-p", "7,9", "-q", "--verify", "--verify-wait", "20s")
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := lab.Do(l.ClientNS, cmd.Start); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Second)
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	err := cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-		t.Errorf("exit %v, want status 2", err)
-	}
+	out, errb := interruptedAfterASecond(t, l, "probe", l.ServerV4.String(), "-p", "7,9", "-q", "--verify", "--verify-wait", "20s")
 	for _, want := range []string{"7/tcp     silent    interrupted after", "9/tcp     silent    interrupted after"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no %q in:\n%s", want, out.String())
