@@ -30,6 +30,7 @@ func sessionConfig(c *cli.Context, tg target) (probe.SessionConfig, uint16, erro
 		TimeWait: p.durationOrZero("time-wait"),
 		Timeout:  p.duration("timeout"),
 		ECN:      c.Bool("ecn"),
+		NoGSO:    c.Bool("no-gso"),
 	}
 	if cfg.TimeWait == 0 {
 		cfg.TimeWait = probe.NoTimeWait // --time-wait 0: skip TIME-WAIT

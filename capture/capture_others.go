@@ -80,3 +80,18 @@ func LookupNextHop(dst netip.Addr) (NextHop, error) { return NextHop{}, errNotLi
 
 // OutputChains returns an error on this system.
 func OutputChains() ([]string, error) { return nil, errNotLinux }
+
+// GSOSender is only implemented on Linux.
+type GSOSender struct{}
+
+// GSOMax is the most one GSO segment may hold.
+const GSOMax = 0xffff
+
+// OpenGSOSender returns an error on this system.
+func OpenGSOSender(dst netip.Addr, ifindex int) (*GSOSender, error) { return nil, errNotLinux }
+
+// SendGSO returns an error on this system.
+func (s *GSOSender) SendGSO(pkt []byte, mss int) error { return errNotLinux }
+
+// Close does nothing on this system.
+func (s *GSOSender) Close() error { return nil }

@@ -66,7 +66,7 @@ func (e *emitter) copySeen(rep capture.Reply) bool {
 	seg := &rep.Packet.Seg
 	for i := range e.held {
 		h := &e.held[i]
-		if h.waiting && h.seg.Seq == seg.Seq && h.seg.Ack == seg.Ack && h.seg.Flags == seg.Flags && len(h.seg.Payload) == len(seg.Payload) {
+		if h.waiting && h.seg.Seq == seg.Seq && h.seg.Ack == seg.Ack && isCopy(&h.seg, seg) {
 			for j := 0; j < i; j++ {
 				e.held[j].waiting = false // the socket is in order: their copies were missed
 			}
@@ -77,6 +77,18 @@ func (e *emitter) copySeen(rep capture.Reply) bool {
 		}
 	}
 	return false
+}
+
+// isCopy tells whether a frame leaving our interface with sent's sequence
+// number is sent's copy: the whole segment, or the first piece of a large
+// one (GSO) the kernel cut before the capture point (a device without
+// segmentation offload), which carries PSH and FIN only on the last piece.
+func isCopy(sent, frame *craft.Segment) bool {
+	if len(frame.Payload) == len(sent.Payload) {
+		return frame.Flags == sent.Flags
+	}
+	const lastOnly = craft.PSH | craft.FIN
+	return len(frame.Payload) > 0 && len(frame.Payload) < len(sent.Payload) && frame.Flags == sent.Flags&^lastOnly
 }
 
 // pop emits from the head what no longer waits.

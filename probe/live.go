@@ -27,6 +27,8 @@ type Live struct {
 	Matcher *capture.Matcher
 	cancel  context.CancelFunc
 	done    chan error
+	peer    netip.Addr
+	gso     *capture.GSOSender
 }
 
 // OpenLive opens the sockets for talking to peer along route and starts the
@@ -42,7 +44,7 @@ func OpenLive(peer netip.Addr, route capture.Route, bindIface string) (*Live, er
 		return nil, liveErr(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &Live{Route: route, Sender: snd, Source: src, Matcher: capture.NewMatcher(), cancel: cancel, done: make(chan error, 1)}
+	l := &Live{Route: route, Sender: snd, Source: src, Matcher: capture.NewMatcher(), cancel: cancel, done: make(chan error, 1), peer: peer}
 	go func() { l.done <- l.Matcher.Run(ctx, src) }()
 	return l, nil
 }
@@ -59,11 +61,34 @@ func (l *Live) Env() Env {
 	return Env{Sender: l.Sender, Matcher: l.Matcher, Now: time.Now, Rand: CryptoRand}
 }
 
-// Close stops the capture and closes the sockets.
+// GSO opens the sender of large segments on the route's interface (for
+// SessionEnv.GSO); Close closes it.
+func (l *Live) GSO() (Segmenter, error) {
+	if l.gso == nil {
+		g, err := capture.OpenGSOSender(l.peer, l.Route.IfIndex)
+		if err != nil {
+			return nil, err
+		}
+		l.gso = g
+	}
+	return l.gso, nil
+}
+
+// Close stops the capture and closes the sockets. Closing a packet socket
+// waits for an RCU grace period (packet_release's synchronize_net, several
+// milliseconds), so the two close at once.
 func (l *Live) Close() error {
+	gso := make(chan error, 1)
+	go func() {
+		if l.gso == nil {
+			gso <- nil
+			return
+		}
+		gso <- l.gso.Close()
+	}()
 	l.cancel()
 	err := <-l.done
-	return errors.Join(err, l.Source.Close(), l.Sender.Close())
+	return errors.Join(err, l.Source.Close(), l.Sender.Close(), <-gso)
 }
 
 // CryptoRand returns 32 random bits from crypto/rand: ISNs must not be

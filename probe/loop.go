@@ -129,7 +129,7 @@ func (s *Session) outgoing(rep capture.Reply) {
 	}
 	seg := &rep.Packet.Seg
 	for _, f := range s.snd.queue {
-		if f.wire.IsZero() && f.seg.Seq == seg.Seq && f.seg.Flags == seg.Flags && len(f.seg.Payload) == len(seg.Payload) {
+		if f.wire.IsZero() && f.seg.Seq == seg.Seq && isCopy(&f.seg, seg) {
 			f.wire = rep.Time
 			break
 		}

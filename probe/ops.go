@@ -228,10 +228,16 @@ func (s *Session) Write(ctx context.Context, data []byte) error {
 			}
 			continue
 		}
-		n := min(len(data)-off, mss, room)
+		n := min(len(data)-off, s.segmentLimit(mss, len(data)-off), room)
+		if n > mss && n < len(data)-off {
+			n -= n % mss // whole segments while more is to come, as the kernel cuts them
+		}
 		chunk := data[off : off+n]
 		seg := s.segment(craft.PSH|craft.ACK, chunk)
 		why := []string{fmt.Sprintf("%s at seq %d (relative %d); the next byte we send will be %d = %d + %d", plural(n, "byte"), uint32(s.me.SndNxt), uint32(s.me.SndNxt-s.me.ISS), uint32(s.me.SndNxt)+uint32(n), uint32(s.me.SndNxt), n)}
+		if n > mss {
+			why = append(why, fmt.Sprintf("one large segment (GSO) of %d × %d bytes: the kernel cuts it into MSS-sized segments only where the link needs it", (n+mss-1)/mss, mss))
+		}
 		if s.me.SndWnd == 0 {
 			why = append(why, "the peer's window is 0: this one byte is a window probe (RFC 9293 §3.8.6.1)")
 		}

@@ -140,6 +140,9 @@ func (w *labWorld) rules(t *testing.T) int {
 	if err != nil {
 		t.Fatalf("nftables in %s: %v", w.l.ClientNS, err)
 	}
+	// Released rules are deleted in a batch shortly after (UnblockLater):
+	// Flush deletes them now.
+	w.g.Flush()
 	rules, err := c.GetRules(&nftables.Table{Name: w.g.Table(), Family: nftables.TableFamilyINet}, &nftables.Chain{Name: "out"})
 	if err != nil {
 		t.Fatalf("list the guard's rules: %v", err)

@@ -99,7 +99,7 @@ func (s *Session) sendSeg(seg craft.Segment, why []string, kind sendKind) bool {
 		return false
 	}
 	now := s.env.Now()
-	if err := s.env.Sender.Send(pkt, s.cfg.Remote.Addr()); err != nil {
+	if err := s.put(&seg, pkt); err != nil {
 		s.fail(fmt.Errorf("session: send %s: %w", st.Flags, err))
 		return false
 	}

@@ -210,6 +210,15 @@ func (s *sender) newAck(una, ack craft.Seq, at, now time.Time, d *ackDecision) {
 		}
 		s.queue = s.queue[1:]
 	}
+	// A large segment (GSO) the ACK covers in part: the peer holds its
+	// first pieces (the link cut it); a retransmission carries only the rest.
+	if len(s.queue) > 0 && s.queue[0].seg.Seq.LessThan(ack) && !s.queue[0].seg.Flags.Has(craft.SYN) {
+		f := s.queue[0]
+		if cut := int(ack - f.seg.Seq); cut < len(f.seg.Payload) {
+			f.seg.Payload = f.seg.Payload[cut:]
+			f.seg.Seq = ack
+		}
+	}
 	if newest != nil && (!d.karn || newest.sentAt.After(lastRexmit)) {
 		switch f := newest; {
 		case !f.wire.IsZero() && !at.IsZero() && f.wire.Before(at):
@@ -238,9 +247,16 @@ func (s *sender) newAck(una, ack craft.Seq, at, now time.Time, d *ackDecision) {
 			s.cwnd = max(s.cwnd-min(d.newly, s.cwnd)+s.mss, s.mss)
 		}
 	} else if s.cwnd < s.ssthresh {
-		s.cwnd += min(d.newly, s.mss) // slow start (RFC 5681 §3.1)
+		// Slow start (RFC 5681 §3.1) counting the bytes acknowledged, as
+		// Linux counts segments (tcp_slow_start): one ACK of a large
+		// segment (GSO) or a delayed ACK covers several MSS, and RFC 5681's
+		// "at most SMSS" per ACK would make those grow the window slower
+		// than the kernel's.
+		s.cwnd += min(d.newly, max(s.ssthresh-s.cwnd, s.mss))
 	} else {
-		s.cwnd += max(s.mss*s.mss/max(s.cwnd, 1), 1) // congestion avoidance
+		// Congestion avoidance: one MSS per window acknowledged (RFC 3465's
+		// byte counting), whatever the ACKs' sizes.
+		s.cwnd += max(uint32(uint64(d.newly)*uint64(s.mss)/uint64(max(s.cwnd, 1))), 1)
 	}
 	s.arm(now)
 }

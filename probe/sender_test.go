@@ -463,3 +463,35 @@ func TestSenderNeverNegative(t *testing.T) {
 		}
 	}
 }
+
+// TestSenderLargeSegments: an ACK inside a large (GSO) segment trims it, so
+// a retransmission carries only what the peer lacks; slow start grows by
+// the bytes acknowledged (one ACK of a large segment covers many MSS), and
+// congestion avoidance by one MSS per window acknowledged.
+func TestSenderLargeSegments(t *testing.T) {
+	s := newSender(time.Second)
+	s.setMSS(1000)
+	s.sent(dataSeg(1, 10000), at(0))
+	s.sent(dataSeg(10001, 10000), at(0))
+	d := newAck(&s, 1, 4001, at(time.Millisecond))
+	if d.newly != 4000 || len(s.queue) != 2 || s.queue[0].seg.Seq != 4001 || len(s.queue[0].seg.Payload) != 6000 {
+		t.Fatalf("after ack 4001: newly %d, %d queued, first at %d with %d bytes; want 4000, 2, 4001, 6000",
+			d.newly, len(s.queue), s.queue[0].seg.Seq, len(s.queue[0].seg.Payload))
+	}
+	if s.cwnd != 14000 {
+		t.Errorf("cwnd %d after 4000 bytes acknowledged in slow start, want 10000+4000", s.cwnd)
+	}
+	if f := s.flight(); f != 16000 {
+		t.Errorf("flight %d, want the 16000 bytes not acknowledged", f)
+	}
+	td := s.expired(at(2*time.Second), 6)
+	if td.seg == nil || td.seg.seg.Seq != 4001 || len(td.seg.seg.Payload) != 6000 {
+		t.Fatalf("the RTO retransmits %+v, want the 6000 bytes from 4001", td.seg)
+	}
+	s.ssthresh = 2000 // congestion avoidance from here
+	s.cwnd = 10000
+	newAck(&s, 4001, 20001, at(3*time.Second))
+	if s.cwnd != 10000+16000*1000/10000 {
+		t.Errorf("cwnd %d after 16000 bytes acknowledged at cwnd 10000 in congestion avoidance, want %d", s.cwnd, 10000+1600)
+	}
+}

@@ -26,6 +26,9 @@ type SessionConfig struct {
 	MTU int
 	// ECN sends an ECN-setup SYN (ECE and CWR, RFC 3168 §6.1.1).
 	ECN bool
+	// NoGSO sends data one MSS-sized segment at a time even when
+	// SessionEnv.GSO could hand the kernel larger ones to cut.
+	NoGSO bool
 
 	RTO      time.Duration // initial retransmission timeout (RFC 6298 §2.1: 1 s)
 	MaxRTO   time.Duration // the cap of the doubling (0: 60 s; below 60 s is not RFC 6298 §2.5)
@@ -94,6 +97,16 @@ type SessionEnv struct {
 	// crossed the wire, with the step that explains it (nil: none does, e.g.
 	// our kernel's own RST), when both are in hand (for -w).
 	Record func(r capture.Reply, step *event.Step)
+	// GSO, when set, opens (once, on the first data larger than a segment)
+	// a sender that hands the kernel segments of many MSS to cut, as the
+	// kernel's own TCP does (TSO/GSO). nil or an error: one MSS at a time.
+	GSO func() (Segmenter, error)
+}
+
+// A Segmenter sends a TCP segment larger than the MSS as one write, for the
+// kernel to cut into segments of mss bytes where the device needs it.
+type Segmenter interface {
+	SendGSO(pkt []byte, mss int) error
 }
 
 // Errors a session ends with; the CLI maps them to exit status 1.
@@ -187,6 +200,8 @@ type Session struct {
 	sentBytes, retransmits int
 	rstSent, rstSeen       int
 	writing                bool // Write has more data to send (early retransmit waits for it)
+	gso                    Segmenter
+	gsoTried               bool
 	segs                   segCount
 
 	// passive: we are the server (listen.go): our end starts in LISTEN and

@@ -125,8 +125,9 @@ func handshakeScript(data string, mode probe.CloseMode) sessScript {
 }
 
 // runSession plays script against peer in a synctest bubble, with sink (if
-// any) receiving the events as well. It must be called inside the bubble.
-func runSession(t *testing.T, peer *tcppeer.Peer, cfg probe.SessionConfig, script sessScript, sink event.Sink) sessOutcome {
+// any) receiving the events as well, and each of envs changing the
+// session's environment. It must be called inside the bubble.
+func runSession(t *testing.T, peer *tcppeer.Peer, cfg probe.SessionConfig, script sessScript, sink event.Sink, envs ...func(*probe.SessionEnv)) sessOutcome {
 	t.Helper()
 	m := capture.NewMatcher()
 	ctx, cancel := context.WithCancel(t.Context())
@@ -148,10 +149,14 @@ func runSession(t *testing.T, peer *tcppeer.Peer, cfg probe.SessionConfig, scrip
 	if cfg.ISN == nil {
 		cfg.ISN = &isn
 	}
-	s := probe.NewSession(cfg, probe.SessionEnv{
+	env := probe.SessionEnv{
 		Env:   probe.Env{Sender: peer, Matcher: m, Sink: sinks, Now: time.Now, Rand: func() uint32 { return 0x1234 }},
 		Guard: g,
-	})
+	}
+	for _, f := range envs {
+		f(&env)
+	}
+	s := probe.NewSession(cfg, env)
 	err := script(ctx, s)
 	if err != nil {
 		s.Abort(err)

@@ -78,14 +78,15 @@ func (r Rule) String() string {
 }
 
 // Hold blocks the local kernel's RSTs from local to remote (see Block) and
-// returns the function that lifts the block again: the shape a session's
-// guard has (probe.Guard), so *Guard serves there without an adapter.
+// returns the function that lifts the block again, shortly after (see
+// UnblockLater): the shape a session's guard has (probe.Guard), so *Guard
+// serves there without an adapter.
 func (g *Guard) Hold(local, remote netip.AddrPort) (release func() error, err error) {
 	r, err := g.Block(local, remote)
 	if err != nil {
 		return nil, err
 	}
-	return func() error { return g.Unblock(r) }, nil
+	return func() error { return g.UnblockLater(r) }, nil
 }
 
 // HoldPort blocks the local kernel's RSTs from local's port to anyone (see
@@ -96,5 +97,5 @@ func (g *Guard) HoldPort(local netip.AddrPort) (release func() error, err error)
 	if err != nil {
 		return nil, err
 	}
-	return func() error { return g.Unblock(r) }, nil
+	return func() error { return g.UnblockLater(r) }, nil
 }

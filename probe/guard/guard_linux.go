@@ -27,7 +27,20 @@ type Guard struct {
 	mu   sync.Mutex    // serializes request/reply exchanges on conn
 	conn *netlink.Conn // nil once closed
 	seq  uint32        // last netlink sequence number used
+
+	// Rules released by Hold's and HoldPort's functions, deleted together
+	// after unblockDelay (see UnblockLater); Close drops them with the table.
+	pending []Rule
+	flush   *time.Timer
 }
+
+// unblockDelay is how long a released rule stays before it is deleted in
+// one batch with the others released meanwhile. Every nf_tables commit that
+// deletes something frees it only after an RCU grace period (6-16 ms on the
+// machines measured), and closing the netlink socket waits for those still
+// pending: a rule deleted just before Close made the close take 18-40 ms,
+// against 6-13 ms when Close deletes the table with the rule in it.
+const unblockDelay = 100 * time.Millisecond
 
 // createAttempts bounds how many fresh names Open tries when a table of the
 // same name exists already (a 1 in 2^32 chance per attempt; see TableName).
@@ -164,6 +177,57 @@ func (g *Guard) Unblock(r Rule) error {
 	return nil
 }
 
+// UnblockLater deletes the rule after unblockDelay, in one batch with the
+// other rules released by then, or with the table if Close comes first. The
+// kernel's RSTs for its 4-tuple are held back until then.
+func (g *Guard) UnblockLater(r Rule) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conn == nil {
+		return fmt.Errorf("guard: unblock %v: %w", r, net.ErrClosed)
+	}
+	g.pending = append(g.pending, r)
+	if g.flush == nil {
+		g.flush = time.AfterFunc(unblockDelay, g.flushPending)
+	} else if len(g.pending) == 1 {
+		g.flush.Reset(unblockDelay)
+	}
+	return nil
+}
+
+// Flush deletes the rules released by UnblockLater now, in one batch.
+func (g *Guard) Flush() {
+	g.mu.Lock()
+	if g.flush != nil {
+		g.flush.Stop()
+	}
+	g.mu.Unlock()
+	g.flushPending()
+}
+
+// flushPending deletes the released rules in one batch.
+func (g *Guard) flushPending() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conn == nil || len(g.pending) == 0 {
+		return
+	}
+	msgs := make([]netlink.Message, 0, len(g.pending))
+	for _, r := range g.pending {
+		if m, err := ruleSelector(unix.NFT_MSG_DELRULE, g.table, r.Handle); err == nil {
+			msgs = append(msgs, m)
+		}
+	}
+	g.pending = g.pending[:0]
+	// A rule deleted meanwhile (Unblock) fails the batch with ENOENT; the
+	// others are then deleted one by one.
+	if _, err := g.exchange(msgs, true); err != nil && len(msgs) > 1 {
+		for _, m := range msgs {
+			_, _ = g.exchange([]netlink.Message{m}, true)
+		}
+	}
+}
+
 // Dropped reports how many local RSTs the rule has dropped so far, from the
 // rule's counter, read over the owning socket. A deleted rule gives an error
 // that satisfies errors.Is(err, unix.ENOENT).
@@ -205,6 +269,10 @@ func (g *Guard) Close() error {
 	if g.conn == nil {
 		return nil
 	}
+	if g.flush != nil {
+		g.flush.Stop()
+	}
+	g.pending = nil // deleted with the table
 	var errs []error
 	m, err := delTableMessage(g.table)
 	if err == nil {

@@ -642,6 +642,74 @@ func TestBlockDropsKernelRST(t *testing.T) {
 	}
 }
 
+// TestHoldReleaseIsBatched: a Hold's release keeps the rule until
+// unblockDelay has passed (then it is gone), Flush deletes what is released
+// at once, and Close with a rule still pending removes the table cleanly.
+func TestHoldReleaseIsBatched(t *testing.T) {
+	ns := enterNetNS(t)
+	addr := netip.MustParseAddr("127.0.0.1")
+	g, err := Open()
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { g.Close() })
+	var released []func() error
+	for port := uint16(41000); port < 41003; port++ {
+		rel, err := g.Hold(netip.AddrPortFrom(addr, port), netip.AddrPortFrom(addr, 7))
+		if err != nil {
+			t.Fatalf("Hold: %v", err)
+		}
+		released = append(released, rel)
+	}
+	count := func() int {
+		t.Helper()
+		rules, err := nftConn(t, ns).GetRules(&nftables.Table{Name: g.Table(), Family: nftables.TableFamilyINet}, &nftables.Chain{Name: "out"})
+		if err != nil {
+			t.Fatalf("list rules: %v", err)
+		}
+		return len(rules)
+	}
+	start := time.Now()
+	for _, rel := range released[:2] {
+		if err := rel(); err != nil {
+			t.Fatalf("release: %v", err)
+		}
+	}
+	if n := count(); n != 3 && time.Since(start) < unblockDelay {
+		t.Errorf("%d rules right after two releases, want 3 (deleted after %v)", n, unblockDelay)
+	}
+	deadline := time.Now().Add(5 * unblockDelay)
+	for count() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rules %v after two of three were released, want 1", count(), 5*unblockDelay)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := released[2](); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	g.Flush()
+	if n := count(); n != 0 {
+		t.Errorf("%d rules after Flush, want 0", n)
+	}
+
+	// Close with a release pending: the table goes, rule and all.
+	rel, err := g.Hold(netip.AddrPortFrom(addr, 41009), netip.AddrPortFrom(addr, 7))
+	if err != nil {
+		t.Fatalf("Hold: %v", err)
+	}
+	if err := rel(); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatalf("Close with a release pending: %v", err)
+	}
+	if tb := findTable(t, ns, g.Table()); tb != nil {
+		t.Errorf("table %s left after Close", g.Table())
+	}
+	time.Sleep(2 * unblockDelay) // the stopped timer must not fire on a closed guard
+}
+
 func TestTableVanishesWhenOwnerDies(t *testing.T) {
 	tests := []struct {
 		name string

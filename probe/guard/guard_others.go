@@ -34,6 +34,12 @@ func (g *Guard) BlockPort(local netip.AddrPort) (Rule, error) {
 // Unblock returns an error: the guard needs Linux nftables.
 func (g *Guard) Unblock(r Rule) error { return errUnsupported("unblock") }
 
+// UnblockLater returns an error: the guard needs Linux nftables.
+func (g *Guard) UnblockLater(r Rule) error { return errUnsupported("unblock") }
+
+// Flush does nothing on this system.
+func (g *Guard) Flush() {}
+
 // Dropped returns an error: the guard needs Linux nftables.
 func (g *Guard) Dropped(r Rule) (uint64, error) { return 0, errUnsupported("dropped") }
 
