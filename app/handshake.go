@@ -33,7 +33,7 @@ func sessionFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "sackok", Usage: "SACK-permitted option in our SYN"},
 		&cli.BoolFlag{Name: "timestamp", Usage: "timestamps option in our SYN (then on every segment)"},
 		&cli.BoolFlag{Name: "ecn", Usage: "send an ECN-setup SYN (ECE and CWR, RFC 3168 §6.1.1) and explain the peer's answer"},
-		&cli.BoolFlag{Name: "no-gso", Usage: "send data one MSS per segment (default: segments of up to 64 KiB that the kernel cuts into MSS-sized ones where the link needs it, as its own TCP does; GSO, Ethernet and loopback only)"},
+		&cli.BoolFlag{Name: "no-gso", Usage: "send data one MSS per segment (default: on Ethernet links, segments of up to 64 KiB that the kernel cuts into MSS-sized ones where the link needs it, as its own TCP does: GSO)"},
 		&cli.StringFlag{Name: "rto", Value: "1s", Usage: "initial retransmission timeout `DURATION` (RFC 6298; doubles on each retry)"},
 		&cli.StringFlag{Name: "rto-max", Value: "60s", Usage: "the most the retransmission timeout may grow to, `DURATION` (RFC 6298 §2.5 allows a cap of 60 s or more; less is a deliberate deviation, e.g. for very lossy labs)"},
 		&cli.StringFlag{Name: "retries", Value: "6", Usage: "retransmissions of one segment `N` before giving up"},

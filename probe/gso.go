@@ -9,8 +9,8 @@ import (
 // Large segments (GSO). The kernel's own TCP does not write one MSS at a
 // time: it hands the device segments of many MSS (TSO/GSO), which the
 // device, or the kernel just before it, cuts into MSS-sized ones, and a
-// virtual link (veth, loopback) carries whole to the other end, whose TCP
-// takes them as one (as GRO would have made them). A transfer through
+// virtual link (veth) carries whole to the other end, whose TCP takes them
+// as one (as GRO would have made them). A transfer through
 // --send-file does the same when SessionEnv.GSO opens a segmenter: one
 // step, one write and one wire copy per large segment, the MSS kept per
 // piece. Crafted segments, the handshake and every segment that fits in
@@ -42,7 +42,7 @@ func (s *Session) segmentLimit(mss, left int) int {
 		}
 		s.gso = g
 		max := s.gsoPayloadMax(mss)
-		s.note(fmt.Sprintf("data goes in segments of up to %d bytes (%d × MSS %d), as the kernel's own TCP sends them (GSO): each leaves as one packet, which the kernel cuts into MSS-sized ones only where the link needs it (on veth and loopback it reaches the peer whole, its TCP takes it as one segment); --no-gso sends one MSS at a time",
+		s.note(fmt.Sprintf("data goes in segments of up to %d bytes (%d × MSS %d), as the kernel's own TCP sends them (GSO): each leaves as one packet, which the kernel cuts into MSS-sized ones only where the link needs it (over veth it reaches the peer whole, and its TCP takes it as one segment); --no-gso sends one MSS at a time",
 			max, max/mss, mss))
 	}
 	if s.gso == nil {
