@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -104,6 +105,20 @@ func handshakeCommand() *cli.Command {
 	}
 }
 
+// morePs gives the Go scheduler more Ps than CPUs (at least 4), unless
+// GOMAXPROCS is set. A goroutine in a blocking system call keeps its P
+// until the runtime takes it back, and closing a packet or netlink socket
+// blocks for an RCU grace period (6-16 ms measured); a background eBPF load
+// (--observe-netns) holds a P while it decodes the kernel's BTF. With one P
+// per CPU on a two-CPU machine the connection's goroutines waited for a P
+// behind them (up to 6 ms in a trace at exit). The operating system still
+// schedules the threads: the eBPF loader's runs at nice 19.
+func morePs() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 2*runtime.NumCPU(), 4))
+	}
+}
+
 // world is what the sessions of one command share: the target, the raw
 // sockets and capture, the kernel-RST guard and the observer.
 type world struct {
@@ -129,6 +144,7 @@ func openWorld(c *cli.Context, cmd string, sink event.Sink, step probe.Stepper) 
 		return nil, err
 	}
 	w := &world{target: tg, sport: sport}
+	morePs()
 	route, err := lookup(tg.addr, tg.iface, tg.src)
 	if err != nil {
 		return nil, err
