@@ -34,6 +34,10 @@ type KernelWatcher interface {
 	// Drops delivers the peer kernel's drops of segments sent to the
 	// watched socket's 4-tuple; nil when drops are not watched.
 	Drops() <-chan Drop
+	// FeedSince is when the kernel's records began to flow (its programs
+	// attached); zero while they do not (still loading, or failed). A
+	// step before it has no record to wait for.
+	FeedSince() time.Time
 }
 
 // dropState is the merger's part for drops: the records in hand, and

@@ -20,14 +20,26 @@ import (
 type fakeKernel struct {
 	*fakeWatcher
 	drops chan observe.Drop
+	since time.Time // FeedSince
 }
 
 func (f *fakeKernel) Drops() <-chan observe.Drop { return f.drops }
+func (f *fakeKernel) FeedSince() time.Time       { return f.since }
 
-// newFeedWorld is newWorld over a kernel-fed watcher.
+// newFeedWorld is newWorld over a kernel-fed watcher, its records flowing
+// from before the start.
 func newFeedWorld(t *testing.T) (*world, *fakeKernel) {
+	return newFeedWorldSince(t, time.Second)
+}
+
+// newFeedWorldSince is newFeedWorld with the records flowing from before
+// the start by ago (negative: from after it; zero: never).
+func newFeedWorldSince(t *testing.T, ago time.Duration) (*world, *fakeKernel) {
 	k := &fakeKernel{fakeWatcher: newFake(), drops: make(chan observe.Drop, 64)}
 	w := &world{t: t, start: time.Now(), w: k.fakeWatcher, rec: &recorder{}}
+	if ago != 0 {
+		k.since = w.start.Add(-ago)
+	}
 	w.m = observe.NewMerger(w.rec, k, w.start)
 	t.Cleanup(func() { w.m.Close() })
 	return w, k
@@ -39,6 +51,39 @@ func (w *world) kernel(v, at float64, r observe.Reading) {
 	r.At, r.Kernel = w.start.Add(ms(at)), true
 	w.w.c <- r
 	synctest.Wait()
+}
+
+// TestMergerFeedNotYet: a step is held for the kernel's records about it
+// only if they flowed at its time. While the programs are still loading
+// (no feed yet), or for a step before they were attached, it goes out as
+// soon as a look decides it; with the feed running it waits ChangeWait.
+func TestMergerFeedNotYet(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ago  time.Duration
+		held bool
+	}{
+		{"loading", 0, false},
+		{"attached after the step", -5 * time.Millisecond, false},
+		{"running", time.Second, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w, _ := newFeedWorldSince(t, tc.ago)
+				w.read(0.1, noSocket)
+				w.step(1, ack(1))
+				w.read(1.1, estab)
+				w.until(2.5)
+				if n := len(w.rec.steps()); (n == 0) != tc.held {
+					t.Errorf("%d steps out 1.5 ms after the step; held for the kernel's record: want %v", n, tc.held)
+				}
+				w.until(100)
+				if n := len(w.rec.steps()); n != 1 {
+					t.Errorf("%d steps in the end, want 1", n)
+				}
+			})
+		})
+	}
 }
 
 // TestMergerFeedKeepsCookies: with a kernel-fed watcher the cookie

@@ -45,6 +45,17 @@ func DefaultMergeTiming() MergeTiming {
 		FeedWait: 15 * time.Millisecond, ChangeWait: 4 * time.Millisecond}
 }
 
+// fedAt tells whether the kernel's records flowed at t, so that a step at t
+// may wait for its record: before the programs were attached (a StartHub
+// still loading them beside the connection) there is none to wait for.
+func (m *Merger) fedAt(t time.Time) bool {
+	if !m.feed {
+		return false
+	}
+	since := m.kw.FeedSince()
+	return !since.IsZero() && !since.After(t)
+}
+
 // feedWait is how long a step is held for the kernel's records about it.
 func (m *Merger) feedWait() time.Duration {
 	if m.drops.on || m.timing.ChangeWait == 0 {
@@ -125,6 +136,7 @@ type Merger struct {
 	// feed: the watcher is a KernelWatcher (readings with the kernel's
 	// times, and drops when watched).
 	feed  bool
+	kw    KernelWatcher // the watcher, when it is kernel-fed (feed)
 	drops dropState
 	// note is said once, on the first step forwarded (SetNote).
 	note string
@@ -296,7 +308,7 @@ func (m *Merger) run() {
 	wc := m.w.C()
 	var dc <-chan Drop
 	if kw, ok := m.w.(KernelWatcher); ok {
-		m.feed, dc = true, kw.Drops()
+		m.feed, m.kw, dc = true, kw, kw.Drops()
 		m.drops.on = dc != nil
 	}
 	stop := m.stop
@@ -578,7 +590,7 @@ func (m *Merger) decide(pos int, now, floor time.Time) {
 // kernel-fed watcher, the kernel's own records of the step's time have had
 // FeedWait to arrive (they come later than the looks they precede).
 func (m *Merger) settled(it, change *item, end time.Time, lo, hi int, now time.Time) bool {
-	if m.feed && now.Before(it.at.Add(m.feedWait())) {
+	if m.fedAt(it.at) && now.Before(it.at.Add(m.feedWait())) {
 		return false
 	}
 	return change != nil && change.at.Before(end) && hi > lo && !m.readings[hi-1].At.Before(change.at)
@@ -917,7 +929,7 @@ func (m *Merger) forward(now time.Time) {
 // feedHolds reports whether a step waits for the kernel's records about it
 // (FeedWait after its time), with a kernel-fed watcher.
 func (m *Merger) feedHolds(it *item, now time.Time) bool {
-	if !m.feed || it.st == nil || it.st.Direction == event.DirectionObserved || m.readingsDone {
+	if !m.fedAt(it.at) || it.st == nil || it.st.Direction == event.DirectionObserved || m.readingsDone {
 		return false
 	}
 	return now.Before(it.at.Add(m.feedWait()))
@@ -1092,12 +1104,12 @@ func (m *Merger) nextDeadline(now time.Time) (time.Time, bool) {
 		case it.st == nil:
 		case !it.decided:
 			take(it.at.Add(m.timing.Window + m.timing.Grace))
-			if m.feed {
+			if m.fedAt(it.at) {
 				take(it.at.Add(m.feedWait()))
 			}
 		case it.hold:
 			take(it.holdUntil)
-		case m.feed:
+		case m.fedAt(it.at):
 			take(it.at.Add(m.feedWait()))
 		}
 	}

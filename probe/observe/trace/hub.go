@@ -21,6 +21,7 @@ type Hub struct {
 	err    error
 	closed bool          // Close was called (under mu)
 	ready  chan struct{} // closed once the source is open, or failed to
+	live   time.Time     // when the source was open (under mu); zero before
 	done   chan struct{} // closed when routing has ended
 	// Lost counts events a subscriber had no room for.
 	Lost atomic.Uint64
@@ -45,7 +46,7 @@ func OpenHub(cfg Config) (*Hub, error) {
 }
 
 func newHub(s *Source) *Hub {
-	h := &Hub{src: s, subs: map[[2]netip.AddrPort][]*Sub{}, ready: make(chan struct{}), done: make(chan struct{})}
+	h := &Hub{src: s, subs: map[[2]netip.AddrPort][]*Sub{}, ready: make(chan struct{}), done: make(chan struct{}), live: time.Now()}
 	close(h.ready)
 	go h.run()
 	return h
@@ -80,12 +81,24 @@ func StartHub(cfg Config) *Hub {
 			close(h.done)
 			return
 		}
-		h.src = s
+		h.src, h.live = s, time.Now()
 		h.mu.Unlock()
 		close(h.ready)
 		h.run()
 	}()
 	return h
+}
+
+// LiveSince is when the source was open: the kernel's records of changes
+// from then on come through the hub. Zero while it is not (StartHub still
+// opening it, or failed).
+func (h *Hub) LiveSince() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.err != nil {
+		return time.Time{}
+	}
+	return h.live
 }
 
 // Ready is closed once the source is open or has failed to open.

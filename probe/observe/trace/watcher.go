@@ -113,6 +113,9 @@ func (w *Watcher) Drops() <-chan observe.Drop {
 	return w.drops
 }
 
+// FeedSince is when the hub's kernel records began to flow (zero: not yet).
+func (w *Watcher) FeedSince() time.Time { return w.sub.h.LiveSince() }
+
 var _ observe.KernelWatcher = (*Watcher)(nil)
 
 // Kick asks the sock_diag watch for a close look now.
