@@ -8,6 +8,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"tcpshake/internal/lateclose"
 )
 
 // A GSOSender hands TCP segments larger than the MSS to the kernel in one
@@ -164,7 +166,9 @@ func (s *GSOSender) Close() error {
 	if s.fd < 0 {
 		return nil
 	}
+	done, _ := lateclose.Handoff(s.fd) // a packet socket: see closeLate
 	err := unix.Close(s.fd)
+	done()
 	s.fd = -1
 	return err
 }

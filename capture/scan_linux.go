@@ -161,7 +161,7 @@ func (s *ScanSocket) Stats() (ScanStats, error) {
 // Close closes the socket and unblocks a pending ReadBatch. It is
 // idempotent.
 func (s *ScanSocket) Close() error {
-	if err := s.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+	if err := closeLate(s.f); err != nil && !errors.Is(err, os.ErrClosed) {
 		return fmt.Errorf("capture: close: %w", err)
 	}
 	return nil

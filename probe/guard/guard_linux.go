@@ -11,6 +11,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"tcpshake/internal/lateclose"
 )
 
 // replyTimeout bounds every wait for the kernel's answer on the netlink
@@ -281,9 +283,18 @@ func (g *Guard) Close() error {
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		errs = append(errs, fmt.Errorf("guard: delete table %s: %w", g.table, err))
 	}
+	// The release of the socket that owned the table flushes the table's
+	// destruction, which waits for an RCU grace period (6-13 ms): its last
+	// reference goes to the kernel's Unix garbage collector instead
+	// (internal/lateclose), and the table is gone already.
+	done := func() {}
+	if rc, err := g.conn.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { done, _ = lateclose.Handoff(int(fd)) })
+	}
 	if err := g.conn.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("guard: close netlink socket: %w", err))
 	}
+	done()
 	g.conn = nil
 	return errors.Join(errs...)
 }
