@@ -119,7 +119,7 @@ func openObserver(c *cli.Context, ns string) (probe.Observer, func() error, erro
 		note += "; " + w
 	}
 	closeAll := func() error { return errors.Join(hub.Close(), d.Close()) }
-	return probe.KernelObserver(d, hub, drops, note), closeAll, nil
+	return probe.KernelObserver(d, hub, drops, note, nil), closeAll, nil
 }
 
 // startedKernelObserver is the observer without --drops: the eBPF source
@@ -130,8 +130,9 @@ func openObserver(c *cli.Context, ns string) (probe.Observer, func() error, erro
 // it: a drop before it is open would be missed, which is not the same as
 // no drop.)
 func startedKernelObserver(c *cli.Context, d *observe.Diag, ns, where string, ino uint32) (probe.Observer, func() error, error) {
-	hub := trace.StartHub(trace.Config{Netns: ino})
-	note := fmt.Sprintf("the peer's kernel is read in %s through sock_diag, joined by eBPF (sock:inet_sock_set_state: its changes at the kernel's own times) as soon as its programs are loaded, which the connection does not wait for (a change before that carries its reading's time); sock_diag also shows what the tracepoint does not report (request sockets, no socket behind a SYN cookie)", where)
+	begin := make(chan struct{})
+	hub := trace.StartHubAfter(trace.Config{Netns: ino}, begin)
+	note := fmt.Sprintf("the peer's kernel is read in %s through sock_diag, joined by eBPF (sock:inet_sock_set_state: its changes at the kernel's own times) as soon as its programs are loaded, which begins after the handshake and which the connection does not wait for (a change before that carries its reading's time); sock_diag also shows what the tracepoint does not report (request sockets, no socket behind a SYN cookie)", where)
 	closeAll := func() error {
 		select {
 		case <-hub.Ready():
@@ -142,7 +143,7 @@ func startedKernelObserver(c *cli.Context, d *observe.Diag, ns, where string, in
 		}
 		return errors.Join(hub.Close(), d.Close())
 	}
-	return probe.KernelObserver(d, hub, false, note), closeAll, nil
+	return probe.KernelObserver(d, hub, false, note, func() { close(begin) }), closeAll, nil
 }
 
 // netnsInode is the inode of network namespace ns as ip netns names it,

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,18 +29,37 @@ func PolledObserver(d *observe.Diag, note string) Observer {
 // join the sock_diag readings, which still show what the tracepoint does
 // not (request sockets, no socket behind a SYN cookie), and with drops the
 // peer kernel's drops of our segments annotate their steps. note is said
-// once, as with PolledObserver.
-func KernelObserver(d *observe.Diag, h *trace.Hub, drops bool, note string) Observer {
-	o := &diagObserver{d: d, hub: h, drops: drops}
+// once, as with PolledObserver. begin, when set, is called once, when the
+// first watched connection's handshake is over (its third step) or
+// handshakeWait after its watch began, whichever is first: what a hub
+// started with trace.StartHubAfter waits for, so that loading its programs
+// (40-90 ms of CPU, which they would not finish within a handshake anyway)
+// does not compete with the handshake's answers.
+func KernelObserver(d *observe.Diag, h *trace.Hub, drops bool, note string, begin func()) Observer {
+	o := &diagObserver{d: d, hub: h, drops: drops, begin: begin}
 	o.note.Store(&note)
 	return o
 }
+
+// handshakeWait bounds how long KernelObserver's begin waits for a
+// handshake: over a slow path the answers are RTTs apart, and the loading
+// beside them cannot delay one measurably.
+const handshakeWait = 20 * time.Millisecond
 
 type diagObserver struct {
 	d     *observe.Diag
 	hub   *trace.Hub // nil: sock_diag only
 	drops bool
 	note  atomic.Pointer[string] // said once, then nil
+	begin func()
+	once  sync.Once
+}
+
+// started calls begin, once.
+func (o *diagObserver) started() {
+	if o.begin != nil {
+		o.once.Do(o.begin)
+	}
 }
 
 func (o *diagObserver) Listening(local netip.AddrPort) (bool, error) { return o.d.Listening(local) }
@@ -56,7 +76,36 @@ func (o *diagObserver) Watch(local, remote netip.AddrPort, start, since time.Tim
 	// Without the counter (another kernel's /proc unreadable), cookies are
 	// still recognised from the readings when one falls in time.
 	_ = m.SetCookieCounter(o.d.SynCookiesSent)
-	return mergerSink{m}, nil
+	if o.begin == nil {
+		return mergerSink{m}, nil
+	}
+	t := time.AfterFunc(handshakeWait, o.started)
+	return &beginSink{mergerSink: mergerSink{m}, o: o, timer: t}, nil
+}
+
+// beginSink is a mergerSink that calls its observer's begin once the
+// handshake is over (the third step), or at Close.
+type beginSink struct {
+	mergerSink
+	o     *diagObserver
+	timer *time.Timer
+	n     int
+}
+
+func (b *beginSink) Emit(ev event.Event) {
+	b.mergerSink.Emit(ev)
+	if st, ok := ev.(event.Step); ok && st.Direction != "note" {
+		if b.n++; b.n == 3 {
+			b.timer.Stop()
+			b.o.started()
+		}
+	}
+}
+
+func (b *beginSink) Close() error {
+	b.timer.Stop()
+	b.o.started()
+	return b.mergerSink.Close()
 }
 
 // mergerSink is the merger as the session sees it.

@@ -52,7 +52,7 @@ func (w *labWorld) observer() probe.Observer {
 	if w.hub == nil {
 		return probe.DiagObserver(w.obs)
 	}
-	return probe.KernelObserver(w.obs, w.hub, true, "")
+	return probe.KernelObserver(w.obs, w.hub, true, "", nil)
 }
 
 func openLabWorld(t *testing.T, l lab.Lab, host netip.Addr) *labWorld {

@@ -22,6 +22,7 @@ type Hub struct {
 	closed bool          // Close was called (under mu)
 	ready  chan struct{} // closed once the source is open, or failed to
 	live   time.Time     // when the source was open (under mu); zero before
+	quit   chan struct{} // closed by Close (StartHubAfter's wait)
 	done   chan struct{} // closed when routing has ended
 	// Lost counts events a subscriber had no room for.
 	Lost atomic.Uint64
@@ -59,9 +60,26 @@ func newHub(s *Source) *Hub {
 // come before that; they get the changes from then on (and the history
 // kept since). Ready says when it is open, Err whether it failed; Close
 // does not wait for an open still under way.
-func StartHub(cfg Config) *Hub {
-	h := &Hub{subs: map[[2]netip.AddrPort][]*Sub{}, ready: make(chan struct{}), done: make(chan struct{})}
+func StartHub(cfg Config) *Hub { return StartHubAfter(cfg, nil) }
+
+// StartHubAfter is StartHub that begins to open the source once begin is
+// closed (nil: at once), or never if the hub is closed first: a connection
+// can keep the loading's CPU out of its handshake.
+func StartHubAfter(cfg Config, begin <-chan struct{}) *Hub {
+	h := &Hub{subs: map[[2]netip.AddrPort][]*Sub{}, ready: make(chan struct{}), done: make(chan struct{}), quit: make(chan struct{})}
 	go func() {
+		if begin != nil {
+			select {
+			case <-begin:
+			case <-h.quit:
+				h.mu.Lock()
+				h.endAll()
+				h.mu.Unlock()
+				close(h.ready)
+				close(h.done)
+				return
+			}
+		}
 		s, err := openLowPriority(cfg)
 		h.mu.Lock()
 		switch {
@@ -216,6 +234,9 @@ func (h *Hub) Close() error {
 		return nil
 	}
 	h.closed = true
+	if h.quit != nil {
+		close(h.quit)
+	}
 	src := h.src
 	if src == nil {
 		h.endAll()

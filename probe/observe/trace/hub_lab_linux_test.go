@@ -51,3 +51,46 @@ func TestStartHub(t *testing.T) {
 		t.Error("no change of the socket reached the early subscriber")
 	}
 }
+
+// TestStartHubAfter: the hub does not begin to open its source until begin
+// is closed (LiveSince stays zero), opens it then, and a hub closed while
+// it waits never opens one.
+func TestStartHubAfter(t *testing.T) {
+	labtest.New(t)
+	never := StartHubAfter(Config{}, make(chan struct{}))
+	select {
+	case <-never.Ready():
+		t.Fatal("ready before begin was closed")
+	case <-time.After(200 * time.Millisecond):
+	}
+	never.Close()
+	select {
+	case <-never.Ready():
+	case <-time.After(time.Second):
+		t.Fatal("a hub closed while waiting for begin never ended")
+	}
+	if err, live := never.Err(), never.LiveSince(); err != nil || !live.IsZero() {
+		t.Errorf("closed while waiting: Err %v, LiveSince %v; want nil and zero", err, live)
+	}
+
+	begin := make(chan struct{})
+	h := StartHubAfter(Config{}, begin)
+	defer h.Close()
+	time.Sleep(100 * time.Millisecond)
+	if !h.LiveSince().IsZero() {
+		t.Fatal("live before begin was closed")
+	}
+	opened := time.Now()
+	close(begin)
+	select {
+	case <-h.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hub did not open after begin")
+	}
+	if err := h.Err(); err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	if live := h.LiveSince(); live.Before(opened) {
+		t.Errorf("LiveSince %v, before begin was closed (%v)", live, opened)
+	}
+}
