@@ -22,9 +22,10 @@ import (
 
 // listenSessionFlags are the session flags that make sense for a server:
 // sessionFlags without the target's and the client's own (-p, --sport,
-// --ecn, -4/-6, -s).
+// --ecn, -4/-6, -s), and --no-gso: a listener's data goes one MSS per
+// segment (its clients come from anywhere, each behind its own next hop).
 func listenSessionFlags() []cli.Flag {
-	skip := []string{"ports", "sport", "ecn", "4", "6", "source"}
+	skip := []string{"ports", "sport", "ecn", "4", "6", "source", "no-gso"}
 	var out []cli.Flag
 	for _, f := range sessionFlags() {
 		if !slices.Contains(skip, f.Names()[0]) {

@@ -39,17 +39,8 @@ type heldStep struct {
 // Received steps go out at their kernel time at once: a sent step still
 // waiting left the interface after them.
 type emitter struct {
-	s    *Session
-	held []heldStep
-	// While the loop handles what arrived, the events it makes wait in
-	// batch and go to the sink once the ACK that is due has left (flush):
-	// handing an event over wakes the sink's goroutines (the renderer, the
-	// observer's merger and its sock_diag watch), whose threads could take
-	// the CPU before our ACK was sent (in a trace of a slow observed
-	// handshake, 120 µs passed between those wakeups and the ACK's sendto,
-	// against 33 µs in a fast one). The story's order is unchanged.
-	batching bool
-	batch    []event.Event
+	s        *Session
+	held     []heldStep
 	lastMs   float64
 	sent     int // segments sent
 	received int // segments received from the peer
@@ -146,7 +137,6 @@ func (e *emitter) expire(now time.Time) {
 }
 
 func (e *emitter) flushAll() {
-	e.flush()
 	for i := range e.held {
 		e.held[i].waiting = false
 	}
@@ -186,7 +176,7 @@ func (e *emitter) out(ev event.Event, t time.Time, rep *capture.Reply) {
 	s := e.s
 	st, ok := ev.(event.Step)
 	if !ok {
-		e.emit(ev)
+		s.sink.Emit(ev)
 		return
 	}
 	if !t.IsZero() {
@@ -200,30 +190,10 @@ func (e *emitter) out(ev event.Event, t time.Time, rep *capture.Reply) {
 		e.steps++
 		st.N = e.steps
 	}
-	e.emit(st)
+	s.sink.Emit(st)
 	if rep != nil && s.env.Record != nil {
 		s.env.Record(*rep, &st)
 	}
-}
-
-// emit hands ev to the sink, or to the batch while the loop is handling
-// arrivals.
-func (e *emitter) emit(ev event.Event) {
-	if e.batching {
-		e.batch = append(e.batch, ev)
-		return
-	}
-	e.s.sink.Emit(ev)
-}
-
-// flush ends the batch: its events go to the sink in order.
-func (e *emitter) flush() {
-	e.batching = false
-	for i, ev := range e.batch {
-		e.s.sink.Emit(ev)
-		e.batch[i] = nil
-	}
-	e.batch = e.batch[:0]
 }
 
 // inbox keeps the peer's segments for `expect` and for rst's Collect: what

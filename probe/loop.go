@@ -20,7 +20,6 @@ type until struct {
 	done     func() bool // nil: only the deadline ends it
 	deadline time.Time   // zero: none
 	anyway   bool        // keep going after the connection ended (rst's Collect, Hold)
-	keep     bool        // done: leave what the last arrivals made for the caller to flush after its answer
 	confirm  <-chan error
 	lines    <-chan string
 	exec     func(line string) (stop bool)
@@ -39,16 +38,11 @@ func (s *Session) run(ctx context.Context, u until) error {
 	for {
 		s.flushAck()
 		if s.ended != nil && !u.anyway {
-			s.emit.flush()
 			return s.ended
 		}
 		if u.done != nil && u.done() {
-			if !u.keep {
-				s.emit.flush()
-			}
 			return nil
 		}
-		s.emit.flush() // what the arrivals made, now that our answer is out
 		now := s.env.Now()
 		wake := u.deadline
 		for _, t := range []time.Time{s.snd.deadline, s.emit.due()} {
@@ -65,7 +59,6 @@ func (s *Session) run(ctx context.Context, u until) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case rep := <-s.stream.C():
-			s.emit.batching = true
 			s.handle(rep)
 			s.drainQueued()
 		case <-s.stream.Dead():
@@ -105,10 +98,8 @@ func (s *Session) drainQueued() {
 // send next is decided on everything known.
 func (s *Session) drain() {
 	if s.begun {
-		s.emit.batching = true
 		s.drainQueued()
 		s.flushAck()
-		s.emit.flush()
 	}
 }
 

@@ -55,9 +55,7 @@ func (s *Session) Connect(ctx context.Context) error {
 	if err := s.SYN(ctx); err != nil {
 		return err
 	}
-	// The SYN-ACK's step is told once our ACK is out (see emitter.batch).
-	defer s.emit.flush()
-	if err := s.waitOpen(ctx, true); err != nil {
+	if err := s.WaitOpen(ctx); err != nil {
 		return err
 	}
 	if s.manualAck {
@@ -133,15 +131,11 @@ func (s *Session) synSegment(seq craft.Seq, flags craft.Flags) craft.Segment {
 
 // WaitOpen waits for the answer to our SYN: a SYN-ACK, an RST, an ICMP
 // error, or the last retransmission's timeout.
-func (s *Session) WaitOpen(ctx context.Context) error { return s.waitOpen(ctx, false) }
-
-// waitOpen is WaitOpen; keep leaves the answer's step for the caller to
-// tell after it has sent the handshake's ACK.
-func (s *Session) waitOpen(ctx context.Context, keep bool) error {
+func (s *Session) WaitOpen(ctx context.Context) error {
 	if s.me.State != tcpstate.SynSent {
 		return nil
 	}
-	return s.run(ctx, until{done: func() bool { return s.me.State != tcpstate.SynSent }, keep: keep})
+	return s.run(ctx, until{done: func() bool { return s.me.State != tcpstate.SynSent }})
 }
 
 // WaitOpenWithin is WaitOpen bounded by d: it says so when the answer has

@@ -4,53 +4,12 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"tcpshake/event"
-	"tcpshake/internal/tcppeer"
 	"tcpshake/probe"
 	"tcpshake/probe/observe"
 )
-
-// seenBy records, for each step a sink gets, how many segments the peer had
-// received from us by then.
-type seenBy struct {
-	peer *tcppeer.Peer
-	mu   sync.Mutex
-	got  map[string]int // "received S." -> our segments at the peer
-}
-
-func (s *seenBy) Emit(e event.Event) {
-	st, ok := e.(event.Step)
-	if !ok || st.Direction != "received" {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, done := s.got[st.Flags]; !done {
-		s.got[st.Flags] = len(s.peer.Records())
-	}
-}
-
-// TestSessionAnswersBeforeTelling: what the loop makes of an arrival reaches
-// the sink only once the answer it called for has left: when the SYN-ACK's
-// step is handed over, the peer has our ACK already (the sink's goroutines,
-// woken by the handing over, cannot delay the ACK).
-func TestSessionAnswersBeforeTelling(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		peer := tcppeer.New()
-		seen := &seenBy{peer: peer, got: map[string]int{}}
-		got := runSession(t, peer, sessConfig(), handshakeScript("hello\n", probe.CloseFIN), seen)
-		if got.err != nil {
-			t.Fatalf("session: %v", got.err)
-		}
-		// Our SYN is the peer's record 1, our ACK record 2.
-		if n := seen.got["S."]; n < 2 {
-			t.Errorf("the SYN-ACK's step reached the sink when the peer had %d of our segments, want 2 (SYN and ACK)", n)
-		}
-	})
-}
 
 // TestKernelObserverBegin: the begin of a KernelObserver is called once,
 // at the first connection's third step, or handshakeWait after its watch
