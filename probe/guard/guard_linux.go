@@ -1,6 +1,8 @@
 package guard
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -53,7 +55,7 @@ const createAttempts = 3
 // CAP_NET_ADMIN; without it the error satisfies
 // errors.Is(err, os.ErrPermission).
 func Open() (*Guard, error) {
-	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	conn, err := dialOwner()
 	if err != nil {
 		return nil, fmt.Errorf("guard: open netlink socket: %w", err)
 	}
@@ -76,6 +78,37 @@ func Open() (*Guard, error) {
 			return nil, fmt.Errorf("guard: create table %s: %w", g.table, err)
 		}
 	}
+}
+
+// dialOwner opens the netlink socket that will own the table, bound to a
+// random port ID rather than the kernel's first choice, the process's PID.
+// The table lives as long as the socket that created it, by port ID: the
+// kernel deletes the owned tables when it releases the socket, after it
+// has freed the port ID (netlink_release). Since Close hands the socket's
+// release to the Unix garbage collector (internal/lateclose), a guard
+// opened just after one was closed could otherwise take the same PID-based
+// port ID, create its table, and lose it to the old socket's late release
+// (CI: "netlink receive: no such file or directory" on the next rule).
+func dialOwner() (*netlink.Conn, error) {
+	var err error
+	for range 8 {
+		var b [4]byte
+		if _, err = rand.Read(b[:]); err != nil {
+			break
+		}
+		// Bit 30 set and bit 31 clear: never a PID (at most 2^22), and
+		// apart from the kernel's own choices for later sockets (negative
+		// as int32, counting down from -4096).
+		pid := binary.NativeEndian.Uint32(b[:])&0x3fffffff | 0x40000000
+		var c *netlink.Conn
+		if c, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{PID: pid}); err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, unix.EADDRINUSE) {
+			break
+		}
+	}
+	return nil, err
 }
 
 // create sends the batch that makes g's table and chain.
