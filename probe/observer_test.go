@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"tcpshake/event"
+	"tcpshake/lab/labtest"
 	"tcpshake/probe"
 	"tcpshake/probe/observe"
 )
@@ -15,9 +16,10 @@ import (
 // at the first connection's third step, or handshakeWait after its watch
 // began, or at its Close, whichever is first.
 func TestKernelObserverBegin(t *testing.T) {
+	labtest.RequireRoot(t)
 	d, err := observe.Open("")
 	if err != nil {
-		t.Skipf("no sock_diag here: %v", err)
+		t.Fatalf("sock_diag: %v", err)
 	}
 	defer d.Close()
 	local, remote := netip.MustParseAddrPort("127.0.0.1:40001"), netip.MustParseAddrPort("127.0.0.1:40002")

@@ -1,4 +1,4 @@
-package lateclose
+package lateclose_test
 
 import (
 	"os"
@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"tcpshake/internal/lateclose"
+	"tcpshake/lab/labtest"
 )
 
 // packetSockets counts the packet sockets of this network namespace.
@@ -23,12 +26,13 @@ func packetSockets(t *testing.T) int {
 // waits for an RCU grace period, several milliseconds) and is released by
 // the kernel shortly after, not leaked.
 func TestHandoff(t *testing.T) {
+	labtest.RequireRoot(t)
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		t.Skipf("no packet socket (needs CAP_NET_RAW): %v", err)
+		t.Fatalf("packet socket: %v", err)
 	}
 	base := packetSockets(t) - 1
-	done, err := Handoff(fd)
+	done, err := lateclose.Handoff(fd)
 	if err != nil {
 		unix.Close(fd)
 		t.Fatalf("Handoff: %v", err)
