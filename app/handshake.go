@@ -109,13 +109,13 @@ func handshakeCommand() *cli.Command {
 // tuneRuntime sets the Go runtime for a connection's work, where the
 // environment (GOMAXPROCS, GOGC) does not say otherwise:
 //   - more Ps than CPUs (at least 4): a goroutine in a blocking system call
-//     keeps its P until the runtime takes it back, and closing a packet or
-//     netlink socket blocks for an RCU grace period (6-16 ms measured); a
-//     background eBPF load (--observe-netns) holds a P while it decodes the
-//     kernel's BTF. With one P per CPU on a two-CPU machine the connection's
-//     goroutines waited for a P behind them (6 ms in a trace at exit). The
+//     keeps its P until the runtime takes it back, and a background eBPF
+//     load (--observe-netns) holds a P while it decodes the kernel's BTF.
+//     With one P per CPU on a two-CPU machine the connection's goroutines
+//     waited for a P behind them (6 ms in a trace at exit, when the sockets'
+//     closes still blocked for an RCU grace period; see lateclose). The
 //     operating system still schedules the threads: the eBPF loader's runs
-//     at nice 19.
+//     at SCHED_IDLE.
 //   - the garbage collector at 400 % (heap goal five times the live heap,
 //     a few tens of MB at most: the windows bound what a session holds): a
 //     transfer's segments are short-lived, and at 100 % collecting and

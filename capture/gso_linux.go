@@ -166,9 +166,7 @@ func (s *GSOSender) Close() error {
 	if s.fd < 0 {
 		return nil
 	}
-	done, _ := lateclose.Handoff(s.fd) // a packet socket: see closeLate
-	err := unix.Close(s.fd)
-	done()
+	err := lateclose.CloseFD(s.fd) // a packet socket: see closeLate
 	s.fd = -1
 	return err
 }

@@ -181,15 +181,7 @@ func (s *PacketSource) Close() error {
 // the kernel's Unix garbage collector (internal/lateclose): the socket's
 // release waits for an RCU grace period (6-24 ms measured), which would
 // otherwise be spent in this close, and at exit in every run.
-func closeLate(f *os.File) error {
-	done := func() {}
-	if rc, err := f.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) { done, _ = lateclose.Handoff(int(fd)) })
-	}
-	err := f.Close()
-	done()
-	return err
-}
+func closeLate(f *os.File) error { return lateclose.Close(f, f.Close) }
 
 func wrapPerm(err error) error {
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {

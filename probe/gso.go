@@ -3,6 +3,7 @@ package probe
 import (
 	"fmt"
 
+	"tcpshake/capture"
 	"tcpshake/craft"
 )
 
@@ -19,7 +20,7 @@ import (
 // gsoPayloadMax is the most payload one large segment may carry: what an
 // IPv4 total length or IPv6 payload length allows, in whole MSS.
 func (s *Session) gsoPayloadMax(mss int) int {
-	n := 0xffff - 20 - 12 // less the TCP header data segments carry: 20 bytes and timestamps
+	n := capture.GSOMax - 20 - 12 // less the TCP header data segments carry: 20 bytes and timestamps
 	if !s.cfg.Remote.Addr().Is6() {
 		n -= 20
 	}

@@ -74,21 +74,14 @@ func (l *Live) GSO() (Segmenter, error) {
 	return l.gso, nil
 }
 
-// Close stops the capture and closes the sockets. Closing a packet socket
-// waits for an RCU grace period (packet_release's synchronize_net, several
-// milliseconds), so the two close at once.
+// Close stops the capture and closes the sockets.
 func (l *Live) Close() error {
-	gso := make(chan error, 1)
-	go func() {
-		if l.gso == nil {
-			gso <- nil
-			return
-		}
-		gso <- l.gso.Close()
-	}()
 	l.cancel()
 	err := <-l.done
-	return errors.Join(err, l.Source.Close(), l.Sender.Close(), <-gso)
+	if l.gso != nil {
+		err = errors.Join(err, l.gso.Close())
+	}
+	return errors.Join(err, l.Source.Close(), l.Sender.Close())
 }
 
 // CryptoRand returns 32 random bits from crypto/rand: ISNs must not be

@@ -2,6 +2,7 @@ package lateclose
 
 import (
 	"fmt"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,4 +30,23 @@ func Handoff(fd int) (done func(), err error) {
 	}
 	unix.Close(p[1])
 	return func() { unix.Close(p[0]) }, nil
+}
+
+// CloseFD closes fd with its last reference handed off (Handoff): the
+// close returns at once.
+func CloseFD(fd int) error {
+	done, _ := Handoff(fd)
+	defer done()
+	return unix.Close(fd)
+}
+
+// Close closes c by its own close (an *os.File's, a netlink.Conn's) with
+// the last reference to its descriptor handed off first (Handoff).
+func Close(c syscall.Conn, close func() error) error {
+	done := func() {}
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { done, _ = Handoff(int(fd)) })
+	}
+	defer done()
+	return close()
 }

@@ -71,10 +71,7 @@ func StartHubAfter(cfg Config, begin <-chan struct{}) *Hub {
 		if begin != nil {
 			select {
 			case <-begin:
-			case <-h.quit:
-				h.mu.Lock()
-				h.endAll()
-				h.mu.Unlock()
+			case <-h.quit: // Close has ended the subscriptions
 				close(h.ready)
 				close(h.done)
 				return

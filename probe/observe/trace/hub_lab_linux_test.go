@@ -33,14 +33,7 @@ func TestStartHub(t *testing.T) {
 	c := dialIn(t, l.ClientNS, "198.51.100.2:7")
 	local := netip.MustParseAddrPort(c.LocalAddr().String())
 	sub := h.Subscribe(local, netip.MustParseAddrPort("198.51.100.2:7")) // before the source is open
-	select {
-	case <-h.Ready():
-	case <-time.After(5 * time.Second):
-		t.Fatal("the hub did not open")
-	}
-	if err := h.Err(); err != nil {
-		t.Fatalf("open: %v", err)
-	}
+	waitOpen(t, h)
 	c.Close() // ESTABLISHED → FIN-WAIT-1 …, after the source is open
 	select {
 	case ev, ok := <-sub.C():
@@ -82,15 +75,22 @@ func TestStartHubAfter(t *testing.T) {
 	}
 	opened := time.Now()
 	close(begin)
+	waitOpen(t, h)
+	if live := h.LiveSince(); live.Before(opened) {
+		t.Errorf("LiveSince %v, before begin was closed (%v)", live, opened)
+	}
+}
+
+// waitOpen waits up to 5 s for h's source to open, and fails t if it does
+// not.
+func waitOpen(t *testing.T, h *Hub) {
+	t.Helper()
 	select {
 	case <-h.Ready():
 	case <-time.After(5 * time.Second):
-		t.Fatal("the hub did not open after begin")
+		t.Fatal("the hub did not open")
 	}
 	if err := h.Err(); err != nil {
 		t.Fatalf("open: %v", err)
-	}
-	if live := h.LiveSince(); live.Before(opened) {
-		t.Errorf("LiveSince %v, before begin was closed (%v)", live, opened)
 	}
 }
